@@ -1,0 +1,43 @@
+"""Event hooks: the engine fires, metrics / progress / the Locust bridge listen.
+
+Modelled on Locust's EventHook: `add_listener(fn)`, `fire(**kwargs)`. Each hook on `Events` says
+what it passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class EventHook:
+    """A list of listeners called in order with the keyword arguments of `fire`."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[..., None]] = []
+
+    def add_listener(self, listener: Callable[..., None]) -> Callable[..., None]:
+        self._listeners.append(listener)
+        return listener
+
+    def remove_listener(self, listener: Callable[..., None]) -> None:
+        self._listeners.remove(listener)
+
+    def fire(self, **kwargs: Any) -> None:
+        for listener in self._listeners:
+            listener(**kwargs)
+
+
+class Events:
+    """The hooks a device fires.
+
+    - sync_finished(record: SyncRecord): one per sync attempt (success or failure).
+    - device_event(event: DeviceEvent): airplane toggles, throttles, storage full, restarts, retries.
+    - request(method: str, name: str, status: int, elapsed_s: float, bytes: int, error: str | None):
+      one per HTTP request a device makes (Locust forwards these to its statistics).
+    """
+
+    def __init__(self) -> None:
+        self.sync_finished = EventHook()
+        self.device_event = EventHook()
+        self.request = EventHook()

@@ -1,0 +1,118 @@
+"""OData / Dataverse wire details: paths, header names, Prefer parsing, etags, delta tokens."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+API_ROOT = "/api/data/v9.2"
+SYNCSIM_ROOT = "/_syncsim"
+MAX_PAGE_SIZE = 5000
+MAX_BATCH_REQUESTS = 1000
+FILE_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+class H:
+    """Header names (Dataverse's, then syncsim's own extensions)."""
+
+    AUTHORIZATION = "Authorization"
+    PREFER = "Prefer"
+    PREFERENCE_APPLIED = "Preference-Applied"
+    ODATA_VERSION = "OData-Version"
+    ODATA_ENTITY_ID = "OData-EntityId"
+    IF_MATCH = "If-Match"
+    IF_NONE_MATCH = "If-None-Match"
+    ETAG = "ETag"
+    RETRY_AFTER = "Retry-After"
+    FILE_SIZE = "x-ms-file-size"
+    FILE_NAME = "x-ms-file-name"
+    CHUNK_SIZE = "x-ms-chunk-size"
+    SERVICE_REQUEST_ID = "x-ms-service-request-id"
+    # syncsim extensions (documented in docs/protocol.md)
+    DEVICE_ID = "x-syncsim-device-id"  # marks a device session: offline-profile filters apply
+    IDEMPOTENCY_KEY = "x-syncsim-idempotency-key"  # a retried write answers its first response
+    ADMIN_KEY = "x-syncsim-admin-key"
+
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+JSON_CONTENT_TYPE = "application/json; odata.metadata=minimal"
+
+_PREFER_ITEM = re.compile(r'\s*([A-Za-z][\w.\-]*)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,;]*))?\s*')
+
+
+def parse_prefer(values: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Parse one or more Prefer header values ("a=1,b=\"x,y\"" or separate lines) into a dict.
+
+    Preferences without a value map to "". Quotes around values are removed.
+    """
+    out: dict[str, str] = {}
+    for value in values:
+        pos = 0
+        while pos < len(value):
+            m = _PREFER_ITEM.match(value, pos)
+            if not m or m.end() == pos:
+                break
+            name, raw = m.group(1).lower(), (m.group(2) or "").strip()
+            if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+                raw = raw[1:-1]
+            out[name] = raw
+            pos = m.end()
+            # skip parameters (;...) and the separator
+            while pos < len(value) and value[pos] not in ",":
+                pos += 1
+            pos += 1
+    return out
+
+
+def format_etag(version: int) -> str:
+    """A weak etag holding a row version: W/"123"."""
+    return f'W/"{version}"'
+
+
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d+)"\s*$')
+
+
+def parse_etag(value: str) -> int | None:
+    """The row version in an etag (W/"123" or "123"), or None for '*' and anything else."""
+    m = _ETAG.match(value)
+    return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class DeltaToken:
+    """A change-tracking token: the global row version and the scenario time it was issued.
+
+    On the wire it reads like Dataverse's: "<version>!<MM/dd/yyyy HH:mm:ss>" (URL-encoded in the
+    deltaLink). Clients treat it as opaque.
+    """
+
+    version: int
+    issued_at: float  # scenario time, seconds since the Unix epoch
+
+    def encode(self) -> str:
+        stamp = datetime.fromtimestamp(self.issued_at, UTC).strftime("%m/%d/%Y %H:%M:%S")
+        return f"{self.version}!{stamp}"
+
+    @classmethod
+    def decode(cls, raw: str) -> DeltaToken:
+        """Parse a token (URL-encoded or not). Raises ValueError when it is not one of ours."""
+        text = unquote(raw)
+        version, _, stamp = text.partition("!")
+        when = datetime.strptime(stamp, "%m/%d/%Y %H:%M:%S").replace(tzinfo=UTC)
+        return cls(int(version), when.timestamp())
+
+
+def entity_url(base_url: str, entity_set: str, row_id: str) -> str:
+    """Absolute URL of one row: <base>/api/data/v9.2/<set>(<guid>)."""
+    return f"{base_url}{API_ROOT}/{entity_set}({row_id})"
+
+
+_KEY = re.compile(r"^(?P<set>[A-Za-z_][\w]*)\((?P<key>[^)]*)\)$")
+
+
+def split_entity_ref(segment: str) -> tuple[str, str] | None:
+    """'accounts(<guid>)' -> ('accounts', '<guid>'); None when the segment has no key."""
+    m = _KEY.match(segment)
+    return (m.group("set"), m.group("key")) if m else None

@@ -1,0 +1,386 @@
+"""Scenario files: pydantic models, YAML loading, and errors that name file, field and allowed values.
+
+Every field is documented in docs/scenarios.md. Durations are in scenario seconds (`_s`), sizes in
+KiB (`_kb`) or MiB (`_mb`), rates per scenario hour or second as their names say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Depth = Literal["none", "user", "team", "org"]
+ColumnType = Literal["text", "integer", "decimal", "datetime", "choice", "lookup", "file"]
+FilterKind = Literal["all", "owner", "team", "modified_within_days", "related"]
+NetworkPreset = Literal["wifi", "4g", "3g", "2g", "edge", "satellite", "loopback"]
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used; the message names the file, the field and what is allowed."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SizeDistribution(_Model):
+    """A lognormal size in KiB: median and sigma, clipped to [min_kb, max_kb]."""
+
+    median_kb: float = Field(gt=0)
+    sigma: float = Field(default=1.0, ge=0)
+    min_kb: float = Field(default=1, ge=0)
+    max_kb: float = Field(default=16384, gt=0)
+
+
+class ColumnDef(_Model):
+    """A typed column. `faker` names a Faker provider for text; `options` maps choice labels to values."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: ColumnType
+    faker: str | None = None
+    max_length: int = Field(default=200, gt=0)
+    min: float = 0
+    max: float = 1000
+    options: dict[str, int] | None = None
+    target: str | None = None  # lookup: logical name of the referenced table
+    size: SizeDistribution | None = None  # file: size distribution
+    fill: float = Field(default=1.0, ge=0, le=1)  # share of rows with a value (files, lookups)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ColumnDef:
+        if self.type == "choice" and not self.options:
+            raise ValueError("a choice column needs 'options' (label: value)")
+        if self.type == "lookup" and not self.target:
+            raise ValueError("a lookup column needs 'target' (the logical name of a table)")
+        if self.type == "file" and self.size is None:
+            raise ValueError("a file column needs 'size' (median_kb, sigma, min_kb, max_kb)")
+        return self
+
+
+class TableDef(_Model):
+    """A Dataverse table: names, columns, how many rows to seed and who owns them."""
+
+    logical_name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    entity_set: str | None = None  # default: logical_name + "s"
+    primary_id: str | None = None  # default: logical_name + "id"
+    primary_name: str = "name"
+    rows: int = Field(default=100, ge=0, le=3_000_000)
+    row_bytes: int = Field(default=1000, ge=64, le=1_000_000)
+    columns: list[ColumnDef] = Field(default_factory=list)
+    owned_by: list[str] = Field(default_factory=list)  # user classes whose users own rows; [] = all
+    conflict_detection: bool | None = None  # None: the server default
+    change_tracking: bool = True
+    modified_within_days: float = Field(default=90, ge=0)  # seeded modifiedon spread before start
+
+    @property
+    def set_name(self) -> str:
+        return self.entity_set or f"{self.logical_name}s"
+
+    @property
+    def id_column(self) -> str:
+        return self.primary_id or f"{self.logical_name}id"
+
+    def column(self, name: str) -> ColumnDef | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class Limits(_Model):
+    """Dataverse service protection per user over a sliding window (scenario seconds)."""
+
+    requests: int = Field(default=6000, gt=0)
+    execution_time_s: float = Field(default=1200, gt=0)
+    concurrent: int = Field(default=52, gt=0)
+    window_s: float = Field(default=300, gt=0)
+
+
+class Faults(_Model):
+    """Server-side faults, also settable at run time through /_syncsim/faults."""
+
+    latency_ms: float = Field(default=0, ge=0)
+    error_rate: float = Field(default=0, ge=0, le=1)  # share of requests answered 503
+    drop_rate: float = Field(default=0, ge=0, le=1)  # share of connections closed without answer
+
+
+class ServerSettings(_Model):
+    conflict_detection: bool = False  # Power Apps default: off (column-level last writer wins)
+    token_retention_days: float = Field(default=7, ge=0, le=365)
+    max_page_size: int = Field(default=5000, gt=0, le=5000)
+    max_body_mb: float = Field(default=128, gt=0)
+    limits: Limits = Limits()
+    faults: Faults = Faults()
+    token_ttl_s: float = Field(default=86400, gt=0)  # access token lifetime, scenario seconds
+
+
+class ProfileTable(_Model):
+    """One table of an offline profile and its row filter."""
+
+    table: str
+    filter: FilterKind = "all"
+    days: float | None = Field(default=None, gt=0)  # modified_within_days
+    related_table: str | None = None  # related: a profile table this one points at
+    via: str | None = None  # related: the lookup column of this table
+    files: bool = True  # download this table's file columns
+    max_file_kb: float | None = Field(default=None, gt=0)  # skip files above this size
+
+    @model_validator(mode="after")
+    def _check_filter(self) -> ProfileTable:
+        if self.filter == "modified_within_days" and self.days is None:
+            raise ValueError("filter 'modified_within_days' needs 'days'")
+        if self.filter == "related" and not (self.related_table and self.via):
+            raise ValueError("filter 'related' needs 'related_table' and 'via' (a lookup column)")
+        return self
+
+
+class Privilege(_Model):
+    """Access depth per table: none, user (own rows), team (the team's rows), org (all rows)."""
+
+    read: Depth = "org"
+    write: Depth = "user"
+    create: bool = True
+    delete: Depth = "user"
+
+
+class DeviceKind(_Model):
+    storage_mb: float = Field(gt=0)
+    share: float = Field(default=1, gt=0)
+    name: str = "device"
+
+
+class Airplane(_Model):
+    """Airplane mode: random on/off with mean durations, and/or fixed windows (scenario seconds)."""
+
+    mean_online_s: float | None = Field(default=None, gt=0)
+    mean_offline_s: float | None = Field(default=None, gt=0)
+    windows: list[tuple[float, float]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Airplane:
+        if (self.mean_online_s is None) != (self.mean_offline_s is None):
+            raise ValueError("set both mean_online_s and mean_offline_s, or neither")
+        for start, end in self.windows:
+            if end <= start:
+                raise ValueError(f"airplane window ({start}, {end}) must end after it starts")
+        return self
+
+
+class EditMix(_Model):
+    update: float = Field(default=0.8, ge=0)
+    create: float = Field(default=0.15, ge=0)
+    delete: float = Field(default=0.05, ge=0)
+
+
+class Behaviour(_Model):
+    sync_interval_s: float = Field(default=900, gt=0)
+    sync_jitter: float = Field(default=0.2, ge=0, le=1)  # +- share of the interval
+    edits_per_hour: float = Field(default=4, ge=0)
+    edit_mix: EditMix = EditMix()
+    edit_tables: list[str] = Field(default_factory=list)  # [] = every profile table
+    upload_mode: Literal["batch", "one_by_one"] = "batch"
+    airplane: Airplane = Airplane()
+
+
+class UserClass(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    count: int | None = Field(default=None, ge=0)
+    share: float | None = Field(default=None, gt=0, le=1)
+    teams: int = Field(default=1, ge=1)
+    profile: list[ProfileTable]
+    privileges: dict[str, Privilege] = Field(default_factory=dict)  # per table; default Privilege()
+    devices: list[DeviceKind] = Field(default_factory=lambda: [DeviceKind(storage_mb=32768)])
+    networks: dict[NetworkPreset, float] = Field(default_factory=lambda: {"wifi": 1.0})
+    behaviour: Behaviour = Behaviour()
+
+    @model_validator(mode="after")
+    def _check_count(self) -> UserClass:
+        if (self.count is None) == (self.share is None):
+            raise ValueError("set exactly one of 'count' or 'share'")
+        return self
+
+    def privilege(self, table: str) -> Privilege:
+        return self.privileges.get(table, Privilege())
+
+
+class Wave(_Model):
+    """A rollout wave: at `at_s`, `count` (or all remaining) users of a class start their app."""
+
+    at_s: float = Field(ge=0)
+    user_class: str | None = None  # None: every class
+    count: int | None = Field(default=None, ge=0)  # None: all remaining
+
+
+class PrivilegeChange(_Model):
+    at_s: float = Field(ge=0)
+    user_class: str
+    users: int = Field(default=1, ge=1)  # the first N users of the class
+    table: str
+    read: Depth | None = None
+    write: Depth | None = None
+
+
+class HotRows(_Model):
+    table: str
+    count: int = Field(ge=1)
+    share: float = Field(default=0.5, ge=0, le=1)  # share of back-office updates aimed at hot rows
+
+
+class BackOffice(_Model):
+    writes_per_s: float = Field(default=0, ge=0)  # scenario time
+    tables: list[str] = Field(default_factory=list)  # [] = every table
+    mix: EditMix = EditMix(update=0.8, create=0.15, delete=0.05)
+    hot_rows: HotRows | None = None
+
+
+class Scenario(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    description: str = ""
+    seed: int = 0
+    duration_s: float = Field(default=3600, gt=0)
+    time_scale: float = Field(default=60, gt=0)
+    quiet_period_s: float = Field(default=600, ge=0)
+    max_devices: int = Field(default=20000, gt=0)
+    devices: int | None = Field(default=None, ge=0)  # total for classes given by share
+    server: ServerSettings = ServerSettings()
+    tables: list[TableDef]
+    user_classes: list[UserClass]
+    rollout: list[Wave] = Field(default_factory=lambda: [Wave(at_s=0)])
+    privilege_changes: list[PrivilegeChange] = Field(default_factory=list)
+    back_office: BackOffice = BackOffice()
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Scenario:
+        _check_scenario(self)
+        return self
+
+    def table(self, logical_name: str) -> TableDef:
+        for t in self.tables:
+            if t.logical_name == logical_name:
+                return t
+        raise KeyError(logical_name)
+
+    def user_class(self, name: str) -> UserClass:
+        for c in self.user_classes:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def class_counts(self) -> dict[str, int]:
+        """Users per class: `count` as given, `share` of `devices` rounded."""
+        out: dict[str, int] = {}
+        for c in self.user_classes:
+            if c.count is not None:
+                out[c.name] = c.count
+            else:
+                out[c.name] = round((self.devices or 0) * (c.share or 0))
+        return out
+
+
+def _check_scenario(s: Scenario) -> None:
+    tables = {t.logical_name: t for t in s.tables}
+    classes = {c.name for c in s.user_classes}
+    if len(tables) != len(s.tables):
+        raise ValueError("table logical names must be unique")
+    if len(classes) != len(s.user_classes):
+        raise ValueError("user class names must be unique")
+    for t in s.tables:
+        for col in t.columns:
+            if col.type == "lookup" and col.target not in tables:
+                raise ValueError(
+                    f"table {t.logical_name!r} column {col.name!r}: lookup target {col.target!r} "
+                    f"is not a table of this scenario (tables: {sorted(tables)})"
+                )
+        for owner in t.owned_by:
+            if owner not in classes:
+                raise ValueError(f"table {t.logical_name!r}: owned_by {owner!r} is not a user class {sorted(classes)}")
+    if any(c.share is not None for c in s.user_classes) and s.devices is None:
+        raise ValueError("user classes given by 'share' need the scenario's 'devices' total")
+    for c in s.user_classes:
+        _check_profile(c, tables)
+    for w in s.rollout:
+        if w.user_class is not None and w.user_class not in classes:
+            raise ValueError(f"rollout wave at {w.at_s}s: user_class {w.user_class!r} is not one of {sorted(classes)}")
+    for p in s.privilege_changes:
+        if p.user_class not in classes:
+            raise ValueError(f"privilege change at {p.at_s}s: user_class {p.user_class!r} is not one of {sorted(classes)}")
+        if p.table not in tables:
+            raise ValueError(f"privilege change at {p.at_s}s: table {p.table!r} is not one of {sorted(tables)}")
+    for name in s.back_office.tables:
+        if name not in tables:
+            raise ValueError(f"back_office.tables: {name!r} is not one of {sorted(tables)}")
+    hot = s.back_office.hot_rows
+    if hot is not None and hot.table not in tables:
+        raise ValueError(f"back_office.hot_rows.table: {hot.table!r} is not one of {sorted(tables)}")
+    total = sum(s.class_counts().values())
+    if total > s.max_devices:
+        raise ValueError(f"{total} devices exceed max_devices={s.max_devices}; raise max_devices to run that many")
+
+
+def _check_profile(c: UserClass, tables: dict[str, TableDef]) -> None:
+    in_profile = {p.table for p in c.profile}
+    for p in c.profile:
+        where = f"user class {c.name!r} profile table {p.table!r}"
+        if p.table not in tables:
+            raise ValueError(f"{where}: not a table of this scenario (tables: {sorted(tables)})")
+        if p.filter == "related":
+            if p.related_table not in in_profile:
+                raise ValueError(
+                    f"{where}: related_table {p.related_table!r} is not in this profile "
+                    f"(offline views that reference tables outside the profile are unavailable)"
+                )
+            col = tables[p.table].column(p.via or "")
+            if col is None or col.type != "lookup" or col.target != p.related_table:
+                raise ValueError(f"{where}: via {p.via!r} must be a lookup column of {p.table!r} to {p.related_table!r}")
+        for col in tables[p.table].columns:
+            if col.type == "lookup" and col.target not in in_profile:
+                raise ValueError(
+                    f"{where}: column {col.name!r} looks up {col.target!r}, which is not in the profile "
+                    f"(offline views that reference tables outside the profile are unavailable)"
+                )
+    for table in c.privileges:
+        if table not in tables:
+            raise ValueError(f"user class {c.name!r} privileges: {table!r} is not one of {sorted(tables)}")
+    for table in c.behaviour.edit_tables:
+        if table not in in_profile:
+            raise ValueError(f"user class {c.name!r} behaviour.edit_tables: {table!r} is not in its profile {sorted(in_profile)}")
+
+
+def _format_error(path: Path, err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    ctx = err.get("ctx") or {}
+    allowed = f"; allowed: {ctx['expected']}" if "expected" in ctx else ""
+    return f"{path}: {loc}: {msg}{shown}{allowed}"
+
+
+def parse_scenario(data: Any, path: Path | str = "<scenario>", **overrides: Any) -> Scenario:
+    """Validate a scenario mapping. Raises ScenarioError naming file, field path and allowed values."""
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario must be a mapping of fields, got {type(data).__name__}")
+    merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return Scenario.model_validate(merged)
+    except ValidationError as exc:
+        lines = [_format_error(path, e) for e in exc.errors()]
+        raise ScenarioError("invalid scenario\n  " + "\n  ".join(lines)) from None
+
+
+def load_scenario(path: Path | str, **overrides: Any) -> Scenario:
+    """Read and validate a scenario YAML file; `overrides` replace top-level fields (seed, devices...)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ScenarioError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_scenario(data, path, **overrides)
+

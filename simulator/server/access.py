@@ -1,0 +1,136 @@
+"""Who sees and may change which rows: privileges (all reads) and offline profiles (device reads).
+
+Privilege depth per table: none, user (rows the user owns), team (rows of the user's team), org
+(every row). A device session (header x-syncsim-device-id) additionally sees only its user class's
+offline-profile rows. `modified_within_days` is anchored at the server's start time, so rows do not
+age out during a run (docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from simulator.scenario import Depth, ProfileTable, Scenario
+from simulator.server.store import Row, Store, TableStore, User, lookup_key
+
+_CACHE_SIZE = 512
+
+
+class Access:
+    """Visibility and write checks, with a small cache of sorted visible-id lists for paging."""
+
+    def __init__(self, store: Store, scenario: Scenario, anchor: float) -> None:
+        self.store = store
+        self.anchor = anchor
+        self.profiles: dict[str, dict[str, ProfileTable]] = {
+            c.name: {p.table: p for p in c.profile} for c in scenario.user_classes
+        }
+        self._sorted: OrderedDict[tuple[int, str, bool, int], list[str]] = OrderedDict()
+
+    def profile(self, user: User, table: str) -> ProfileTable | None:
+        return self.profiles.get(user.user_class, {}).get(table)
+
+    def profile_tables(self, user: User) -> list[str]:
+        return list(self.profiles.get(user.user_class, {}))
+
+    # --- single-row checks ------------------------------------------------------------------
+    @staticmethod
+    def depth_allows(depth: Depth, user: User, row: Row) -> bool:
+        if depth == "org":
+            return True
+        if depth == "team":
+            return row.team == user.team
+        if depth == "user":
+            return row.owner == user.index
+        return False
+
+    def can_read(self, user: User, table: TableStore, row: Row) -> bool:
+        return self.depth_allows(user.privilege(table.meta.logical_name).read, user, row)
+
+    def row_visible(self, user: User, table: TableStore, row: Row, device: bool, parents: dict[str, set[str]]) -> bool:
+        """Whether a row is in the user's view; `parents` caches related tables' visible ids."""
+        if not self.can_read(user, table, row):
+            return False
+        if not device:
+            return True
+        pt = self.profile(user, table.meta.logical_name)
+        if pt is None:
+            return False
+        if pt.filter == "owner":
+            return row.owner == user.index
+        if pt.filter == "team":
+            return row.team == user.team
+        if pt.filter == "modified_within_days":
+            return row.modified >= self.anchor - (pt.days or 0) * 86400
+        if pt.filter == "related":
+            assert pt.related_table and pt.via
+            if pt.related_table not in parents:
+                parents[pt.related_table] = self.visible_ids(user, self.store.table(pt.related_table), True)
+            return row.values.get(lookup_key(pt.via)) in parents[pt.related_table]
+        return True
+
+    def can_write(self, user: User, table: TableStore, row: Row | None, op: str) -> bool:
+        """op: create, update or delete. Create checks the table privilege only."""
+        priv = user.privilege(table.meta.logical_name)
+        if op == "create":
+            return priv.create and priv.write != "none"
+        depth = priv.delete if op == "delete" else priv.write
+        return row is not None and self.depth_allows(depth, user, row)
+
+    # --- sets -------------------------------------------------------------------------------
+    def _privileged_ids(self, user: User, table: TableStore) -> set[str] | None:
+        """Ids the read privilege allows; None means every row (org depth)."""
+        depth = user.privilege(table.meta.logical_name).read
+        if depth == "org":
+            return None
+        if depth == "team":
+            return table.by_team.get(user.team, set())
+        if depth == "user":
+            return table.by_owner.get(user.index, set())
+        return set()
+
+    def visible_ids(self, user: User, table: TableStore, device: bool) -> set[str]:
+        """Every id the user sees in a table (device: within its offline profile)."""
+        allowed = self._privileged_ids(user, table)
+        if not device:
+            return set(table.rows) if allowed is None else set(allowed)
+        pt = self.profile(user, table.meta.logical_name)
+        if pt is None:
+            return set()
+        if pt.filter == "owner":
+            base: set[str] = table.by_owner.get(user.index, set())
+        elif pt.filter == "team":
+            base = table.by_team.get(user.team, set())
+        elif pt.filter == "related":
+            assert pt.related_table and pt.via
+            parents = self.visible_ids(user, self.store.table(pt.related_table), True)
+            index = table.children[pt.via]
+            base = set().union(*(index.get(p, ()) for p in parents)) if parents else set()
+        elif pt.filter == "modified_within_days":
+            cutoff = self.anchor - (pt.days or 0) * 86400
+            source = table.rows.values() if allowed is None else (table.rows[i] for i in allowed)
+            return {r.id for r in source if r.modified >= cutoff}
+        else:
+            base = set(table.rows) if allowed is None else allowed
+        return set(base) if allowed is None else base & allowed
+
+    def sorted_visible(self, user: User, table: TableStore, device: bool, version: int) -> list[str]:
+        """visible_ids sorted, cached per (user, table, device, version) for stable paging."""
+        key = (user.index, table.meta.logical_name, device, version)
+        hit = self._sorted.get(key)
+        if hit is not None:
+            self._sorted.move_to_end(key)
+            return hit
+        ids = sorted(self.visible_ids(user, table, device))
+        self._sorted[key] = ids
+        if len(self._sorted) > _CACHE_SIZE:
+            self._sorted.popitem(last=False)
+        return ids
+
+    def snapshot(self, user: User) -> dict[str, dict[str, int]]:
+        """For each profile table, {row id: version} the user's device should hold."""
+        out: dict[str, dict[str, int]] = {}
+        for name in self.profile_tables(user):
+            table = self.store.table(name)
+            out[name] = {i: table.rows[i].version for i in self.visible_ids(user, table, True)}
+        return out

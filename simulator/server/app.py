@@ -1,0 +1,39 @@
+"""make_app: the mock Dataverse server as an aiohttp Application (not subclassed)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from simulator.clock import Clock
+from simulator.scenario import Scenario
+from simulator.server import middlewares
+from simulator.server.handlers import admin, reads, writes
+from simulator.server.limits import ServiceProtection
+from simulator.server.state import STATE, ServerState
+from simulator.server.store import Store
+
+
+def make_app(scenario: Scenario, store: Store, clock: Clock, admin_key: str | None = None) -> web.Application:
+    """The server for a scenario over a seeded store; state lives under STATE."""
+    max_body = int(scenario.server.max_body_mb * 1024 * 1024)
+    app = web.Application(
+        middlewares=[middlewares.errors, middlewares.faults, middlewares.auth,
+                     middlewares.protection, middlewares.idempotency],
+        client_max_size=max_body,
+    )
+    app[STATE] = ServerState(scenario, store, clock, admin_key)
+    app[middlewares.PROTECTION] = ServiceProtection(scenario.server.limits)
+    for module in _handler_modules():
+        app.router.add_routes(module.routes)
+    return app
+
+
+def _handler_modules() -> list:  # type: ignore[type-arg]
+    """Route tables in match order: fixed paths (metadata, batch, bulk actions, files) before <set>."""
+    modules = [admin]
+    for name in ("metadata", "batch", "bulk", "files"):
+        try:
+            modules.append(__import__(f"simulator.server.handlers.{name}", fromlist=["routes"]))
+        except ModuleNotFoundError:
+            continue
+    return [*modules, reads, writes]

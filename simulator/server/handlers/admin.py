@@ -1,0 +1,113 @@
+"""syncsim's own extensions under /_syncsim/ (admin key as bearer, except health)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from simulator.protocol import ErrorCode
+from simulator.scenario import Depth, Faults
+from simulator.server.errors import DataverseError
+from simulator.server.handlers.common import state_of
+from simulator.server.middlewares import json_response
+from simulator.server.state import ServerState
+from simulator.server.store import User
+
+routes = web.RouteTableDef()
+_DEPTHS = ("none", "user", "team", "org")
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, "The request body must be a JSON object.")
+    return data
+
+
+def _user(state: ServerState, name: Any) -> User:
+    user = state.store.users_by_name.get(str(name))
+    if user is None:
+        raise DataverseError(ErrorCode.NOT_FOUND, f"No user named {name!r} in this scenario.")
+    return user
+
+
+@routes.get("/_syncsim/health", name="health")
+async def health(request: web.Request) -> web.Response:
+    state = state_of(request)
+    return json_response({"status": "ok", "scenario": state.scenario.name, "version": state.store.version,
+                          "rows": sum(len(t) for t in state.store.tables.values())})
+
+
+@routes.post("/_syncsim/token", name="token")
+async def token(request: web.Request) -> web.Response:
+    """{"user": "<name>"} -> {"access_token", "expires_in", "user_id"}."""
+    state = state_of(request)
+    user = _user(state, (await _json(request)).get("user"))
+    value, ttl = state.issue_token(user)
+    return json_response({"access_token": value, "token_type": "Bearer", "expires_in": int(ttl), "user_id": user.id})
+
+
+@routes.get("/_syncsim/counters", name="counters")
+async def counters(request: web.Request) -> web.Response:
+    return json_response(state_of(request).counters.to_dict())
+
+
+@routes.get("/_syncsim/faults", name="faults_get")
+async def faults_get(request: web.Request) -> web.Response:
+    return json_response(state_of(request).faults.model_dump())
+
+
+@routes.put("/_syncsim/faults", name="faults_put")
+async def faults_put(request: web.Request) -> web.Response:
+    state = state_of(request)
+    try:
+        state.faults = Faults.model_validate({**state.faults.model_dump(), **await _json(request)})
+    except ValueError as exc:
+        raise DataverseError(ErrorCode.VALIDATION, f"Invalid fault settings: {exc}") from None
+    return json_response(state.faults.model_dump())
+
+
+@routes.post("/_syncsim/privileges", name="privileges")
+async def privileges(request: web.Request) -> web.Response:
+    """{"user": name, "table": logical name, "read"?: depth, "write"?: depth}: takes effect at once."""
+    state = state_of(request)
+    data = await _json(request)
+    user = _user(state, data.get("user"))
+    table = str(data.get("table"))
+    if table not in state.store.tables:
+        raise DataverseError(ErrorCode.NOT_FOUND, f"No table named {table!r}; tables: {sorted(state.store.tables)}.")
+    changes: dict[str, Depth] = {}
+    for field in ("read", "write", "delete"):
+        if field in data:
+            if data[field] not in _DEPTHS:
+                raise DataverseError(ErrorCode.VALIDATION, f"{field} must be one of {list(_DEPTHS)}, got {data[field]!r}.")
+            changes[field] = data[field]
+    change_privilege(state, user, table, changes)
+    return json_response({"user": user.name, "table": table, **user.privilege(table).model_dump()})
+
+
+def change_privilege(state: ServerState, user: User, table: str, changes: dict[str, Any]) -> None:
+    """Change a user's privilege on a table; rows entering or leaving its view are logged for deltas."""
+    access = state.access
+    tables = access.profile_tables(user) or list(state.store.tables)
+    before = {t: access.visible_ids(user, state.store.table(t), True) for t in tables}
+    user.privileges[table] = user.privilege(table).model_copy(update=changes)
+    version = state.store.next_version()
+    for t in tables:
+        after = access.visible_ids(user, state.store.table(t), True)
+        flipped = before[t] ^ after
+        if flipped:
+            user.view_log.setdefault(t, []).extend((version, i) for i in sorted(flipped))
+
+
+@routes.get("/_syncsim/snapshot", name="snapshot")
+async def snapshot(request: web.Request) -> web.Response:
+    """?user=<name>: {"version": v, "tables": {table: {row id: version}}} the user's device should hold."""
+    state = state_of(request)
+    user = _user(state, request.query.get("user"))
+    return json_response({"user": user.name, "version": state.store.version, "tables": state.access.snapshot(user)})

@@ -1,0 +1,200 @@
+"""Change tracking: the initial tracked read (first sync) and delta reads after a $deltatoken.
+
+Pages of up to odata.maxpagesize rows chain with @odata.nextLink; the last page carries the
+@odata.deltaLink. Deltas list changed rows first, then `$deletedEntity` entries for rows deleted or
+no longer in the user's view. Skip tokens are syncsim's own (opaque to clients):
+`i.<start version>.<last id>` for initial reads, `d.<from>.<to>.<offset>` for deltas.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from urllib.parse import quote
+
+import orjson
+from aiohttp import web
+
+from simulator.protocol import DeltaToken, ErrorCode, H
+from simulator.protocol.errors import EXPIRED_TOKEN_MESSAGE
+from simulator.protocol.odata import JSON_CONTENT_TYPE
+from simulator.server.access import Access
+from simulator.server.errors import DataverseError
+from simulator.server.handlers.common import (
+    is_device,
+    page_size,
+    parse_select,
+    project,
+    root_url,
+    state_of,
+    user_of,
+)
+from simulator.server.state import ServerState
+from simulator.server.store import Row, TableStore, User
+
+DeltaItem = Row | str  # a changed row, or the id of a removed one
+_NOT_WITH_TRACKING = ("$filter", "$orderby", "$expand", "$top")
+
+
+def is_tracked(request: web.Request, prefs: dict[str, str]) -> bool:
+    q = request.query
+    return "odata.track-changes" in prefs or "$deltatoken" in q or q.get("$skiptoken", "").startswith(("i.", "d."))
+
+
+async def tracked_read(request: web.Request, table: TableStore, prefs: dict[str, str]) -> web.Response:
+    """Answer an initial tracked read, a delta read, or one of their continuation pages."""
+    q = request.query
+    for option in _NOT_WITH_TRACKING:
+        if option in q:
+            raise DataverseError(
+                ErrorCode.TRACKING_QUERY_OPTION,
+                f'The "{option}" query parameter isn\'t supported when Change Tracking is enabled.',
+            )
+    if not table.meta.change_tracking:
+        raise DataverseError(
+            ErrorCode.TRACKING_QUERY_OPTION, f"Change tracking is not enabled for {table.meta.logical_name}."
+        )
+    state = state_of(request)
+    user = user_of(request)
+    device = is_device(request)
+    if device and state.access.profile(user, table.meta.logical_name) is None:
+        raise DataverseError(
+            ErrorCode.PRIVILEGE_DENIED,
+            f"Table {table.meta.logical_name} is not in the offline profile of user class {user.user_class}.",
+        )
+    select = parse_select(table, q.get("$select"))
+    size = page_size(request, prefs)
+    skip = q.get("$skiptoken")
+    if "$deltatoken" in q or (skip or "").startswith("d."):
+        return _delta_page(request, state, table, user, device, select, size)
+    return _initial_page(request, state, table, user, device, select, size)
+
+
+def _parse_skip(raw: str, kind: str, parts: int) -> list[str]:
+    fields = raw.split(".", parts - 1)
+    if len(fields) != parts or fields[0] != kind:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $skiptoken '{raw}' is not valid.")
+    return fields
+
+
+def _initial_page(request: web.Request, state: ServerState, table: TableStore, user: User, device: bool,
+                  select: list[str] | None, size: int) -> web.Response:
+    skip = request.query.get("$skiptoken")
+    if skip:
+        _, version_s, last_id = _parse_skip(skip, "i", 3)
+        start_version = _int(version_s, skip)
+    else:
+        start_version, last_id = state.store.version, ""
+    ids = state.access.sorted_visible(user, table, device, start_version)
+    position = bisect_right(ids, last_id) if last_id else 0
+    chunk: list[Row] = []
+    while position < len(ids) and len(chunk) < size:
+        row = table.rows.get(ids[position])
+        position += 1
+        if row is not None:
+            chunk.append(row)
+    links: dict[str, str] = {}
+    if position < len(ids) and chunk:
+        links["@odata.nextLink"] = _link(request, table, select, "$skiptoken", f"i.{start_version}.{chunk[-1].id}")
+    else:
+        links["@odata.deltaLink"] = _delta_link(request, table, select, start_version, state.clock.now())
+    return _page(request, state, table, chunk, [], select, links)
+
+
+def _delta_page(request: web.Request, state: ServerState, table: TableStore, user: User, device: bool,
+                select: list[str] | None, size: int) -> web.Response:
+    q = request.query
+    if "$deltatoken" in q:
+        token = _decode_token(q["$deltatoken"])
+        _check_retention(state, token)
+        from_v, to_v, offset = token.version, state.store.version, 0
+    else:
+        _, a, b, c = _parse_skip(q["$skiptoken"], "d", 4)
+        from_v, to_v, offset = _int(a, q["$skiptoken"]), _int(b, q["$skiptoken"]), _int(c, q["$skiptoken"])
+    key = (user.index, table.meta.logical_name, device, from_v, to_v)
+    items = state.delta_cache.get(key)
+    if items is None:
+        items = state.delta_cache.put(key, delta_items(state.access, table, user, device, from_v, to_v))
+    window = items[offset : offset + size]
+    links: dict[str, str] = {}
+    if offset + size < len(items):
+        links["@odata.nextLink"] = _link(request, table, select, "$skiptoken", f"d.{from_v}.{to_v}.{offset + size}")
+    else:
+        links["@odata.deltaLink"] = _delta_link(request, table, select, to_v, state.clock.now())
+    rows = [i for i in window if isinstance(i, Row)]
+    gone = [i for i in window if isinstance(i, str)]
+    return _page(request, state, table, rows, gone, select, links, delta=True)
+
+
+def delta_items(access: Access, table: TableStore, user: User, device: bool, from_v: int, to_v: int) -> list[DeltaItem]:
+    """Changed rows in the user's view, then ids of rows that left it, for versions (from_v, to_v]."""
+    changed = table.changes_since(from_v, to_v)
+    forced: set[str] = set()  # rows whose visibility a privilege change may have flipped
+    for version, row_id in user.view_log.get(table.meta.logical_name, ()):
+        if from_v < version <= to_v:
+            forced.add(row_id)
+            changed.setdefault(row_id, table.rows.get(row_id))
+    pt = access.profile(user, table.meta.logical_name) if device else None
+    lenient = pt is not None and pt.filter == "related"
+    parents: dict[str, set[str]] = {}
+    upserts: list[DeltaItem] = []
+    removed: list[DeltaItem] = []
+    for row_id, prev in changed.items():
+        row = table.rows.get(row_id)
+        if row is not None and access.row_visible(user, table, row, device, parents):
+            upserts.append(row)
+        elif row_id in forced or (
+            prev is not None and (lenient or access.row_visible(user, table, prev, device, parents))
+        ):
+            removed.append(row_id)
+    return upserts + removed
+
+
+def _decode_token(raw: str) -> DeltaToken:
+    try:
+        return DeltaToken.decode(raw)
+    except ValueError:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $deltatoken '{raw}' is not valid.") from None
+
+
+def _check_retention(state: ServerState, token: DeltaToken) -> None:
+    retention_s = state.settings.token_retention_days * 86400
+    if state.clock.now() - token.issued_at > retention_s:
+        raise DataverseError(ErrorCode.EXPIRED_VERSION_STAMP, EXPIRED_TOKEN_MESSAGE)
+
+
+def _int(text: str, raw: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $skiptoken '{raw}' is not valid.") from None
+
+
+def _link(request: web.Request, table: TableStore, select: list[str] | None, name: str, value: str) -> str:
+    params = [f"$select={','.join(select)}"] if select else []
+    params.append(f"{name}={quote(value, safe='')}")
+    return f"{root_url(request)}{table.meta.set_name}?{'&'.join(params)}"
+
+
+def _delta_link(request: web.Request, table: TableStore, select: list[str] | None, version: int, now: float) -> str:
+    return _link(request, table, select, "$deltatoken", DeltaToken(version, now).encode())
+
+
+def _page(request: web.Request, state: ServerState, table: TableStore, rows: list[Row], gone: list[str],
+          select: list[str] | None, links: dict[str, str], delta: bool = False) -> web.Response:
+    root = root_url(request)
+    cols = f"({','.join(select)})" if select else ""
+    context = f"{root}$metadata#{table.meta.set_name}{cols}" + ("/$delta" if delta else "")
+    if select is None:
+        parts = [row.encoded(table) for row in rows]
+    else:
+        parts = [orjson.dumps(project(table, row, select)) for row in rows]
+    deleted_ctx = f"{root}$metadata#{table.meta.set_name}/$deletedEntity"
+    parts.extend(orjson.dumps({"@odata.context": deleted_ctx, "id": i, "reason": "deleted"}) for i in gone)
+    head = orjson.dumps({"@odata.context": context})[:-1]
+    tail = orjson.dumps(links)[1:] if links else b"}"
+    body = head + b',"value":[' + b",".join(parts) + b"]" + (b"," + tail if links else tail)
+    state.counters.rows_served += len(rows)
+    state.counters.bytes_served += len(body)
+    headers = {H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
+               H.PREFERENCE_APPLIED: "odata.track-changes"}
+    return web.Response(body=body, headers=headers)

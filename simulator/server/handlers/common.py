@@ -1,0 +1,119 @@
+"""Small helpers the handlers share: table and key lookup, base URL, $select, Prefer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from simulator.protocol import ErrorCode, H, parse_prefer
+from simulator.protocol.odata import API_ROOT, GUID_RE, MAX_PAGE_SIZE
+from simulator.server.errors import DataverseError
+from simulator.server.middlewares import USER
+from simulator.server.state import STATE, ServerState
+from simulator.server.store import Row, TableStore, User
+
+GUID = GUID_RE
+
+
+def state_of(request: web.Request) -> ServerState:
+    return request.app[STATE]
+
+
+def user_of(request: web.Request) -> User:
+    return request[USER]
+
+
+def table_for(request: web.Request, entity_set: str | None = None) -> TableStore:
+    """The table behind the {set} path segment; 404 for an unknown set."""
+    name = entity_set if entity_set is not None else request.match_info["set"]
+    table = state_of(request).store.by_set.get(name)
+    if table is None:
+        raise DataverseError(ErrorCode.RESOURCE_NOT_FOUND, f"Resource not found for the segment '{name}'.")
+    return table
+
+
+def row_key(request: web.Request) -> str:
+    """The GUID in <set>(<guid>), lowercased; 400 for anything else (alternate keys are not modelled)."""
+    key = request.match_info["key"].strip().strip("{}")
+    if not GUID.match(key):
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{request.match_info['key']}' is not a valid GUID.")
+    return key.lower()
+
+
+def base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def root_url(request: web.Request) -> str:
+    """<scheme>://<host>/api/data/v9.2/"""
+    return f"{base_url(request)}{API_ROOT}/"
+
+
+def prefer(request: web.Request) -> dict[str, str]:
+    return parse_prefer(request.headers.getall("Prefer", []))
+
+
+def page_size(request: web.Request, prefs: dict[str, str]) -> int:
+    """odata.maxpagesize, defaulting to and capped at the server maximum (5,000)."""
+    limit = min(MAX_PAGE_SIZE, state_of(request).settings.max_page_size)
+    raw = prefs.get("odata.maxpagesize")
+    if raw is None or raw == "":
+        return limit
+    try:
+        size = int(raw)
+    except ValueError:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"odata.maxpagesize must be an integer, got {raw!r}.") from None
+    if size <= 0:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"odata.maxpagesize must be positive, got {size}.")
+    return min(size, limit)
+
+
+def parse_select(table: TableStore, raw: str | None) -> list[str] | None:
+    """$select column names (validated against the table's columns); None for all columns."""
+    if not raw:
+        return None
+    names = [c.strip() for c in raw.split(",") if c.strip()]
+    known = known_columns(table)
+    for name in names:
+        if name not in known:
+            raise DataverseError(
+                ErrorCode.BAD_PAYLOAD,
+                f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{table.meta.logical_name}'.",
+            )
+    return names
+
+
+def known_columns(table: TableStore) -> set[str]:
+    """Every readable column name: declared, lookups (both names), system and file companions."""
+    meta = table.meta
+    out = {meta.id_column, meta.primary_name, "createdon", "modifiedon", "versionnumber",
+           "_ownerid_value", "ownerid", "description"}
+    for c in meta.columns:
+        out.add(c.name)
+        if c.type == "lookup":
+            out.add(f"_{c.name}_value")
+        if c.type == "file":
+            out.update({f"{c.name}_name", f"{c.name}_size"})
+    return out
+
+
+def project(table: TableStore, row: Row, select: list[str] | None) -> dict[str, Any]:
+    """A row's wire dict, limited to $select (the etag and primary id always stay)."""
+    full = table.render(row)
+    if select is None:
+        return full
+    out = {"@odata.etag": full["@odata.etag"], table.meta.id_column: row.id}
+    for name in select:
+        if name in full:
+            out[name] = full[name]
+        elif f"_{name}_value" in full:
+            out[f"_{name}_value"] = full[f"_{name}_value"]
+        else:
+            out[name] = None
+    return out
+
+
+def is_device(request: web.Request) -> bool:
+    """A device session (x-syncsim-device-id): offline-profile filters apply to its tracked reads."""
+    return H.DEVICE_ID in request.headers

@@ -1,0 +1,78 @@
+"""Single-row writes: POST <set>, PATCH <set>(<id>), DELETE <set>(<id>)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from simulator.protocol import ErrorCode, H, format_etag
+from simulator.protocol.odata import entity_url
+from simulator.server.errors import DataverseError
+from simulator.server.handlers.common import base_url, prefer, project, row_key, state_of, table_for, user_of
+from simulator.server.middlewares import json_response
+from simulator.server.mutations import WriteResult, Writer
+from simulator.server.store import TableStore
+
+routes = web.RouteTableDef()
+SET = "/api/data/v9.2/{set:[A-Za-z_][A-Za-z0-9_]*}"
+ROW = SET + "({key:[^()/]+})"
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON: 415 for another content type, 413 over the size limit, 400 if malformed."""
+    ctype = request.headers.get("Content-Type", "application/json")
+    if not ctype.lower().startswith("application/json"):
+        raise DataverseError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"Content-Type {ctype!r} is not supported; use application/json.")
+    limit = int(state_of(request).settings.max_body_mb * 1024 * 1024)
+    if request.content_length is not None and request.content_length > limit:
+        raise DataverseError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes.")
+    body = await request.read()
+    if len(body) > limit:
+        raise DataverseError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body exceeds {limit} bytes.")
+    try:
+        return orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The request body is not valid JSON: {exc}.") from None
+
+
+def write_response(request: web.Request, table: TableStore, result: WriteResult, create_status: int = 201) -> web.Response:
+    """204 with OData-EntityId, or the row under Prefer: return=representation."""
+    url = entity_url(base_url(request), table.meta.set_name, result.row_id)
+    if "return" in prefer(request) and prefer(request)["return"] == "representation" and result.row is not None:
+        body = project(table, result.row, None)
+        body["@odata.context"] = f"{base_url(request)}/api/data/v9.2/$metadata#{table.meta.set_name}/$entity"
+        status = create_status if result.created else 200
+        return json_response(body, status, {H.PREFERENCE_APPLIED: "return=representation", H.ETAG: format_etag(result.row.version)})
+    headers = {H.ODATA_VERSION: "4.0", H.ODATA_ENTITY_ID: url}
+    if result.created:
+        headers["Location"] = url
+    if result.row is not None:
+        headers[H.ETAG] = format_etag(result.row.version)
+    return web.Response(status=204, headers=headers)
+
+
+@routes.post(SET, name="create")
+async def create(request: web.Request) -> web.Response:
+    table = table_for(request)
+    payload = await read_json(request)
+    result = Writer(state_of(request), user_of(request)).create(table, payload, request.headers.get(H.IF_NONE_MATCH))
+    return write_response(request, table, result)
+
+
+@routes.patch(ROW, name="update")
+async def update(request: web.Request) -> web.Response:
+    table = table_for(request)
+    key = row_key(request)
+    payload = await read_json(request)
+    writer = Writer(state_of(request), user_of(request))
+    result = writer.update(table, key, payload, request.headers.get(H.IF_MATCH), request.headers.get(H.IF_NONE_MATCH))
+    return write_response(request, table, result)
+
+
+@routes.delete(ROW, name="delete")
+async def delete(request: web.Request) -> web.Response:
+    table = table_for(request)
+    Writer(state_of(request), user_of(request)).delete(table, row_key(request), request.headers.get(H.IF_MATCH))
+    return web.Response(status=204, headers={H.ODATA_VERSION: "4.0"})

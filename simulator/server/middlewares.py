@@ -1,0 +1,154 @@
+"""The request pipeline, outermost first: errors, faults, auth, service protection, idempotency."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from simulator.protocol import ErrorCode, H, error_body
+from simulator.protocol.odata import API_ROOT, JSON_CONTENT_TYPE, SYNCSIM_ROOT
+from simulator.server.errors import DataverseError
+from simulator.server.limits import ServiceProtection
+from simulator.server.state import STATE, ServerState
+from simulator.server.store import User
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+USER: web.RequestKey[User] = web.RequestKey("syncsim_user", User)
+PROTECTION: web.AppKey[ServiceProtection] = web.AppKey("syncsim_protection", ServiceProtection)
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer with Dataverse's content type and OData-Version header."""
+    out = {H.ODATA_VERSION: "4.0", **(headers or {})}
+    return web.Response(body=orjson.dumps(body), status=status, content_type=None,
+                        headers={"Content-Type": JSON_CONTENT_TYPE, **out})
+
+
+def error_response(err: DataverseError) -> web.Response:
+    return json_response(error_body(err.code, err.message), err.status, err.headers)
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route
+    name = info.name if info is not None else None
+    return name or (info.resource.canonical if info is not None and info.resource is not None else "unmatched")
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as Dataverse's error JSON; counts requests by route and status."""
+    state = request.app[STATE]
+    try:
+        response = await handler(request)
+    except DataverseError as err:
+        response = error_response(err)
+    except web.HTTPException as exc:
+        code = {404: ErrorCode.RESOURCE_NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED,
+                413: ErrorCode.PAYLOAD_TOO_LARGE, 415: ErrorCode.UNSUPPORTED_MEDIA_TYPE}.get(exc.status)
+        if code is None or exc.status < 400:
+            raise
+        text = f"Resource not found for the segment '{request.path}'." if exc.status == 404 else exc.reason
+        response = error_response(DataverseError(code, text))
+    state.counters.requests[f"{_route_name(request)} {response.status}"] += 1
+    return response
+
+
+@web.middleware
+async def faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Injected faults (scenario `server.faults` or /_syncsim/faults): latency, 503s, dropped connections."""
+    state = request.app[STATE]
+    f = state.faults
+    if request.path.startswith(SYNCSIM_ROOT) or (f.latency_ms == 0 and f.error_rate == 0 and f.drop_rate == 0):
+        return await handler(request)
+    if f.latency_ms:
+        await state.clock.sleep_real(f.latency_ms / 1000)
+    if f.drop_rate and state.rng.random() < f.drop_rate:
+        if request.transport is not None:
+            request.transport.close()
+        raise DataverseError(ErrorCode.SERVICE_UNAVAILABLE, "Connection dropped by fault injection.")
+    if f.error_rate and state.rng.random() < f.error_rate:
+        raise DataverseError(ErrorCode.SERVICE_UNAVAILABLE, "Service unavailable (fault injection).")
+    return await handler(request)
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get(H.AUTHORIZATION, "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@web.middleware
+async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Web API requests need a valid user token; /_syncsim/ needs the admin key (except health)."""
+    state = request.app[STATE]
+    token = _bearer(request)
+    if request.path.startswith(SYNCSIM_ROOT):
+        if request.path != f"{SYNCSIM_ROOT}/health" and token != state.admin_key:
+            raise DataverseError(ErrorCode.UNAUTHORIZED, "The admin key is missing or wrong.")
+        return await handler(request)
+    if not request.path.startswith(API_ROOT):
+        return await handler(request)
+    if token is None:
+        raise DataverseError(ErrorCode.UNAUTHORIZED, "Bearer token is missing.")
+    entry = state.tokens.get(token)
+    if entry is None:
+        raise DataverseError(ErrorCode.UNAUTHORIZED, "Bearer token is not valid.")
+    if entry.expires_at < state.clock.now():
+        raise DataverseError(ErrorCode.UNAUTHORIZED, "Bearer token has expired.")
+    request[USER] = entry.user
+    return await handler(request)
+
+
+@web.middleware
+async def protection(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Service protection limits per user: 429 with Retry-After past them."""
+    user = request.get(USER)
+    if user is None:
+        return await handler(request)
+    state = request.app[STATE]
+    guard = request.app[PROTECTION]
+    refused = guard.admit(user.index, state.clock.now())
+    if refused is not None:
+        state.counters.throttles[refused.code.value[2]] += 1
+        raise DataverseError(refused.code, refused.message, {H.RETRY_AFTER: str(refused.retry_after_s)})
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        guard.release(user.index, state.clock.now(), time.perf_counter() - started)
+
+
+@web.middleware
+async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A write retried with the same x-syncsim-idempotency-key gets its first answer again.
+
+    The same key with a different method, path or body is refused with 422.
+    """
+    key = request.headers.get(H.IDEMPOTENCY_KEY)
+    user = request.get(USER)
+    if key is None or user is None or request.method == "GET":
+        return await handler(request)
+    state: ServerState = request.app[STATE]
+    body = await request.read()
+    fingerprint = hashlib.sha256(request.method.encode() + b" " + request.path_qs.encode() + b"\n" + body).digest()
+    cached = state.idempotency.get((user.index, key))
+    if cached is not None:
+        if cached[0] != fingerprint:
+            raise DataverseError(ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                                 f"Idempotency key {key!r} was already used for a different request.")
+        _, status, headers, payload = cached
+        return web.Response(status=status, body=payload, headers={**headers, "x-syncsim-replayed": "true"})
+    try:
+        response = await handler(request)
+    except DataverseError as err:
+        response = error_response(err)
+    if isinstance(response, web.Response) and response.status < 500:
+        keep = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        state.idempotency[(user.index, key)] = (fingerprint, response.status, keep, response.body or b"")  # type: ignore[arg-type]
+        if len(state.idempotency) > state.idempotency_max:
+            state.idempotency.popitem(last=False)
+    return response

@@ -1,0 +1,281 @@
+"""Create, update and delete rows: payload validation, privileges, etags and conflicts, undo.
+
+Every write path (single requests, CreateMultiple / UpdateMultiple / UpsertMultiple, $batch) goes
+through `Writer`. A `Writer` remembers what it changed so an all-or-nothing group (a changeset, a
+bulk action) can be rolled back with `undo()`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from simulator.protocol import ErrorCode, parse_etag
+from simulator.protocol.errors import CONCURRENCY_MESSAGE
+from simulator.protocol.odata import GUID_RE
+from simulator.scenario import ColumnDef
+from simulator.server.errors import DataverseError, not_found
+from simulator.server.state import ServerState
+from simulator.server.store import Row, TableStore, User, lookup_key
+
+_BIND = re.compile(r"^/?(?P<set>[A-Za-z_]\w*)\((?P<id>[0-9a-fA-F-]{36})\)$")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class _Undo:
+    table: TableStore
+    row_id: str
+    prev: Row | None
+    log_len: int
+
+
+@dataclass(slots=True)
+class WriteResult:
+    row_id: str
+    row: Row | None  # None after a delete
+    created: bool = False
+    conflict: bool = False  # a stale If-Match that was overwritten (detection off)
+
+
+@dataclass
+class Writer:
+    """Applies writes for one user; `undo()` reverts everything this writer applied."""
+
+    state: ServerState
+    user: User
+    _undo: list[_Undo] = field(default_factory=list)
+
+    # --- public operations ------------------------------------------------------------------
+    def create(self, table: TableStore, payload: dict[str, Any], if_none_match: str | None = None) -> WriteResult:
+        """POST: a new row; a client-given primary id is used (a repeat gives 412 DuplicateRecord)."""
+        values, owner, row_id = self._values(table, payload, for_create=True)
+        if row_id is not None and row_id in table.rows:
+            raise DataverseError(ErrorCode.DUPLICATE_RECORD, f"A record with id {row_id} already exists.")
+        self._check_create(table)
+        return self._insert(table, row_id or self._new_id(), values, owner)
+
+    def update(
+        self, table: TableStore, row_id: str, payload: dict[str, Any],
+        if_match: str | None = None, if_none_match: str | None = None,
+    ) -> WriteResult:
+        """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
+        row = table.rows.get(row_id)
+        visible = row is not None and self.state.access.can_read(self.user, table, row)
+        if if_none_match is not None and if_none_match.strip() == "*":
+            if row is not None:
+                raise DataverseError(ErrorCode.DUPLICATE_RECORD, "A record with matching key values already exists.")
+        if row is None or not visible:
+            if if_match is not None:
+                raise not_found(table.meta.logical_name, row_id)
+            if row is not None:
+                self._reject(table, "Write")
+            values, owner, _ = self._values(table, payload, for_create=True)
+            self._check_create(table)
+            return self._insert(table, row_id, values, owner)
+        conflict = self._check_etag(table, row, if_match)
+        if not self.state.access.can_write(self.user, table, row, "update"):
+            self._reject(table, "Write")
+        values, owner, _ = self._values(table, payload, for_create=False)
+        new = Row(row.id, self.state.store.next_version(), row.owner if owner is None else owner,
+                  row.team, self.state.clock.now(), {**row.values, **values}, row.files)
+        if owner is not None:
+            new.team = self.state.store.users[owner].team
+        new.values["modifiedon"] = iso(new.modified)
+        self._apply(table, new)
+        return WriteResult(row_id, new, conflict=conflict)
+
+    def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
+        row = table.rows.get(row_id)
+        if row is None or not self.state.access.can_read(self.user, table, row):
+            raise not_found(table.meta.logical_name, row_id)
+        conflict = self._check_etag(table, row, if_match)
+        if not self.state.access.can_write(self.user, table, row, "delete"):
+            self._reject(table, "Delete")
+        self._undo.append(_Undo(table, row_id, row, len(table.log)))
+        self.state.store.delete(table, row_id)
+        self.state.counters.writes_applied += 1
+        return WriteResult(row_id, None, conflict=conflict)
+
+    def undo(self) -> None:
+        """Revert every write of this writer, newest first (rows, indexes and change log)."""
+        for u in reversed(self._undo):
+            current = u.table.rows.get(u.row_id)
+            if current is not None:
+                u.table._unindex(current)
+                del u.table.rows[u.row_id]
+            if u.prev is not None:
+                u.table.load(u.prev)
+            del u.table.log[u.log_len :]
+            del u.table.log_versions[u.log_len :]
+        self.state.counters.writes_applied -= len(self._undo)
+        self._undo.clear()
+
+    # --- internals ----------------------------------------------------------------------------
+    def _new_id(self) -> str:
+        b = bytearray(self.state.rng.bytes(16))
+        b[6] = (b[6] & 0x0F) | 0x40
+        b[8] = (b[8] & 0x3F) | 0x80
+        h = b.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def _insert(self, table: TableStore, row_id: str, values: dict[str, Any], owner: int | None) -> WriteResult:
+        now = self.state.clock.now()
+        owner = self.user.index if owner is None else owner
+        values.setdefault("createdon", iso(now))
+        values["modifiedon"] = iso(now)
+        row = Row(row_id, self.state.store.next_version(), owner, self.state.store.users[owner].team, now, values)
+        self._apply(table, row)
+        return WriteResult(row_id, row, created=True)
+
+    def _apply(self, table: TableStore, row: Row) -> None:
+        self._undo.append(_Undo(table, row.id, table.rows.get(row.id), len(table.log)))
+        self.state.store.write(table, row)
+        self.state.counters.writes_applied += 1
+
+    def _check_create(self, table: TableStore) -> None:
+        if not self.state.access.can_write(self.user, table, None, "create"):
+            self._reject(table, "Create")
+
+    def _reject(self, table: TableStore, privilege: str) -> None:
+        name = table.meta.logical_name
+        self.state.counters.rejections[f"{name}/{self.user.name}"] += 1
+        raise DataverseError(
+            ErrorCode.PRIVILEGE_DENIED,
+            f"Principal user (Id={self.user.id}, type=8) is missing prv{privilege}{name} privilege. "
+            "The user does not hold the necessary privileges.",
+        )
+
+    def _check_etag(self, table: TableStore, row: Row, if_match: str | None) -> bool:
+        """True when If-Match names an older version (a conflict); 412 when detection is on."""
+        if if_match is None or if_match.strip() == "*":
+            return False
+        version = parse_etag(if_match)
+        if version is None:
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The If-Match value {if_match!r} is not a valid etag.")
+        if version == row.version:
+            return False
+        self.state.counters.conflicts[f"{table.meta.logical_name}/{self.user.name}"] += 1
+        if table.conflict_detection:
+            raise DataverseError(ErrorCode.CONCURRENCY_MISMATCH, CONCURRENCY_MESSAGE)
+        return True
+
+    def _values(self, table: TableStore, payload: dict[str, Any], for_create: bool) -> tuple[dict[str, Any], int | None, str | None]:
+        """Validated wire values, a new owner index (or None), and a client-given primary id."""
+        if not isinstance(payload, dict):
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, "The request body must be a JSON object.")
+        meta = table.meta
+        values: dict[str, Any] = {}
+        owner: int | None = None
+        row_id: str | None = None
+        for key, value in payload.items():
+            if key.endswith("@odata.bind"):
+                name = key[: -len("@odata.bind")]
+                if name == "ownerid":
+                    owner = self._bind_owner(value)
+                    continue
+                col = meta.column(name)
+                if col is None or col.type != "lookup":
+                    raise _invalid_property(meta.logical_name, key)
+                values[lookup_key(name)] = self._bind(col, value, key)
+                continue
+            if key.startswith("@") or "@" in key:
+                continue  # annotations such as @odata.type
+            if key == meta.id_column:
+                if not for_create:
+                    continue
+                row_id = _guid(value, key)
+                continue
+            values.update(self._column_value(table, key, value))
+        return values, owner, row_id
+
+    def _column_value(self, table: TableStore, key: str, value: Any) -> dict[str, Any]:
+        meta = table.meta
+        if key in (meta.primary_name, "description"):
+            return {key: _text(value, key, 4000)}
+        col = meta.column(key)
+        if col is None and key.startswith("_") and key.endswith("_value"):
+            col = meta.column(key[1:-6])
+            if col is not None and col.type == "lookup":
+                return {key: None if value is None else _guid(value, key)}
+            col = None
+        if col is None:
+            raise _invalid_property(meta.logical_name, key)
+        if col.type == "file":
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"File column '{key}' is written with PATCH .../{key}, not in a row body.")
+        if col.type == "lookup":
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"Lookup '{key}' is set with '{key}@odata.bind'.")
+        return {key: _typed(col, value)}
+
+    def _bind(self, col: ColumnDef, value: Any, key: str) -> str | None:
+        if value is None:
+            return None
+        m = _BIND.match(str(value))
+        target = self.state.store.tables[col.target or ""]
+        if not m or m.group("set") != target.meta.set_name:
+            raise DataverseError(ErrorCode.BAD_PAYLOAD,
+                                 f"'{key}' must reference /{target.meta.set_name}(<guid>), got {value!r}.")
+        return m.group("id").lower()
+
+    def _bind_owner(self, value: Any) -> int:
+        m = _BIND.match(str(value))
+        user = self.state.store.users_by_id.get(m.group("id").lower()) if m and m.group("set") == "systemusers" else None
+        if user is None:
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"'ownerid@odata.bind' must reference /systemusers(<user guid>), got {value!r}.")
+        return user.index
+
+
+def _invalid_property(logical: str, key: str) -> DataverseError:
+    return DataverseError(ErrorCode.BAD_PAYLOAD,
+                          f"The property '{key}' does not exist on type 'Microsoft.Dynamics.CRM.{logical}'.")
+
+
+def _guid(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not GUID_RE.match(value.strip("{}")):
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"'{key}' must be a GUID, got {value!r}.")
+    return value.strip("{}").lower()
+
+
+def _text(value: Any, key: str, max_length: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DataverseError(ErrorCode.VALIDATION, f"A validation error occurred. '{key}' must be a string.")
+    if len(value) > max_length:
+        raise DataverseError(ErrorCode.VALIDATION,
+                             f"A validation error occurred. The length of the '{key}' attribute exceeded the maximum allowed length of '{max_length}'.")
+    return value
+
+
+def _typed(col: ColumnDef, value: Any) -> Any:
+    if value is None:
+        return None
+    bad = DataverseError(ErrorCode.VALIDATION, f"A validation error occurred. '{col.name}' ({col.type}) cannot be {value!r}.")
+    if col.type == "text":
+        return _text(value, col.name, col.max_length)
+    if col.type == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if col.type == "decimal":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad
+        return value
+    if col.type == "choice":
+        allowed = set((col.options or {}).values())
+        if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+            raise DataverseError(ErrorCode.VALIDATION,
+                                 f"A validation error occurred. '{col.name}' must be one of {sorted(allowed)}, got {value!r}.")
+        return value
+    if col.type == "datetime":
+        try:
+            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise bad from None
+        return value
+    raise bad

@@ -1,0 +1,104 @@
+"""Everything one server instance holds, kept under a single AppKey (aiohttp's typed app state)."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from simulator.clock import Clock
+from simulator.scenario import Faults, Scenario
+from simulator.server.access import Access
+from simulator.server.store import Store, User
+
+
+@dataclass(slots=True)
+class Counters:
+    """What /_syncsim/counters reports. Keys are plain strings so the JSON stays flat."""
+
+    requests: Counter[str] = field(default_factory=Counter)  # "<route> <status>"
+    rows_served: int = 0
+    bytes_served: int = 0
+    file_bytes_served: int = 0
+    conflicts: Counter[str] = field(default_factory=Counter)  # "<table>/<user>"
+    rejections: Counter[str] = field(default_factory=Counter)  # "<table>/<user>"
+    throttles: Counter[str] = field(default_factory=Counter)  # "<limit>"
+    writes_applied: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "requests": dict(self.requests),
+            "rows_served": self.rows_served,
+            "bytes_served": self.bytes_served,
+            "file_bytes_served": self.file_bytes_served,
+            "conflicts": dict(self.conflicts),
+            "conflicts_total": sum(self.conflicts.values()),
+            "rejections": dict(self.rejections),
+            "rejections_total": sum(self.rejections.values()),
+            "throttles": dict(self.throttles),
+            "writes_applied": self.writes_applied,
+        }
+
+
+@dataclass(slots=True)
+class Token:
+    user: User
+    expires_at: float  # scenario time
+
+
+class LRU(OrderedDict[Any, Any]):
+    """A small least-recently-used cache."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+        return value
+
+
+class ServerState:
+    """The store, the scenario's settings, the clock, tokens, counters, faults and caches."""
+
+    def __init__(self, scenario: Scenario, store: Store, clock: Clock, admin_key: str | None = None) -> None:
+        self.scenario = scenario
+        self.settings = scenario.server
+        self.store = store
+        self.clock = clock
+        self.started_at = clock.now()
+        self.admin_key = admin_key or secrets.token_urlsafe(24)
+        self.tokens: dict[str, Token] = {}
+        self.counters = Counters()
+        self.faults: Faults = scenario.server.faults
+        self.rng = np.random.default_rng([scenario.seed, 0x5E17E5])
+        self.access = Access(store, scenario, anchor=self.started_at)
+        # idempotency: (user index, key) -> (request fingerprint, status, headers, body)
+        self.idempotency: OrderedDict[tuple[int, str], tuple[bytes, int, dict[str, str], bytes]] = OrderedDict()
+        self.idempotency_max = 200_000
+        self.delta_cache = LRU(256)  # (user, table, device, from, to) -> delta items, for paging
+        for table in store.tables.values():
+            detect = table.meta.conflict_detection
+            table.conflict_detection = self.settings.conflict_detection if detect is None else detect
+
+    def issue_token(self, user: User) -> tuple[str, float]:
+        """A new bearer token for a user; returns (token, lifetime in scenario seconds)."""
+        token = secrets.token_urlsafe(24)
+        ttl = self.settings.token_ttl_s
+        self.tokens[token] = Token(user, self.clock.now() + ttl)
+        return token, ttl
+
+
+STATE: web.AppKey[ServerState] = web.AppKey("syncsim_state", ServerState)

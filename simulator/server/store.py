@@ -1,0 +1,240 @@
+"""In-memory tables, rows, users and the change log.
+
+Rows are immutable: a write makes a new Row with a new global version, and the change log keeps the
+row it replaced, so a delta can tell what a device saw before. Row values are kept with their wire
+names (lookups as `_<column>_value`), so rendering a row is a dict merge plus one orjson call,
+cached per row version.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from simulator.protocol import format_etag
+from simulator.scenario import Privilege, TableDef
+
+
+def lookup_key(column: str) -> str:
+    """The wire name of a lookup column's value: `_<column>_value`."""
+    return f"_{column}_value"
+
+
+@dataclass(slots=True)
+class FileInfo:
+    """A file attached to a row: size in bytes, name, and its bytes (None: generated from `seed`)."""
+
+    file_id: str
+    size: int
+    name: str
+    seed: int = 0
+    data: bytes | None = None
+    mimetype: str = "application/octet-stream"
+
+
+class Row:
+    """One row version. `owner` and `team` are user and team indexes; `modified` is scenario time."""
+
+    __slots__ = ("id", "version", "owner", "team", "modified", "values", "files", "_enc")
+
+    def __init__(
+        self,
+        id: str,
+        version: int,
+        owner: int,
+        team: int,
+        modified: float,
+        values: dict[str, Any],
+        files: dict[str, FileInfo] | None = None,
+    ) -> None:
+        self.id = id
+        self.version = version
+        self.owner = owner
+        self.team = team
+        self.modified = modified
+        self.values = values
+        self.files = files
+        self._enc: bytes | None = None
+
+    def encoded(self, table: TableStore) -> bytes:
+        """The full row as JSON bytes, as a Web API read returns it (cached for this version)."""
+        if self._enc is None:
+            self._enc = orjson.dumps(table.render(self))
+        return self._enc
+
+
+@dataclass(slots=True)
+class User:
+    """A scenario user: index, GUID, name (`<class>-<n>`), class and team index."""
+
+    index: int
+    id: str
+    name: str
+    user_class: str
+    team: int
+    privileges: dict[str, Privilege] = field(default_factory=dict)
+    # per table: (version, row id) of rows that entered or left this user's view through a privilege change
+    view_log: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+
+    def privilege(self, table: str) -> Privilege:
+        return self.privileges.get(table, Privilege())
+
+
+@dataclass(slots=True)
+class LogEntry:
+    version: int
+    row_id: str
+    prev: Row | None  # the row before this change (None: created)
+
+
+class TableStore:
+    """One table's rows, indexes by owner / team / lookup, and its change log."""
+
+    def __init__(self, meta: TableDef, users: list[User]) -> None:
+        self.meta = meta
+        self.users = users
+        self.rows: dict[str, Row] = {}
+        self.by_owner: dict[int, set[str]] = {}
+        self.by_team: dict[int, set[str]] = {}
+        self.lookups = [c.name for c in meta.columns if c.type == "lookup"]
+        self.children: dict[str, dict[str, set[str]]] = {c: {} for c in self.lookups}
+        self.file_columns = [c.name for c in meta.columns if c.type == "file"]
+        self.log_versions: list[int] = []
+        self.log: list[LogEntry] = []
+        self.conflict_detection = False
+        self.context_prefix = ""  # set by the app: "<root>/$metadata#<set>"
+
+    # --- rendering -------------------------------------------------------------------------
+    def render(self, row: Row) -> dict[str, Any]:
+        """The row as a dict with wire names, etag and primary id."""
+        out: dict[str, Any] = {"@odata.etag": format_etag(row.version), self.meta.id_column: row.id}
+        out.update(row.values)
+        out["_ownerid_value"] = self.users[row.owner].id if 0 <= row.owner < len(self.users) else None
+        out["versionnumber"] = row.version
+        for col in self.file_columns:
+            info = row.files.get(col) if row.files else None
+            out[col] = info.file_id if info else None
+            out[f"{col}_name"] = info.name if info else None
+            out[f"{col}_size"] = info.size if info else None
+        return out
+
+    # --- indexes ---------------------------------------------------------------------------
+    def _index(self, row: Row) -> None:
+        self.by_owner.setdefault(row.owner, set()).add(row.id)
+        self.by_team.setdefault(row.team, set()).add(row.id)
+        for col in self.lookups:
+            parent = row.values.get(lookup_key(col))
+            if parent:
+                self.children[col].setdefault(parent, set()).add(row.id)
+
+    def _unindex(self, row: Row) -> None:
+        self.by_owner.get(row.owner, set()).discard(row.id)
+        self.by_team.get(row.team, set()).discard(row.id)
+        for col in self.lookups:
+            parent = row.values.get(lookup_key(col))
+            if parent:
+                self.children[col].get(parent, set()).discard(row.id)
+
+    # --- writes (the Store assigns versions) ------------------------------------------------
+    def load(self, row: Row) -> None:
+        """Add a seeded row without logging it (first sync reads it; no delta needs it)."""
+        self.rows[row.id] = row
+        self._index(row)
+
+    def put(self, row: Row) -> Row | None:
+        """Insert or replace a row, log the change; returns the previous row."""
+        prev = self.rows.get(row.id)
+        if prev is not None:
+            self._unindex(prev)
+        self.rows[row.id] = row
+        self._index(row)
+        self._log(row.version, row.id, prev)
+        return prev
+
+    def remove(self, row_id: str, version: int) -> Row | None:
+        prev = self.rows.pop(row_id, None)
+        if prev is not None:
+            self._unindex(prev)
+            self._log(version, row_id, prev)
+        return prev
+
+    def touch(self, row_id: str, version: int) -> None:
+        """Log a row whose visibility may change because a row it looks up changed."""
+        row = self.rows.get(row_id)
+        if row is not None:
+            self._log(version, row_id, row)
+
+    def _log(self, version: int, row_id: str, prev: Row | None) -> None:
+        self.log_versions.append(version)
+        self.log.append(LogEntry(version, row_id, prev))
+
+    def changes_since(self, version: int, upto: int) -> dict[str, Row | None]:
+        """Row ids changed in (version, upto], each with the row as it was at `version` (None: absent)."""
+        out: dict[str, Row | None] = {}
+        start = bisect_right(self.log_versions, version)
+        end = bisect_right(self.log_versions, upto)
+        for entry in self.log[start:end]:
+            if entry.row_id not in out:
+                out[entry.row_id] = entry.prev
+        return out
+
+    def prune_log(self, before_version: int) -> None:
+        """Drop change-log entries at or below a version (their tokens have expired)."""
+        cut = bisect_right(self.log_versions, before_version)
+        del self.log_versions[:cut]
+        del self.log[:cut]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows.values())
+
+
+class Store:
+    """All tables and users, plus the global row-version counter (the change-tracking clock)."""
+
+    def __init__(self, tables: list[TableDef], users: list[User], start_version: int = 1000) -> None:
+        self.users = users
+        self.users_by_name = {u.name: u for u in users}
+        self.users_by_id = {u.id: u for u in users}
+        self.tables: dict[str, TableStore] = {t.logical_name: TableStore(t, users) for t in tables}
+        self.by_set: dict[str, TableStore] = {t.meta.set_name: t for t in self.tables.values()}
+        self.version = start_version
+        # which (table, lookup column) pairs point at each table, for touch propagation
+        self.referrers: dict[str, list[tuple[str, str]]] = {name: [] for name in self.tables}
+        for t in tables:
+            for col in t.columns:
+                if col.type == "lookup" and col.target:
+                    self.referrers[col.target].append((t.logical_name, col.name))
+
+    def next_version(self) -> int:
+        self.version += 1
+        return self.version
+
+    def table(self, logical_name: str) -> TableStore:
+        return self.tables[logical_name]
+
+    def write(self, table: TableStore, row: Row) -> Row | None:
+        """Store a new row version (row.version must come from next_version()); touch its children."""
+        prev = table.put(row)
+        if prev is not None and (prev.owner != row.owner or prev.team != row.team):
+            self._touch_children(table, row.id, row.version)
+        return prev
+
+    def delete(self, table: TableStore, row_id: str) -> Row | None:
+        version = self.next_version()
+        prev = table.remove(row_id, version)
+        if prev is not None:
+            self._touch_children(table, row_id, version)
+        return prev
+
+    def _touch_children(self, table: TableStore, row_id: str, version: int) -> None:
+        for child_name, col in self.referrers[table.meta.logical_name]:
+            child = self.tables[child_name]
+            for child_id in list(child.children[col].get(row_id, ())):
+                child.touch(child_id, version)

@@ -1,0 +1,118 @@
+"""Change tracking: first-sync pages, delta links, tombstones, token expiry, privilege changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Api
+
+TRACK = {"Prefer": "odata.track-changes,odata.maxpagesize=7"}
+
+
+async def track_all(api: Api, set_name: str, user: str, device: bool = True) -> tuple[dict[str, Any], str]:
+    """Follow a tracked read to its deltaLink; return {id: row} and the deltaLink."""
+    rows: dict[str, Any] = {}
+    resp = await api.call("GET", f"/api/data/v9.2/{set_name}", user, device=device, headers=TRACK)
+    while True:
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        for item in body["value"]:
+            rows[item.get("id") or item[next(k for k in item if k.endswith("id") and not k.startswith("_"))]] = item
+        if "@odata.nextLink" in body:
+            assert "@odata.deltaLink" not in body
+            resp = await api.call("GET", body["@odata.nextLink"], user, device=device, headers=TRACK)
+            continue
+        return rows, body["@odata.deltaLink"]
+
+
+async def follow_delta(api: Api, link: str, user: str) -> tuple[list[dict[str, Any]], list[str], str]:
+    changed: list[dict[str, Any]] = []
+    removed: list[str] = []
+    while True:
+        resp = await api.call("GET", link, user, device=True, headers={"Prefer": "odata.maxpagesize=7"})
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        for item in body["value"]:
+            if item.get("reason") == "deleted":
+                removed.append(item["id"])
+            else:
+                changed.append(item)
+        link = body.get("@odata.nextLink") or ""
+        if not link:
+            return changed, removed, body["@odata.deltaLink"]
+
+
+async def test_first_sync_pages_return_exactly_the_device_profile_rows(api: Api) -> None:
+    user = api.state.store.users_by_name["technician-0001"]
+    rows, link = await track_all(api, "msdyn_workorders", user.name)
+    table = api.state.store.table("msdyn_workorder")
+    assert set(rows) == table.by_owner[user.index]
+    assert "$deltatoken=" in link
+
+
+async def test_plain_tracked_read_without_device_header_sees_all_privileged_rows(api: Api) -> None:
+    rows, _ = await track_all(api, "msdyn_workorders", "technician-0001", device=False)
+    assert len(rows) == 60
+
+
+async def test_delta_returns_updates_and_tombstones_for_deleted_rows(api: Api) -> None:
+    user = "technician-0001"
+    rows, link = await track_all(api, "msdyn_workorders", user)
+    some = sorted(rows)
+    upd = await api.call("PATCH", f"/api/data/v9.2/msdyn_workorders({some[0]})", user,
+                         json={"msdyn_duration": 5}, headers={"If-Match": rows[some[0]]["@odata.etag"]})
+    assert upd.status == 204, await upd.text()
+    dele = await api.call("DELETE", f"/api/data/v9.2/msdyn_workorders({some[1]})", user)
+    assert dele.status == 204
+    changed, removed, _ = await follow_delta(api, link, user)
+    assert [c["msdyn_workorderid"] for c in changed] == [some[0]]
+    assert changed[0]["msdyn_duration"] == 5
+    assert removed == [some[1]]
+
+
+async def test_delta_with_no_changes_is_empty_with_a_new_delta_link(api: Api) -> None:
+    _, link = await track_all(api, "accounts", "technician-0001")
+    changed, removed, new_link = await follow_delta(api, link, "technician-0001")
+    assert changed == [] and removed == [] and "$deltatoken=" in new_link
+
+
+async def test_expired_delta_token_answers_expired_version_stamp(api: Api, clock: Any) -> None:
+    _, link = await track_all(api, "accounts", "technician-0001")
+    clock.advance(8 * 86400)
+    api.tokens.clear()  # access tokens expire too
+    resp = await api.call("GET", link, "technician-0001", device=True)
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "0x80044352"
+
+
+async def test_revoked_read_privilege_comes_back_as_removals_at_next_sync(api: Api) -> None:
+    user = "technician-0002"
+    rows, link = await track_all(api, "msdyn_workorders", user)
+    assert rows
+    resp = await api.client.post("/_syncsim/privileges", json={"user": user, "table": "msdyn_workorder", "read": "none"},
+                                 headers={"Authorization": "Bearer admin"})
+    assert resp.status == 200, await resp.text()
+    changed, removed, _ = await follow_delta(api, link, user)
+    assert changed == [] and set(removed) == set(rows)
+
+
+async def test_reassigned_row_leaves_old_owner_view_and_its_notes_follow(api: Api) -> None:
+    store = api.state.store
+    a, b = store.users_by_name["technician-0001"], store.users_by_name["technician-0002"]
+    wo_rows, wo_link = await track_all(api, "msdyn_workorders", a.name)
+    notes, notes_link = await track_all(api, "annotations", a.name)
+    moved = next(i for i in sorted(wo_rows) if store.table("annotation").children["objectid"].get(i))
+    resp = await api.call("PATCH", f"/api/data/v9.2/msdyn_workorders({moved})", a.name,
+                          json={"ownerid@odata.bind": f"/systemusers({b.id})"})
+    assert resp.status == 204, await resp.text()
+    _, removed, _ = await follow_delta(api, wo_link, a.name)
+    assert removed == [moved]
+    _, removed_notes, _ = await follow_delta(api, notes_link, a.name)
+    assert set(removed_notes) == store.table("annotation").children["objectid"][moved]
+    assert set(removed_notes) <= set(notes)
+
+
+async def test_tracked_read_refuses_filter(api: Api) -> None:
+    resp = await api.call("GET", "/api/data/v9.2/accounts?$filter=revenue gt 1", headers=TRACK)
+    assert resp.status == 400
+    assert "isn't supported when Change Tracking is enabled" in (await resp.json())["error"]["message"]
