@@ -33,7 +33,7 @@ SMALL: dict[str, Any] = {
         ]},
     ],
     "user_classes": [
-        {"name": "technician", "count": 3, "teams": 1,
+        {"name": "technician", "count": 3, "teams": 1, "behaviour": {"edit_tables": ["msdyn_workorder"]},
          "privileges": {"msdyn_workorder": {"read": "org", "write": "org", "delete": "org"}},
          "profile": [
              {"table": "account"},

@@ -6,8 +6,8 @@ Nothing here does I/O and nothing here imports other syncsim modules.
 from simulator.protocol.errors import ErrorCode, error_body
 from simulator.protocol.odata import (
     API_ROOT,
-    H,
     DeltaToken,
+    H,
     format_etag,
     parse_etag,
     parse_prefer,

@@ -33,7 +33,7 @@ class H:
     # syncsim extensions (documented in docs/protocol.md)
     DEVICE_ID = "x-syncsim-device-id"  # marks a device session: offline-profile filters apply
     IDEMPOTENCY_KEY = "x-syncsim-idempotency-key"  # a retried write answers its first response
-    ADMIN_KEY = "x-syncsim-admin-key"
+    CONFLICT = "x-syncsim-conflict"  # "true" on a write that overwrote a newer version (detection off)
 
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

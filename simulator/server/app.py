@@ -7,6 +7,7 @@ from aiohttp import web
 from simulator.clock import Clock
 from simulator.scenario import Scenario
 from simulator.server import middlewares
+from simulator.server.activity import activity_ctx
 from simulator.server.handlers import admin, reads, writes
 from simulator.server.limits import ServiceProtection
 from simulator.server.state import STATE, ServerState
@@ -23,6 +24,7 @@ def make_app(scenario: Scenario, store: Store, clock: Clock, admin_key: str | No
     )
     app[STATE] = ServerState(scenario, store, clock, admin_key)
     app[middlewares.PROTECTION] = ServiceProtection(scenario.server.limits)
+    app.cleanup_ctx.append(activity_ctx)
     for module in _handler_modules():
         app.router.add_routes(module.routes)
     return app

@@ -67,9 +67,8 @@ class Writer:
         """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
         row = table.rows.get(row_id)
         visible = row is not None and self.state.access.can_read(self.user, table, row)
-        if if_none_match is not None and if_none_match.strip() == "*":
-            if row is not None:
-                raise DataverseError(ErrorCode.DUPLICATE_RECORD, "A record with matching key values already exists.")
+        if if_none_match is not None and if_none_match.strip() == "*" and row is not None:
+            raise DataverseError(ErrorCode.DUPLICATE_RECORD, "A record with matching key values already exists.")
         if row is None or not visible:
             if if_match is not None:
                 raise not_found(table.meta.logical_name, row_id)

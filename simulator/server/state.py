@@ -88,6 +88,7 @@ class ServerState:
         # idempotency: (user index, key) -> (request fingerprint, status, headers, body)
         self.idempotency: OrderedDict[tuple[int, str], tuple[bytes, int, dict[str, str], bytes]] = OrderedDict()
         self.idempotency_max = 200_000
+        self.back_office_enabled = True  # PUT /_syncsim/activity pauses it
         self.delta_cache = LRU(256)  # (user, table, device, from, to) -> delta items, for paging
         for table in store.tables.values():
             detect = table.meta.conflict_detection

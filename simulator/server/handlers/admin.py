@@ -111,3 +111,15 @@ async def snapshot(request: web.Request) -> web.Response:
     state = state_of(request)
     user = _user(state, request.query.get("user"))
     return json_response({"user": user.name, "version": state.store.version, "tables": state.access.snapshot(user)})
+
+
+@routes.put("/_syncsim/activity", name="activity")
+async def activity(request: web.Request) -> web.Response:
+    """{"back_office": bool}: pause or resume the back-office writer (the runner's quiet period)."""
+    state = state_of(request)
+    data = await _json(request)
+    if "back_office" in data:
+        if not isinstance(data["back_office"], bool):
+            raise DataverseError(ErrorCode.VALIDATION, "back_office must be true or false.")
+        state.back_office_enabled = data["back_office"]
+    return json_response({"back_office": state.back_office_enabled})

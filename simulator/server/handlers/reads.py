@@ -7,7 +7,16 @@ from aiohttp import web
 from simulator.protocol import H, format_etag, parse_etag
 from simulator.server.errors import not_found
 from simulator.server.handlers import changes
-from simulator.server.handlers.common import parse_select, prefer, project, root_url, row_key, state_of, table_for, user_of
+from simulator.server.handlers.common import (
+    parse_select,
+    prefer,
+    project,
+    root_url,
+    row_key,
+    state_of,
+    table_for,
+    user_of,
+)
 from simulator.server.handlers.writes import ROW, SET
 from simulator.server.middlewares import json_response
 from simulator.server.query import run_query

@@ -12,7 +12,7 @@ from simulator.protocol.odata import entity_url
 from simulator.server.errors import DataverseError
 from simulator.server.handlers.common import base_url, prefer, project, row_key, state_of, table_for, user_of
 from simulator.server.middlewares import json_response
-from simulator.server.mutations import WriteResult, Writer
+from simulator.server.mutations import Writer, WriteResult
 from simulator.server.store import TableStore
 
 routes = web.RouteTableDef()
@@ -50,6 +50,8 @@ def write_response(request: web.Request, table: TableStore, result: WriteResult,
         headers["Location"] = url
     if result.row is not None:
         headers[H.ETAG] = format_etag(result.row.version)
+    if result.conflict:
+        headers[H.CONFLICT] = "true"
     return web.Response(status=204, headers=headers)
 
 
@@ -74,5 +76,5 @@ async def update(request: web.Request) -> web.Response:
 @routes.delete(ROW, name="delete")
 async def delete(request: web.Request) -> web.Response:
     table = table_for(request)
-    Writer(state_of(request), user_of(request)).delete(table, row_key(request), request.headers.get(H.IF_MATCH))
-    return web.Response(status=204, headers={H.ODATA_VERSION: "4.0"})
+    result = Writer(state_of(request), user_of(request)).delete(table, row_key(request), request.headers.get(H.IF_MATCH))
+    return write_response(request, table, result)

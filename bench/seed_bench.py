@@ -1,0 +1,78 @@
+"""Seed benchmark: time build_store on one 1,000,000-row table of ~1 KB rows and 100 users.
+
+Run with `.venv/bin/python -m bench.seed_bench`. The requirement is under 30 s on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from simulator.scenario import Scenario, parse_scenario
+from simulator.server.seed import build_store
+
+ROWS = 1_000_000
+ROW_BYTES = 1000
+USERS = 100
+NOW = 1_735_689_600.0  # 2025-01-01T00:00:00Z, scenario epoch seconds
+
+
+def scenario(rows: int = ROWS, users: int = USERS) -> Scenario:
+    """A benchmark scenario: a 200-row `account` table and a `rows`-row `visit` table pointing at it."""
+    tables: list[dict[str, Any]] = [
+        {
+            "logical_name": "account",
+            "rows": 200,
+            "columns": [{"name": "city", "type": "text", "faker": "city"}],
+        },
+        {
+            "logical_name": "visit",
+            "rows": rows,
+            "row_bytes": ROW_BYTES,
+            "columns": [
+                {"name": "subject", "type": "text", "faker": "catch_phrase", "max_length": 100},
+                {"name": "contact", "type": "text", "faker": "name"},
+                {"name": "street", "type": "text", "faker": "address"},
+                {"name": "duration", "type": "integer", "min": 5, "max": 480},
+                {"name": "odometer", "type": "integer", "min": 0, "max": 300_000},
+                {"name": "amount", "type": "decimal", "min": 0, "max": 10_000},
+                {"name": "rate", "type": "decimal", "min": 10, "max": 200},
+                {"name": "scheduled", "type": "datetime"},
+                {"name": "completed", "type": "datetime"},
+                {"name": "status", "type": "choice", "options": {"open": 1, "done": 2, "cancelled": 3}},
+                {"name": "priority", "type": "choice", "options": {"low": 10, "normal": 20, "high": 30}},
+                {"name": "account", "type": "lookup", "target": "account", "fill": 0.95},
+                {
+                    "name": "photo",
+                    "type": "file",
+                    "size": {"median_kb": 300, "sigma": 1.0, "min_kb": 20, "max_kb": 8192},
+                    "fill": 0.3,
+                },
+            ],
+        },
+    ]
+    profile = [{"table": "account"}, {"table": "visit"}]
+    return parse_scenario(
+        {
+            "name": "seed_bench",
+            "seed": 42,
+            "tables": tables,
+            "user_classes": [{"name": "tech", "count": users, "teams": 10, "profile": profile}],
+        }
+    )
+
+
+def run() -> dict[str, float]:
+    """Time build_store on the benchmark scenario; returns rows, seconds and rows per second."""
+    sc = scenario()
+    start = time.perf_counter()
+    store = build_store(sc, NOW)
+    seconds = time.perf_counter() - start
+    rows = float(len(store.table("visit")))
+    rate = rows / seconds if seconds > 0 else float("inf")
+    print(f"seed: {int(rows):,} rows in {seconds:.1f} s ({rate:,.0f} rows/s)")
+    return {"seed_rows": rows, "seed_seconds": seconds, "seed_rows_per_s": rate}
+
+
+if __name__ == "__main__":
+    run()

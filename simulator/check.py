@@ -1,0 +1,60 @@
+"""End-of-run check: every device's store against the server's snapshot for its user."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class DeviceCheck:
+    device: str
+    missing: int = 0  # rows the server says the device should hold but it does not
+    extra: int = 0  # rows the device holds that it should not
+    stale: int = 0  # rows held at an older version than the server's
+    undelivered: int = 0  # edits still in the outbox
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.extra or self.stale or self.undelivered)
+
+
+def compare(device: str, held: dict[str, dict[str, int]], expected: dict[str, dict[str, int]],
+            undelivered: int) -> DeviceCheck:
+    """Compare {table: {id: version}} held by a device with what the server expects."""
+    out = DeviceCheck(device, undelivered=undelivered)
+    for table in sorted(set(held) | set(expected)):
+        have, want = held.get(table, {}), expected.get(table, {})
+        for row_id, version in want.items():
+            got = have.get(row_id)
+            if got is None:
+                out.missing += 1
+                _example(out, f"{table}/{row_id}: missing")
+            elif got != version:
+                out.stale += 1
+                _example(out, f"{table}/{row_id}: version {got}, server {version}")
+        for row_id in have.keys() - want.keys():
+            out.extra += 1
+            _example(out, f"{table}/{row_id}: extra")
+    return out
+
+
+def _example(check: DeviceCheck, text: str) -> None:
+    if len(check.examples) < 5:
+        check.examples.append(text)
+
+
+def summarize_checks(checks: list[DeviceCheck], skipped: dict[str, str]) -> dict[str, Any]:
+    """The check's JSON: totals, pass/fail, and the first failing devices with examples."""
+    failing = [c for c in checks if not c.ok]
+    return {
+        "passed": not failing,
+        "devices_checked": len(checks),
+        "devices_skipped": skipped,  # device -> why (e.g. STORAGE_FULL: never finished first sync)
+        "missing": sum(c.missing for c in checks),
+        "extra": sum(c.extra for c in checks),
+        "stale": sum(c.stale for c in checks),
+        "undelivered": sum(c.undelivered for c in checks),
+        "failing_devices": [asdict(c) for c in failing[:20]],
+    }

@@ -1,0 +1,161 @@
+"""The device's Web API client: auth, retries with backoff, 429 Retry-After, airplane-mode resume.
+
+A request cut by airplane mode waits for the network and is sent again (a restart); a network
+failure or a 5xx is retried with exponential backoff; a 429 waits Retry-After. Waits are idle time
+(scenario seconds through the clock). What one sync spent is added to a `Tally`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from simulator.clock import Clock
+from simulator.events import Events
+from simulator.metrics import DeviceEvent
+from simulator.network import AirplaneModeError, Link, NetworkError, Response
+from simulator.protocol import H
+
+TokenProvider = Callable[[], Awaitable[str]]
+RETRYABLE = {500, 502, 503, 504}
+
+
+class SyncFailed(Exception):
+    """A sync that cannot finish: `code` is the cause (STORAGE_FULL, NETWORK, HTTP_<status>, 0x...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one sync spent: real seconds in requests, bytes per table, restarts, throttles."""
+
+    active_s: float = 0.0
+    bytes_by_table: dict[str, int] = field(default_factory=dict)
+    file_bytes: int = 0
+    restarts: int = 0
+    throttles: int = 0
+    requests: int = 0
+
+
+@dataclass(slots=True)
+class Identity:
+    device: str
+    user: str
+    user_class: str
+
+
+class ApiClient:
+    """Sends requests for one device through its Link."""
+
+    __slots__ = ("link", "clock", "base_url", "tokens", "who", "events", "max_retries", "_token", "backoff_s")
+
+    def __init__(self, link: Link, clock: Clock, base_url: str, tokens: TokenProvider, who: Identity,
+                 events: Events, max_retries: int = 6, backoff_s: float = 2.0) -> None:
+        self.link = link
+        self.clock = clock
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.who = who
+        self.events = events
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s  # first retry wait, scenario seconds; doubles per attempt
+        self._token: str | None = None
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.base_url}{path}"
+
+    def _event(self, kind: Any, detail: str) -> None:
+        self.events.device_event.fire(event=DeviceEvent(self.who.device, self.who.user_class, kind, self.clock.now(), detail))
+
+    async def call(self, method: str, path: str, tally: Tally, *, json: Any = None, body: bytes | None = None,
+                   headers: dict[str, str] | None = None, sink: Callable[[bytes], None] | None = None,
+                   table: str | None = None, accept: tuple[int, ...] = ()) -> Response:
+        """One logical request; returns the response for 2xx/3xx, 4xx statuses in `accept`, else raises SyncFailed."""
+        url = self.url(path)
+        payload = orjson.dumps(json) if json is not None else body
+        attempt = 0
+        refreshed = False
+        while True:
+            if self._token is None:
+                self._token = await self.tokens()
+            hdrs = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
+                    H.ODATA_VERSION: "4.0", "OData-MaxVersion": "4.0", H.DEVICE_ID: self.who.device, **(headers or {})}
+            if json is not None:
+                hdrs["Content-Type"] = "application/json"
+            try:
+                resp = await self.link.request(method, url, headers=hdrs, body=payload, sink=sink)
+            except AirplaneModeError:
+                tally.restarts += 1
+                self._event("restart", f"{method} {path}: cut by airplane mode")
+                await self.link.wait_online()
+                continue
+            except NetworkError as exc:
+                attempt = await self._backoff(attempt, f"{method} {path}: {exc}", "NETWORK")
+                continue
+            tally.requests += 1
+            tally.active_s += resp.elapsed_s
+            nbytes = resp.bytes_down + resp.bytes_up
+            if table is not None:
+                tally.bytes_by_table[table] = tally.bytes_by_table.get(table, 0) + nbytes
+            self.events.request.fire(method=method, name=_name(path), status=resp.status, elapsed_s=resp.elapsed_s,
+                                     bytes=nbytes, error=None if resp.status < 400 else str(resp.status))
+            if resp.status < 400 or resp.status in accept:
+                return resp
+            if resp.status == 429:
+                tally.throttles += 1
+                wait = _retry_after(resp)
+                self._event("throttled", f"{method} {path}: Retry-After {wait:g}s")
+                await self.clock.sleep(wait)
+                continue
+            if resp.status == 401 and not refreshed:
+                self._token, refreshed = None, True
+                continue
+            if resp.status in RETRYABLE:
+                attempt = await self._backoff(attempt, f"{method} {path}: HTTP {resp.status}", f"HTTP_{resp.status}")
+                continue
+            raise SyncFailed(_error_code(resp), f"{method} {path}: HTTP {resp.status} {_error_message(resp)}")
+
+    async def _backoff(self, attempt: int, what: str, code: str) -> int:
+        if attempt >= self.max_retries:
+            raise SyncFailed(code, f"{what} (gave up after {attempt + 1} attempts)")
+        self._event("retry", what)
+        await self.clock.sleep(self.backoff_s * (2**attempt))
+        return attempt + 1
+
+
+def _name(path: str) -> str:
+    """A stable request name for statistics: the path without keys and query."""
+    base = path.split("?", 1)[0]
+    if "/api/data/v9.2/" in base:
+        base = base.split("/api/data/v9.2/", 1)[1]
+    head = base.split("(", 1)[0]
+    return head + ("(id)" + base.split(")", 1)[1] if "(" in base and ")" in base else "")
+
+
+def _retry_after(resp: Response) -> float:
+    try:
+        return max(0.0, float(resp.headers.get(H.RETRY_AFTER, "1")))
+    except ValueError:
+        return 1.0
+
+
+def _error_json(resp: Response) -> dict[str, Any]:
+    try:
+        data = orjson.loads(resp.body)
+        return data.get("error", {}) if isinstance(data, dict) else {}
+    except orjson.JSONDecodeError:
+        return {}
+
+
+def _error_code(resp: Response) -> str:
+    return str(_error_json(resp).get("code") or f"HTTP_{resp.status}")
+
+
+def _error_message(resp: Response) -> str:
+    return str(_error_json(resp).get("message") or resp.body[:200].decode("utf-8", "replace"))

@@ -1,0 +1,245 @@
+"""One simulated phone or tablet: first sync, periodic sync cycles, offline edits, airplane mode.
+
+A sync cycle uploads the outbox, then downloads changes. Syncs run at the user class's interval
+with jitter, and also start when the network comes back. Every random draw comes from generators
+seeded by the scenario; every wait goes through the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+
+from simulator.clock import Clock
+from simulator.device.client import ApiClient, SyncFailed, Tally
+from simulator.device.outbox import Op, Outbox
+from simulator.device.store import LocalStore, StorageFull
+from simulator.device.sync import SyncEngine, TableInfo, UploadResult
+from simulator.events import Events
+from simulator.metrics import DeviceEvent, SyncMode, SyncRecord
+from simulator.network import Link
+from simulator.scenario import UserClass
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """Who and what a device is: names, storage in bytes, network preset, seed for its draws."""
+
+    name: str
+    user: str
+    user_class: str
+    storage_bytes: int
+    network: str
+    seed: tuple[int, ...]
+
+
+class Device:
+    """Drives the SyncEngine on a schedule and makes the user's edits."""
+
+    def __init__(self, spec: DeviceSpec, cls: UserClass, api: ApiClient, link: Link, clock: Clock,
+                 events: Events, origin: float) -> None:
+        self.spec = spec
+        self.cls = cls
+        self.api = api
+        self.link = link
+        self.clock = clock
+        self.events = events
+        self.origin = origin  # scenario start, epoch seconds (airplane windows are relative to it)
+        self.store = LocalStore(spec.storage_bytes)
+        self.outbox = Outbox()
+        self.engine = SyncEngine(api, self.store, self.outbox, cls.profile,
+                                 batch_uploads=cls.behaviour.upload_mode == "batch")
+        seq = np.random.SeedSequence(list(spec.seed))
+        self.rng_sched, self.rng_edit, self.rng_air = (np.random.default_rng(s) for s in seq.spawn(3))
+        self.gave_up: str | None = None  # cause when the device stopped syncing (storage full)
+        self._wake: asyncio.Event | None = None
+        self._edits = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def run(self, stop_at: float) -> None:
+        """Sync until scenario time `stop_at`: first sync at once, then every interval (+- jitter)."""
+        airplane = asyncio.ensure_future(self._airplane(stop_at)) if self._has_airplane() else None
+        try:
+            while self.clock.now() < stop_at and self.gave_up is None:
+                if not self.link.online:
+                    await self.link.wait_online()
+                await self.sync_once()
+                b = self.cls.behaviour
+                interval = b.sync_interval_s * (1 + b.sync_jitter * (2 * self.rng_sched.random() - 1))
+                await self._idle_until(min(stop_at, self.clock.now() + interval))
+        finally:
+            if airplane is not None:
+                airplane.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await airplane
+
+    async def final_sync(self, attempts: int = 3) -> SyncRecord | None:
+        """End of run: back online, then sync until one succeeds (at most `attempts`)."""
+        self.link.go_online()
+        if self.gave_up is not None:
+            return None
+        record = None
+        for _ in range(attempts):
+            record = await self.sync_once()
+            if record.result == "success":
+                break
+        return record
+
+    # --- one sync -------------------------------------------------------------------------------
+    async def sync_once(self) -> SyncRecord:
+        st = self.engine.state
+        mode: SyncMode = "DELTA_SYNC" if st.first_sync_done else "FIRST_SYNC"
+        start, t0 = self.clock.now(), self.clock.monotonic()
+        tally, phases, rows, up = Tally(), {}, {}, UploadResult()
+        error: str | None = None
+        try:
+            if mode == "FIRST_SYNC":
+                await self._phase(phases, "metadata", self.engine.metadata(tally))
+                await self._phase(phases, "data", self.engine.data(tally, rows))
+            else:
+                up = await self._phase(phases, "upload", self.engine.upload(tally))
+                if not await self._phase(phases, "data", self.engine.delta(tally, rows)):
+                    mode = "FORCED_SYNC"
+                    self._event("token_expired", "delta token expired: full resync")
+                    await self._phase(phases, "data", self.engine.data(tally, rows, full=True))
+            await self._phase(phases, "files", self.engine.files(tally))
+            st.first_sync_done = True
+        except (SyncFailed, StorageFull) as exc:
+            error = exc.code if isinstance(exc, SyncFailed) else "STORAGE_FULL"
+            if error == "STORAGE_FULL":
+                self._event("storage_full", str(exc))
+                if mode == "FIRST_SYNC":
+                    self.gave_up = error
+        record = SyncRecord(
+            device=self.spec.name, user=self.spec.user, user_class=self.spec.user_class, mode=mode,
+            result="failed" if error else "success", start=start, duration_s=self.clock.monotonic() - t0,
+            active_s=tally.active_s, phases=phases, rows_by_table=rows, bytes_by_table=tally.bytes_by_table,
+            file_bytes=tally.file_bytes, uploaded=up.uploaded, applied=up.applied, conflicts=up.conflicts,
+            rejections=up.rejections, restarts=tally.restarts, error_code=error, network=self.spec.network,
+            storage_used_bytes=self.store.used_bytes, storage_capacity_bytes=self.store.capacity_bytes)
+        self.events.sync_finished.fire(record=record)
+        return record
+
+    async def _phase(self, phases: dict[str, float], name: str, work):  # type: ignore[no-untyped-def]
+        t = self.clock.monotonic()
+        try:
+            return await work
+        finally:
+            phases[name] = phases.get(name, 0.0) + self.clock.monotonic() - t
+
+    # --- edits ----------------------------------------------------------------------------------
+    def edit(self) -> Op | None:
+        """Make one offline edit (update, create or delete) on a row the device holds."""
+        tables = [t for t in (self.cls.behaviour.edit_tables or [p.table for p in self.cls.profile])
+                  if t in self.engine.state.tables and self.engine.state.tables[t].editable]
+        if not tables:
+            return None
+        table = tables[int(self.rng_edit.integers(len(tables)))]
+        info = self.engine.state.tables[table]
+        mix = self.cls.behaviour.edit_mix
+        weights = np.array([mix.update, mix.create, mix.delete], dtype=float)
+        kind = ("update", "create", "delete")[int(self.rng_edit.choice(3, p=weights / weights.sum()))]
+        held = self.store.ids(table)
+        if kind != "create" and not held:
+            kind = "create"
+        self._edits += 1
+        op_id = f"{self.spec.name}-{self._edits}"
+        if kind == "create":
+            row_id = _guid(self.rng_edit)
+            op = Op(op_id, "create", table, info.entity_set, row_id, None,
+                    {info.id_column: row_id, **self._change(info)})
+            self.store.put(table, row_id, 0, 512)
+        else:
+            row_id = next(islice(iter(held), int(self.rng_edit.integers(len(held))), None))
+            base = self.store.version(table, row_id) or None
+            op = Op(op_id, kind, table, info.entity_set, row_id, base, self._change(info) if kind == "update" else None)
+            if kind == "delete":
+                self.store.remove(table, row_id)
+        self.outbox.add(op)
+        return op
+
+    def _change(self, info: TableInfo) -> dict[str, object]:
+        name, kind, extra = info.editable[int(self.rng_edit.integers(len(info.editable)))]
+        r = self.rng_edit
+        if kind == "choice" and extra:
+            return {name: int(extra[int(r.integers(len(extra)))])}
+        if kind == "integer":
+            return {name: int(r.integers(0, 1000))}
+        if kind == "decimal":
+            return {name: round(float(r.uniform(0, 1000)), 2)}
+        return {name: f"edited on {self.spec.name} #{self._edits}"[: int(extra or 100)]}
+
+    async def _idle_until(self, t: float) -> None:
+        """Wait until scenario time t, making edits on the way; return early on reconnect."""
+        rate = self.cls.behaviour.edits_per_hour / 3600.0
+        while (now := self.clock.now()) < t:
+            next_edit = now + float(self.rng_edit.exponential(1 / rate)) if rate > 0 else float("inf")
+            if await self._sleep_or_wake(min(t, next_edit) - now):
+                return
+            if next_edit <= t and self.engine.state.first_sync_done:
+                self.edit()
+
+    async def _sleep_or_wake(self, seconds: float) -> bool:
+        """Sleep idle time; True if woken by the network coming back."""
+        if not self._has_airplane():
+            await self.clock.sleep(seconds)
+            return False
+        self._wake = wake = asyncio.Event()
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            done, _ = await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waiter):
+                task.cancel()
+            self._wake = None
+        return waiter in done
+
+    # --- airplane mode ---------------------------------------------------------------------------
+    def _has_airplane(self) -> bool:
+        a = self.cls.behaviour.airplane
+        return bool(a.windows) or a.mean_online_s is not None
+
+    async def _airplane(self, stop_at: float) -> None:
+        """Toggle airplane mode: fixed windows (relative to scenario start) and random on/off."""
+        a = self.cls.behaviour.airplane
+        plan = sorted((self.origin + s, self.origin + e) for s, e in a.windows)
+        while self.clock.now() < stop_at:
+            now = self.clock.now()
+            upcoming = [(s, e) for s, e in plan if e > now]
+            if a.mean_online_s is not None and a.mean_offline_s is not None:
+                off_at = now + float(self.rng_air.exponential(a.mean_online_s))
+                duration = float(self.rng_air.exponential(a.mean_offline_s))
+                if upcoming and upcoming[0][0] < off_at:
+                    off_at, duration = upcoming[0][0], upcoming[0][1] - upcoming[0][0]
+            elif upcoming:
+                off_at, duration = upcoming[0][0], upcoming[0][1] - upcoming[0][0]
+            else:
+                return
+            await self.clock.sleep(max(0.0, off_at - self.clock.now()))
+            if self.clock.now() >= stop_at:
+                return
+            self.link.go_offline()
+            self._event("airplane_on", f"offline for {duration:.0f}s")
+            try:
+                await self.clock.sleep(max(0.0, min(duration, off_at + duration - self.clock.now())))
+            finally:
+                self.link.go_online()
+            self._event("airplane_off", "")
+            if self._wake is not None:
+                self._wake.set()
+
+    def _event(self, kind: str, detail: str) -> None:
+        self.events.device_event.fire(event=DeviceEvent(self.spec.name, self.spec.user_class, kind, self.clock.now(), detail))  # type: ignore[arg-type]
+
+
+def _guid(rng: np.random.Generator) -> str:
+    b = bytearray(rng.bytes(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

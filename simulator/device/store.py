@@ -1,0 +1,81 @@
+"""The device's local store: per table, row id -> (version, size), plus downloaded files.
+
+Only what sync needs is kept (no payloads), so a large fleet fits in memory. Sizes count against
+the device's storage capacity; an insert that would pass it raises StorageFull.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_SIZE_BITS = 24  # row sizes up to 16 MiB packed with the version into one int
+_SIZE_MASK = (1 << _SIZE_BITS) - 1
+
+
+class StorageFull(Exception):
+    """The device cannot hold more data (Power Apps: DEVICE_ERROR 2007 "Disk is full")."""
+
+
+@dataclass(slots=True)
+class LocalStore:
+    """Rows and files held by one device, in bytes against `capacity_bytes`."""
+
+    capacity_bytes: int
+    tables: dict[str, dict[str, int]] = field(default_factory=dict)  # id -> version << 24 | size
+    files: dict[str, int] = field(default_factory=dict)  # "<table>/<row id>/<column>" -> bytes held
+    used_bytes: int = 0
+
+    def version(self, table: str, row_id: str) -> int | None:
+        packed = self.tables.get(table, {}).get(row_id)
+        return None if packed is None else packed >> _SIZE_BITS
+
+    def ids(self, table: str) -> dict[str, int]:
+        return self.tables.setdefault(table, {})
+
+    def reserve(self, nbytes: int) -> None:
+        """Check that nbytes more fit; raises StorageFull otherwise."""
+        if self.used_bytes + nbytes > self.capacity_bytes:
+            raise StorageFull(
+                f"storage full: {self.used_bytes + nbytes:,} bytes needed, capacity {self.capacity_bytes:,}"
+            )
+
+    def put(self, table: str, row_id: str, version: int, size: int) -> None:
+        rows = self.ids(table)
+        old = rows.get(row_id)
+        old_size = 0 if old is None else old & _SIZE_MASK
+        size = min(size, _SIZE_MASK)
+        if size > old_size:
+            self.reserve(size - old_size)
+        rows[row_id] = (version << _SIZE_BITS) | size
+        self.used_bytes += size - old_size
+
+    def set_version(self, table: str, row_id: str, version: int) -> None:
+        rows = self.ids(table)
+        old = rows.get(row_id)
+        if old is not None:
+            rows[row_id] = (version << _SIZE_BITS) | (old & _SIZE_MASK)
+
+    def remove(self, table: str, row_id: str) -> bool:
+        old = self.tables.get(table, {}).pop(row_id, None)
+        if old is None:
+            return False
+        self.used_bytes -= old & _SIZE_MASK
+        prefix = f"{table}/{row_id}/"
+        for key in [k for k in self.files if k.startswith(prefix)]:
+            self.used_bytes -= self.files.pop(key)
+        return True
+
+    def add_file_bytes(self, key: str, nbytes: int) -> None:
+        self.reserve(nbytes)
+        self.files[key] = self.files.get(key, 0) + nbytes
+        self.used_bytes += nbytes
+
+    def drop_file(self, key: str) -> None:
+        self.used_bytes -= self.files.pop(key, 0)
+
+    def row_count(self) -> int:
+        return sum(len(rows) for rows in self.tables.values())
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """{table: {row id: version}} for end-of-run checks."""
+        return {t: {i: p >> _SIZE_BITS for i, p in rows.items()} for t, rows in self.tables.items()}

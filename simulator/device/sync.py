@@ -1,0 +1,257 @@
+"""The sync engine: first sync (metadata, data, files), delta sync, forced resync, outbox upload.
+
+Written once against the Web API; the standalone runner, Locust and the benchmarks all drive it.
+State needed to resume (the next page link per table, files still to fetch and their offsets) lives
+on `SyncState`, so a sync cut by airplane mode or a failure continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from simulator.device.client import ApiClient, SyncFailed, Tally
+from simulator.device.outbox import Op, Outbox
+from simulator.device.store import LocalStore, StorageFull
+from simulator.device.upload import upload_ops
+from simulator.protocol import ErrorCode
+from simulator.protocol.odata import API_ROOT, FILE_CHUNK_BYTES
+from simulator.scenario import ProfileTable
+
+EXPIRED = ErrorCode.EXPIRED_VERSION_STAMP.code
+
+
+@dataclass(slots=True)
+class TableInfo:
+    """What metadata told the device about a profile table."""
+
+    logical_name: str
+    entity_set: str
+    id_column: str
+    editable: list[tuple[str, str, Any]] = field(default_factory=list)  # (column, type, choices or max length)
+    file_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PendingFile:
+    table: str
+    entity_set: str
+    row_id: str
+    column: str
+    size: int
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class SyncState:
+    """Per-device sync progress that survives cuts: links, pending files, metadata."""
+
+    tables: dict[str, TableInfo] = field(default_factory=dict)
+    delta_links: dict[str, str] = field(default_factory=dict)  # table -> deltaLink once complete
+    resume_links: dict[str, str] = field(default_factory=dict)  # table -> nextLink of an unfinished read
+    files: list[PendingFile] = field(default_factory=list)
+    first_sync_done: bool = False
+    metadata_done: bool = False
+
+
+@dataclass(slots=True)
+class UploadResult:
+    uploaded: int = 0
+    applied: int = 0
+    conflicts: int = 0
+    rejections: int = 0
+
+
+class SyncEngine:
+    """Runs the sync phases for one device against the Web API."""
+
+    __slots__ = ("api", "store", "outbox", "state", "profile", "page_size", "batch_uploads")
+
+    def __init__(self, api: ApiClient, store: LocalStore, outbox: Outbox, profile: list[ProfileTable],
+                 page_size: int = 5000, batch_uploads: bool = True) -> None:
+        self.api = api
+        self.store = store
+        self.outbox = outbox
+        self.state = SyncState()
+        self.profile = profile
+        self.page_size = page_size
+        self.batch_uploads = batch_uploads
+
+    # --- phases -----------------------------------------------------------------------------
+    async def metadata(self, tally: Tally) -> None:
+        """Download each profile table's definition with its attributes."""
+        for pt in self.profile:
+            if pt.table in self.state.tables:
+                continue
+            resp = await self.api.call(
+                "GET", f"{API_ROOT}/EntityDefinitions(LogicalName='{pt.table}')?$expand=Attributes", tally,
+                table=pt.table)
+            info = _table_info(orjson.loads(resp.body))
+            resp = await self.api.call(
+                "GET", f"{API_ROOT}/EntityDefinitions(LogicalName='{pt.table}')/Attributes/"
+                "Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options)",
+                tally, table=pt.table)
+            _add_choices(info, orjson.loads(resp.body))
+            self.state.tables[pt.table] = info
+        self.state.metadata_done = True
+
+    async def data(self, tally: Tally, rows: dict[str, int], full: bool = False) -> None:
+        """Initial tracked read of every profile table (first sync, or a forced resync when `full`)."""
+        for pt in self.profile:
+            info = self.state.tables[pt.table]
+            if pt.table in self.state.delta_links and not full:
+                continue
+            link = self.state.resume_links.get(pt.table) or f"{API_ROOT}/{info.entity_set}"
+            seen: set[str] | None = set() if full else None
+            await self._follow(info, pt, link, tally, rows, tracked=True, seen=seen)
+            if seen is not None:  # forced resync: drop local rows the server no longer gives us
+                held = self.store.ids(pt.table)
+                for row_id in [i for i in held if i not in seen and not self.outbox.created_offline(i)]:
+                    self.store.remove(pt.table, row_id)
+
+    async def delta(self, tally: Tally, rows: dict[str, int]) -> bool:
+        """Follow every table's deltaLink. Returns False when a token expired (caller resyncs fully)."""
+        for pt in self.profile:
+            info = self.state.tables[pt.table]
+            link = self.state.resume_links.get(pt.table) or self.state.delta_links[pt.table]
+            try:
+                await self._follow(info, pt, link, tally, rows, tracked=False)
+            except SyncFailed as exc:
+                if exc.code != EXPIRED:
+                    raise
+                self.state.delta_links.clear()
+                self.state.resume_links.clear()
+                return False
+        return True
+
+    async def files(self, tally: Tally) -> None:
+        """Download pending files in 4 MiB ranges, resuming at the last received byte."""
+        while self.state.files:
+            f = self.state.files[0]
+            key = f"{f.table}/{f.row_id}/{f.column}"
+            if self.store.version(f.table, f.row_id) is None:
+                self.state.files.pop(0)
+                continue
+            self.store.reserve(f.size - f.offset)
+            while f.offset < f.size:
+                end = min(f.size, f.offset + FILE_CHUNK_BYTES) - 1
+                got = 0
+
+                def sink(chunk: bytes, _key: str = key) -> None:
+                    nonlocal got
+                    got += len(chunk)
+                    self.store.add_file_bytes(_key, len(chunk))
+
+                try:
+                    await self.api.call("GET", f"{API_ROOT}/{f.entity_set}({f.row_id})/{f.column}/$value", tally,
+                                        headers={"Range": f"bytes={f.offset}-{end}"}, sink=sink)
+                finally:
+                    f.offset += got
+                    tally.file_bytes += got
+            self.state.files.pop(0)
+
+    async def upload(self, tally: Tally) -> UploadResult:
+        """Send the outbox (as $batch or one request per op) and apply the answers locally."""
+        result = UploadResult()
+        while len(self.outbox):
+            ops = self.outbox.pending(limit=200 if self.batch_uploads else 1)
+            outcomes = await upload_ops(self.api, ops, tally, batch=self.batch_uploads)
+            for op, (status, version, conflict) in zip(ops, outcomes, strict=True):
+                self._apply_outcome(op, status, version, conflict, result)
+            self.outbox.done(ops)
+        return result
+
+    # --- internals ----------------------------------------------------------------------------
+    def _apply_outcome(self, op: Op, status: int, version: int | None, conflict: bool, result: UploadResult) -> None:
+        result.uploaded += 1
+        if status < 300:
+            result.applied += 1
+            result.conflicts += int(conflict)
+            if version is not None and op.kind != "delete":
+                self.store.set_version(op.table, op.row_id, version)
+        elif status == 412:
+            result.conflicts += 1  # detection on: server wins, the next delta brings its version
+        else:
+            result.rejections += 1
+            if op.kind == "create":
+                self.store.remove(op.table, op.row_id)
+
+    async def _follow(self, info: TableInfo, pt: ProfileTable, link: str, tally: Tally, rows: dict[str, int],
+                      tracked: bool, seen: set[str] | None = None) -> None:
+        headers = {"Prefer": f"odata.maxpagesize={self.page_size}" + (",odata.track-changes" if tracked else "")}
+        while True:
+            resp = await self.api.call("GET", link, tally, headers=headers, table=pt.table)
+            page = orjson.loads(resp.body)
+            values = page.get("value", [])
+            per_row = len(resp.body) // max(1, len(values))
+            self._apply_page(info, pt, values, per_row, rows, seen)
+            nxt = page.get("@odata.nextLink")
+            if nxt:
+                self.state.resume_links[pt.table] = link = nxt
+                continue
+            self.state.resume_links.pop(pt.table, None)
+            self.state.delta_links[pt.table] = page["@odata.deltaLink"]
+            return
+
+    def _apply_page(self, info: TableInfo, pt: ProfileTable, values: list[dict[str, Any]], per_row: int,
+                    rows: dict[str, int], seen: set[str] | None) -> None:
+        table = pt.table
+        for item in values:
+            if item.get("reason") == "deleted":
+                self.store.remove(table, item["id"])
+                continue
+            row_id = item[info.id_column]
+            version = int(item.get("versionnumber") or _etag_version(item.get("@odata.etag", "")))
+            if seen is not None:
+                seen.add(row_id)
+            if self.store.version(table, row_id) == version:
+                continue
+            try:
+                self.store.put(table, row_id, version, per_row)
+            except StorageFull as exc:
+                raise SyncFailed("STORAGE_FULL", str(exc)) from None
+            rows[table] = rows.get(table, 0) + 1
+            if pt.files:
+                self._queue_files(info, pt, row_id, item)
+
+    def _queue_files(self, info: TableInfo, pt: ProfileTable, row_id: str, item: dict[str, Any]) -> None:
+        for col in info.file_columns:
+            size = item.get(f"{col}_size")
+            if not item.get(col) or not size:
+                continue
+            if pt.max_file_kb is not None and size > pt.max_file_kb * 1024:
+                continue
+            self.store.drop_file(f"{pt.table}/{row_id}/{col}")
+            self.state.files.append(PendingFile(pt.table, info.entity_set, row_id, col, int(size)))
+
+
+def _etag_version(etag: str) -> int:
+    digits = "".join(ch for ch in etag if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+_EDITABLE = {"String": "text", "Integer": "integer", "Decimal": "decimal", "Picklist": "choice", "Memo": "text"}
+
+
+def _add_choices(info: TableInfo, body: dict[str, Any]) -> None:
+    """Fill option values of choice columns from the picklist metadata."""
+    options = {a["LogicalName"]: [o["Value"] for o in a.get("OptionSet", {}).get("Options", [])]
+               for a in body.get("value", [])}
+    info.editable = [(n, t, options.get(n, x) if t == "choice" else x) for n, t, x in info.editable]
+
+
+def _table_info(body: dict[str, Any]) -> TableInfo:
+    """Parse EntityDefinitions(LogicalName='x')?$expand=Attributes into what sync needs."""
+    info = TableInfo(body["LogicalName"], body["EntitySetName"], body["PrimaryIdAttribute"])
+    for attr in body.get("Attributes", []):
+        kind = attr.get("AttributeType")
+        name = attr.get("LogicalName")
+        if kind == "File":
+            info.file_columns.append(name)
+        elif kind in _EDITABLE and name not in ("createdon", "modifiedon") and attr.get("IsValidForUpdate", True):
+            extra = [o["Value"] for o in attr.get("OptionSet", {}).get("Options", [])] if kind == "Picklist" else attr.get("MaxLength")
+            info.editable.append((name, _EDITABLE[kind], extra))
+    return info
+

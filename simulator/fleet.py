@@ -1,0 +1,59 @@
+"""Who runs which device: one device per scenario user, with device kind, network and start time.
+
+Deterministic from the scenario seed. Shared by the standalone runner, Locust and the benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.device.device import DeviceSpec
+from simulator.scenario import Scenario, UserClass
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEntry:
+    spec: DeviceSpec
+    user_class: UserClass
+    start_s: float  # scenario seconds after the run's start (its rollout wave)
+
+
+def _pick(rng: np.random.Generator, names: list[str], weights: list[float]) -> int:
+    w = np.asarray(weights, dtype=float)
+    return int(rng.choice(len(names), p=w / w.sum()))
+
+
+def build_fleet(scenario: Scenario) -> list[FleetEntry]:
+    """One device per user, in class order; user names match the server's (<class>-0001...)."""
+    rng = np.random.default_rng([scenario.seed, 0xF1EE7])
+    counts = scenario.class_counts()
+    entries: list[FleetEntry] = []
+    index = 0
+    for cls in scenario.user_classes:
+        kinds = [d.name for d in cls.devices]
+        nets = list(cls.networks)
+        for n in range(1, counts[cls.name] + 1):
+            kind = cls.devices[_pick(rng, kinds, [d.share for d in cls.devices])]
+            net = nets[_pick(rng, nets, list(cls.networks.values()))]
+            user = f"{cls.name}-{n:04d}"
+            spec = DeviceSpec(name=f"dev-{user}", user=user, user_class=cls.name,
+                              storage_bytes=int(kind.storage_mb * 1024 * 1024), network=net,
+                              seed=(scenario.seed, index))
+            entries.append(FleetEntry(spec, cls, 0.0))
+            index += 1
+    return _assign_waves(scenario, entries)
+
+
+def _assign_waves(scenario: Scenario, entries: list[FleetEntry]) -> list[FleetEntry]:
+    """Give each device the time of the first rollout wave that includes it."""
+    waiting = {e.spec.name: e for e in entries}
+    start: dict[str, float] = {}
+    for wave in sorted(scenario.rollout, key=lambda w: w.at_s):
+        pool = [e for e in waiting.values() if wave.user_class in (None, e.spec.user_class)]
+        take = pool if wave.count is None else pool[: wave.count]
+        for e in take:
+            start[e.spec.name] = wave.at_s
+            del waiting[e.spec.name]
+    return [FleetEntry(e.spec, e.user_class, start[e.spec.name]) for e in entries if e.spec.name in start]

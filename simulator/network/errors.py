@@ -1,0 +1,12 @@
+"""The two errors a device sees from its network, whatever the cause."""
+
+from __future__ import annotations
+
+
+class NetworkError(Exception):
+    """The request did not complete at the network level: packet loss, connection refused or reset,
+    timeout. HTTP error statuses are not network errors; they come back as a `Response`."""
+
+
+class AirplaneModeError(NetworkError):
+    """The device is offline (airplane mode), or went offline while the request was in flight."""

@@ -1,0 +1,216 @@
+"""One device's connection: the online / airplane state plus the HTTP transport that applies the
+network model (latency, loss, bandwidth) to every request.
+
+Timing of one request, all in real seconds read from the injected clock:
+    latency L (drawn per request)  ->  loss draw  ->  upload B_up bytes paced to up_kbps
+    ->  server time  ->  download B_down bytes paced to down_kbps
+so B bytes downloaded at W kbps after latency L take L + B * 8 / (W * 1000) plus server time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ..clock import Clock
+from .errors import AirplaneModeError, NetworkError
+from .faults import Throttle
+from .model import NetworkModel
+
+CHUNK_BYTES = 16 * 1024
+"""Size in bytes of the pieces bodies are streamed and paced in, both ways."""
+
+# aiohttp's own timeouts are switched off: `timeout_s` is the one deadline, and the session default
+# (300 s total) would cut long paced downloads that are within the caller's budget.
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None)
+
+Sink = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What came back. elapsed_s is real seconds from the call to the last byte, latency included;
+    bytes_down / bytes_up count body bytes only (no headers); body is empty when a sink was given."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    elapsed_s: float
+    bytes_down: int
+    bytes_up: int
+
+
+class Link:
+    """One device's network connection, shared by all of that device's requests.
+
+    Small on purpose (one per simulated device): no tasks or buffers while idle. Requests in flight
+    are tracked by their asyncio task, so `go_offline` can cut them by cancelling those tasks; the
+    cancellation is turned into AirplaneModeError and the HTTP connection is closed.
+    """
+
+    __slots__ = ("model", "clock", "session", "_online", "_in_flight", "_online_event")
+
+    def __init__(self, model: NetworkModel, clock: Clock, session: aiohttp.ClientSession) -> None:
+        self.model = model
+        self.clock = clock
+        self.session = session
+        self._online = True
+        self._in_flight: dict[asyncio.Task[object], bool] = {}  # task -> cut by go_offline
+        self._online_event: asyncio.Event | None = None  # created only while someone waits
+
+    @property
+    def online(self) -> bool:
+        """False while in airplane mode."""
+        return self._online
+
+    def go_offline(self) -> None:
+        """Airplane mode on: new requests fail at once, requests in flight fail promptly."""
+        self._online = False
+        for task, cut in self._in_flight.items():
+            if not cut:
+                self._in_flight[task] = True
+                task.cancel("airplane mode")
+
+    def go_online(self) -> None:
+        """Airplane mode off; wakes `wait_online` callers."""
+        self._online = True
+        if self._online_event is not None:
+            self._online_event.set()
+            self._online_event = None
+
+    async def wait_online(self) -> None:
+        """Return once the link is online (at once if it already is)."""
+        while not self._online:
+            if self._online_event is None:
+                self._online_event = asyncio.Event()
+            await self._online_event.wait()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        sink: Sink | None = None,
+        timeout_s: float = 60,
+    ) -> Response:
+        """Send one HTTP request through the network model and read the whole response.
+
+        sink: if given, each received body chunk is passed to it instead of being kept (big files).
+        timeout_s: real seconds allowed after the latency for connecting, uploading, server time and
+        downloading; exceeding it raises NetworkError. HTTP error statuses are returned, not raised.
+        Raises AirplaneModeError if offline or cut by `go_offline`, NetworkError on loss, connection
+        failure or timeout.
+        """
+        if not self._online:
+            raise AirplaneModeError(f"{method} {url}: device is offline (airplane mode)")
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Link.request must run inside an asyncio task")
+        self._in_flight[task] = False
+        try:
+            try:
+                response = await self._exchange(method, url, headers, body, sink, timeout_s)
+            except asyncio.CancelledError:
+                if not self._in_flight[task]:
+                    raise  # not cut by us
+            except Exception:
+                if not self._in_flight[task]:
+                    raise
+                await _take_pending_cancel()  # the cut raced with another failure
+            else:
+                if not self._in_flight[task]:
+                    return response
+                await _take_pending_cancel()  # cut after the last await
+            if task.uncancel() > 0:
+                raise asyncio.CancelledError  # also cancelled by someone else: theirs wins
+            raise AirplaneModeError(f"{method} {url}: cut by airplane mode")
+        finally:
+            del self._in_flight[task]
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        body: bytes | None,
+        sink: Sink | None,
+        timeout_s: float,
+    ) -> Response:
+        """Latency, loss, then the HTTP exchange; aiohttp failures become NetworkError."""
+        start_s = self.clock.monotonic()
+        delay_s = self.model.draw_latency_s()
+        if delay_s > 0:
+            await self.clock.sleep_real(delay_s)
+        if self.model.draw_lost():
+            raise NetworkError(f"{method} {url}: packet loss (p={self.model.loss.probability})")
+        try:
+            async with asyncio.timeout(timeout_s):
+                status, resp_headers, data, bytes_down = await self._send(method, url, headers, body, sink)
+        except TimeoutError as e:
+            raise NetworkError(f"{method} {url}: no complete response within {timeout_s} s") from e
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise NetworkError(f"{method} {url}: {type(e).__name__}: {e}") from e
+        elapsed_s = self.clock.monotonic() - start_s
+        return Response(status, resp_headers, data, elapsed_s, bytes_down, len(body or b""))
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str] | None, body: bytes | None, sink: Sink | None
+    ) -> tuple[int, CIMultiDictProxy[str], bytes, int]:
+        """Send the request, read the paced response; on any failure close (not reuse) the connection."""
+        req_headers = CIMultiDict(headers or {})
+        data: bytes | AsyncIterator[bytes] | None = body
+        if body and self.model.up is not None:
+            req_headers.setdefault("Content-Length", str(len(body)))
+            data = self._paced_upload(body)
+        resp = await self.session.request(
+            method, url, headers=req_headers, data=data, timeout=_NO_AIOHTTP_TIMEOUT
+        )
+        try:
+            received, bytes_down = await self._paced_download(resp, sink)
+        except BaseException:
+            resp.close()
+            raise
+        resp.release()
+        return resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), received, bytes_down
+
+    async def _paced_upload(self, body: bytes) -> AsyncIterator[bytes]:
+        """The request body in chunks, each released once the up bandwidth has carried it."""
+        throttle = Throttle(self.model.up, self.clock.monotonic())
+        for offset in range(0, len(body), CHUNK_BYTES):
+            chunk = body[offset : offset + CHUNK_BYTES]
+            throttle.add(len(chunk))
+            await self._pace(throttle)
+            yield chunk
+
+    async def _paced_download(self, resp: aiohttp.ClientResponse, sink: Sink | None) -> tuple[bytes, int]:
+        """Read the response body paced to the down bandwidth; returns (body or b"", byte count)."""
+        throttle = Throttle(self.model.down, self.clock.monotonic())
+        chunks: list[bytes] = []
+        async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+            throttle.add(len(chunk))
+            await self._pace(throttle)
+            if sink is None:
+                chunks.append(chunk)
+            else:
+                sink(chunk)
+        return b"".join(chunks), throttle.sent_bytes
+
+    async def _pace(self, throttle: Throttle) -> None:
+        """Sleep (real seconds, on the injected clock) until the throttle's schedule is met."""
+        wait_s = throttle.wait_s(self.clock.monotonic())
+        if wait_s > 0:
+            await self.clock.sleep_real(wait_s)
+
+
+async def _take_pending_cancel() -> None:
+    """Let a cancellation requested after the task's last await arrive here and swallow it, so it
+    cannot fire later in the caller. A scheduling yield, not a wait: no time passes."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)

@@ -1,0 +1,86 @@
+"""Print a summary (from `summarize`) as one rich table with a row per user class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+MB = 1_000_000  # bytes in a megabyte (decimal, as network and storage sizes are quoted)
+DASH = "–"
+
+
+def fmt_seconds(value: float | None) -> str:
+    """Seconds with 2 decimals, or a dash when there is no value."""
+    return DASH if value is None else f"{value:.2f}"
+
+
+def fmt_percent(rate: float | None) -> str:
+    """A 0..1 rate as a percentage with 2 decimals."""
+    return DASH if rate is None else f"{rate * 100:.2f}"
+
+
+def fmt_mb(value: float | None) -> str:
+    """Bytes as megabytes with 2 decimals."""
+    return DASH if value is None else f"{value / MB:.2f}"
+
+
+def fmt_causes(causes: Mapping[str, int]) -> str:
+    """Failures by cause as "STORAGE_FULL:2 NETWORK:1", or a dash when there are none."""
+    return " ".join(f"{cause}:{count}" for cause, count in causes.items()) or DASH
+
+
+def class_row(name: str, c: Mapping[str, Any]) -> list[str]:
+    """The cells of one user class: the columns of `HEADERS`."""
+    first = c["first_sync"]
+    return [
+        name,
+        str(c["devices"]),
+        f"{c['syncs']} / {c['failed']}",
+        fmt_seconds(first["p50"]),
+        fmt_seconds(first["p95"]),
+        fmt_seconds(first["p99"]),
+        fmt_seconds(c["delta_sync"]["p95"]),
+        fmt_percent(c["conflict_rate"]),
+        fmt_percent(c["rejection_rate"]),
+        fmt_causes(c["failures_by_cause"]),
+        fmt_mb(c["bytes_per_device"]["p50"]),
+    ]
+
+
+HEADERS = (
+    "User class",
+    "Devices",
+    "Syncs / failed",
+    "First sync p50 (s)",
+    "p95 (s)",
+    "p99 (s)",
+    "Delta p95 (s)",
+    "Conflicts (%)",
+    "Rejections (%)",
+    "Failures by cause",
+    "MB/device p50",
+)
+
+
+def totals_line(totals: Mapping[str, int]) -> str:
+    """One line of run totals: devices, syncs, failures, uploads, conflicts, rows, MB."""
+    return (
+        f"Totals: {totals['devices']} devices, {totals['syncs']} syncs ({totals['failed']} failed), "
+        f"{totals['uploaded']} uploaded ops, {totals['conflicts']} conflicts, "
+        f"{totals['rejections']} rejections, {totals['rows']:,} rows, {fmt_mb(totals['bytes'])} MB"
+    )
+
+
+def render_table(summary: Mapping[str, Any], console: Console | None = None) -> None:
+    """Print the per-user-class table of `summary` and a totals line to `console` (default stdout)."""
+    console = console or Console()
+    table = Table(title="Sync summary per user class", title_justify="left")
+    for i, header in enumerate(HEADERS):
+        table.add_column(header, justify="left" if i in (0, 9) else "right", no_wrap=i == 0)
+    for name, c in summary["classes"].items():
+        table.add_row(*class_row(name, c))
+    console.print(table)
+    console.print(totals_line(summary["totals"]))

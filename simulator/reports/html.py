@@ -1,0 +1,128 @@
+"""One self-contained HTML report: run details, a table per user class and inline SVG charts.
+
+The page loads nothing at view time (no scripts, no CDN, no web fonts): styles are inline and the
+charts are SVG elements drawn by `simulator.reports.charts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from simulator.reports import charts
+from simulator.reports.console import HEADERS, class_row, fmt_percent, totals_line
+from simulator.reports.inputs import RecordLike, as_records
+from simulator.reports.summary import RESERVED_KEYS
+
+EXTRA_HEADERS = ("Rows/device p50", "Storage used max (%)", "Restarts")
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #222; }
+h1 { margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+p.caption { color: #555; margin: .3rem 0 .8rem; max-width: 60rem; }
+div.table { overflow-x: auto; }
+table { border-collapse: collapse; font-size: .85rem; }
+th, td { padding: .3rem .45rem; border-bottom: 1px solid #e5e5e5; text-align: right; vertical-align: top; }
+th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; font-weight: 600; }
+td { white-space: nowrap; } td.text { text-align: left; white-space: normal; }
+dl.run { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; font-size: .9rem; }
+dl.run dt { font-weight: 600; } dl.run dd { margin: 0; }
+code { font-size: .85rem; word-break: break-word; }
+figure { margin: 0; } svg { max-width: 100%; height: auto; }
+"""
+
+ChartMaker = Callable[[Mapping[str, Any], Sequence[Any]], str]
+CHARTS: tuple[tuple[str, str, ChartMaker], ...] = (
+    ("First sync duration by user class",
+     "Cumulative share of successful first syncs finished within a duration; dotted lines mark p50 and p95.",
+     lambda s, r: charts.first_sync_cdf(r, list(s["classes"]))),
+    ("First sync phases (median)",
+     "Median seconds spent per first-sync phase; the stack is the sum of phase medians, not the median total.",
+     lambda s, r: charts.phase_bars(s)),
+    ("Delta sync duration over scenario time",
+     "Each point is one delta sync; crosses are failed syncs. A rising band means the server or network slows down.",
+     lambda s, r: charts.delta_scatter(r, list(s["classes"]))),
+    ("Conflict and rejection rate",
+     "Conflicts and rejections as a share of uploaded operations.",
+     lambda s, r: charts.rate_bars(s)),
+    ("Failures by cause",
+     "Failed syncs per user class, by error code.",
+     lambda s, r: charts.failure_bars(s)),
+)  # fmt: skip
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, Mapping | list | tuple):
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+        return f"<code>{escape(text)}</code>"
+    return escape(str(value))
+
+
+def run_details(summary: Mapping[str, Any]) -> str:
+    """The `extra` entries of a summary (scenario, seed, checks...) and its mode counts as a list."""
+    items = {k: v for k, v in summary.items() if k not in RESERVED_KEYS}
+    items["syncs by mode"] = summary.get("mode_counts", {})
+    rows = "".join(f"<dt>{escape(str(k))}</dt><dd>{_value(v)}</dd>" for k, v in items.items())
+    return f'<dl class="run">{rows}</dl>'
+
+
+def _extra_cells(c: Mapping[str, Any]) -> list[str]:
+    rows = c["rows_per_device"]["p50"]
+    return [
+        "–" if rows is None else f"{rows:,.0f}",
+        fmt_percent(c["storage"]["used_share_max"]),
+        str(c["restarts"]),
+    ]
+
+
+def class_table(summary: Mapping[str, Any]) -> str:
+    """The per-user-class table: the console columns plus rows, storage and restarts."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in (*HEADERS, *EXTRA_HEADERS))
+    body = []
+    for name, c in summary["classes"].items():
+        cells = [*class_row(name, c), *_extra_cells(c)]
+        tds = "".join(
+            f'<td class="text">{escape(v)}</td>'
+            if i == HEADERS.index("Failures by cause")
+            else f"<td>{escape(v)}</td>"
+            for i, v in enumerate(cells)
+        )
+        body.append(f"<tr>{tds}</tr>")
+    if not body:
+        body.append(f'<tr><td colspan="{len(HEADERS) + len(EXTRA_HEADERS)}">No syncs recorded</td></tr>')
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title: str) -> str:
+    """The report page as a string (see `write_html`)."""
+    recs = as_records(records)
+    sections = [
+        f'<section><h2>{escape(heading)}</h2><p class="caption">{escape(caption)}</p>'
+        f"<figure>{make(summary, recs)}</figure></section>"
+        for heading, caption, make in CHARTS
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1>{run_details(summary)}"
+        f'<h2>Per user class</h2><p class="caption">{escape(totals_line(summary["totals"]))}. '
+        "Durations are successful syncs in seconds; rates are shares of uploaded operations.</p>"
+        f"{class_table(summary)}{''.join(sections)}</body></html>\n"
+    )
+
+
+def write_html(summary: Mapping[str, Any], records: Sequence[RecordLike], path: Path, title: str) -> Path:
+    """Write one self-contained HTML report (inline CSS and SVG charts) to `path`; returns `path`.
+
+    Charts: first-sync duration CDF per class, median first-sync phase time per class, delta-sync
+    durations over scenario time, conflict/rejection rate per class, failures by cause.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(summary, records, title), encoding="utf-8")
+    return path

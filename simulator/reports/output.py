@@ -1,0 +1,34 @@
+"""Write every report file of a run into one folder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from simulator.reports.files import write_csv, write_events_csv, write_json
+from simulator.reports.html import write_html
+from simulator.reports.inputs import EventLike, RecordLike, as_records
+
+FILE_NAMES = {"summary": "summary.json", "syncs": "syncs.csv", "events": "events.csv", "html": "report.html"}
+
+
+def write_all(
+    out_dir: Path,
+    summary: Mapping[str, Any],
+    records: Sequence[RecordLike],
+    events: Sequence[EventLike],
+    title: str,
+) -> dict[str, Path]:
+    """Write summary.json, syncs.csv, events.csv and report.html into `out_dir` (created if needed).
+
+    Returns the written paths keyed "summary", "syncs", "events", "html".
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {key: out_dir / name for key, name in FILE_NAMES.items()}
+    recs = as_records(records)
+    write_json(summary, paths["summary"])
+    write_csv(recs, paths["syncs"])
+    write_events_csv(events, paths["events"])
+    write_html(summary, recs, paths["html"], title)
+    return paths

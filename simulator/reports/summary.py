@@ -1,0 +1,195 @@
+"""Reduce sync records and device events to a per-user-class summary (a JSON-serialisable dict).
+
+One pass groups the records by user class (and device); numpy then computes the percentiles of
+each group (`numpy.percentile`, method "linear"). Durations are seconds, sizes bytes, rates are
+fractions (0..1). Floats are rounded to 4 decimals; a statistic over no values is `None`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from simulator.metrics import DeviceEvent, SyncRecord
+from simulator.reports.inputs import EventLike, RecordLike, as_events, as_records
+
+FIRST_SYNC_PHASES = ("metadata", "data", "files")
+UNKNOWN_CAUSE = "UNKNOWN"  # failures_by_cause key for a failed record without an error_code
+RESERVED_KEYS = ("classes", "totals", "mode_counts")
+DIGITS = 4
+
+
+@dataclass(slots=True)
+class _ClassGroup:
+    """What one pass over the records collects for one user class."""
+
+    devices: set[str] = field(default_factory=set)
+    syncs: int = 0
+    failed: int = 0
+    durations: dict[str, list[float]] = field(default_factory=dict)  # successful syncs, by mode
+    phases: dict[str, list[float]] = field(default_factory=dict)  # successful FIRST_SYNC, by phase
+    uploaded: int = 0
+    conflicts: int = 0
+    rejections: int = 0
+    restarts: int = 0
+    rows: int = 0
+    bytes: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    first_rows: dict[str, int] = field(default_factory=dict)  # device -> rows of FIRST_SYNC successes
+    device_bytes: dict[str, int] = field(default_factory=dict)  # device -> all bytes moved
+    last: dict[str, SyncRecord] = field(default_factory=dict)  # device -> latest record reporting storage
+    events: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: SyncRecord) -> None:
+        """Fold one sync record into the group."""
+        self.devices.add(record.device)
+        self.syncs += 1
+        self.uploaded += record.uploaded
+        self.conflicts += record.conflicts
+        self.rejections += record.rejections
+        self.restarts += record.restarts
+        rows, moved = record.rows, record.bytes
+        self.rows += rows
+        self.bytes += moved
+        self.device_bytes[record.device] = self.device_bytes.get(record.device, 0) + moved
+        previous = self.last.get(record.device)
+        if previous is None or _storage_key(record) >= _storage_key(previous):
+            self.last[record.device] = record
+        if record.result != "success":
+            self.failed += 1
+            self.failures[record.error_code or UNKNOWN_CAUSE] += 1
+            return
+        self.durations.setdefault(record.mode, []).append(record.duration_s)
+        if record.mode == "FIRST_SYNC":
+            self.first_rows[record.device] = self.first_rows.get(record.device, 0) + rows
+            for phase in FIRST_SYNC_PHASES:
+                self.phases.setdefault(phase, []).append(record.phases.get(phase, 0.0))
+
+    def add_event(self, event: DeviceEvent) -> None:
+        """Fold one device event into the group."""
+        self.devices.add(event.device)
+        self.events[event.kind] += 1
+
+
+def _storage_key(record: SyncRecord) -> tuple[bool, float]:
+    """Order records for `storage`: those reporting a capacity first, then by start time."""
+    return record.storage_capacity_bytes > 0, record.start
+
+
+def _round(value: float) -> float:
+    return round(float(value), DIGITS)
+
+
+def stats(values: Iterable[float], keys: Sequence[str]) -> dict[str, float | int | None]:
+    """Statistics of `values` for `keys` among count, mean, max and pNN (percentile NN, linear).
+
+    With no values, count is 0 and every other statistic is `None`.
+    """
+    array = np.fromiter(values, dtype=float)
+    if array.size == 0:
+        return {key: (0 if key == "count" else None) for key in keys}
+    wanted = [float(key[1:]) for key in keys if key.startswith("p")]
+    percentiles = iter(np.percentile(array, wanted, method="linear")) if wanted else iter(())
+    out: dict[str, float | int | None] = {}
+    for key in keys:
+        if key == "count":
+            out[key] = int(array.size)
+        elif key == "mean":
+            out[key] = _round(array.mean())
+        elif key == "max":
+            out[key] = _round(array.max())
+        else:
+            out[key] = _round(next(percentiles))
+    return out
+
+
+def _rate(part: int, whole: int) -> float:
+    return _round(part / whole) if whole else 0.0
+
+
+def _storage(last: Mapping[str, SyncRecord]) -> dict[str, float | None]:
+    """Storage of each device's latest record: used and capacity in bytes, used share 0..1."""
+    used = np.array([r.storage_used_bytes for r in last.values()], dtype=float)
+    capacity = np.array([r.storage_capacity_bytes for r in last.values()], dtype=float)
+    known = capacity > 0
+    return {
+        "used_p50": stats(used, ["p50"])["p50"],
+        "used_max": stats(used, ["max"])["max"],
+        "capacity_p50": stats(capacity, ["p50"])["p50"],
+        "used_share_max": _round((used[known] / capacity[known]).max()) if known.any() else None,
+    }
+
+
+def _class_summary(group: _ClassGroup) -> dict[str, Any]:
+    durations = group.durations
+    return {
+        "devices": len(group.devices),
+        "syncs": group.syncs,
+        "failed": group.failed,
+        "first_sync": stats(durations.get("FIRST_SYNC", []), ["count", "p50", "p95", "p99", "max", "mean"]),
+        "first_sync_phases": {
+            phase: stats(group.phases.get(phase, []), ["p50", "p95"]) for phase in FIRST_SYNC_PHASES
+        },
+        "delta_sync": stats(durations.get("DELTA_SYNC", []), ["count", "p50", "p95", "p99", "max"]),
+        "forced_sync": stats(durations.get("FORCED_SYNC", []), ["count", "p50", "p95"]),
+        "uploaded": group.uploaded,
+        "conflicts": group.conflicts,
+        "rejections": group.rejections,
+        "conflict_rate": _rate(group.conflicts, group.uploaded),
+        "rejection_rate": _rate(group.rejections, group.uploaded),
+        "failures_by_cause": dict(group.failures.most_common()),
+        "rows_per_device": stats(group.first_rows.values(), ["p50", "max"]),
+        "bytes_per_device": stats(group.device_bytes.values(), ["p50", "p95", "max"]),
+        "storage": _storage(group.last),
+        "restarts": group.restarts,
+        "events": dict(sorted(group.events.items())),
+    }
+
+
+def _totals(groups: Mapping[str, _ClassGroup]) -> dict[str, int]:
+    devices: set[str] = set()
+    for group in groups.values():
+        devices |= group.devices
+    total = {
+        key: sum(getattr(g, key) for g in groups.values())
+        for key in ("syncs", "failed", "uploaded", "conflicts", "rejections", "rows", "bytes")
+    }
+    return {"devices": len(devices), **total}
+
+
+def summarize(
+    records: Sequence[RecordLike],
+    events: Sequence[EventLike],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Summarise sync records and device events per user class.
+
+    Returns `{"classes": {user_class: {...}}, "totals": {...}, "mode_counts": {mode: n}}` merged
+    with `extra` at the top level (`extra` may not use those three keys). Classes are sorted by
+    name; a class seen only in events has zero syncs and `None` statistics. Durations in seconds,
+    bytes in bytes, rates as fractions of uploaded operations. `rows_per_device` covers devices
+    with a successful FIRST_SYNC; `bytes_per_device` and `storage` cover every
+    device with a record; `storage` reads each device's latest record that reports a capacity (its
+    latest record when none does).
+    """
+    groups: dict[str, _ClassGroup] = {}
+    modes: Counter[str] = Counter()
+    for record in as_records(records):
+        groups.setdefault(record.user_class, _ClassGroup()).add(record)
+        modes[record.mode] += 1
+    for event in as_events(events):
+        groups.setdefault(event.user_class, _ClassGroup()).add_event(event)
+    summary: dict[str, Any] = {
+        "classes": {name: _class_summary(groups[name]) for name in sorted(groups)},
+        "totals": _totals(groups),
+        "mode_counts": dict(sorted(modes.items())),
+    }
+    clash = set(extra or {}) & set(RESERVED_KEYS)
+    if clash:
+        raise ValueError(f"extra may not override summary keys: {sorted(clash)}")
+    summary.update(extra or {})
+    return summary

@@ -1,0 +1,186 @@
+"""`syncsim run`: compose the embedded server, the fleet and the reports for one scenario.
+
+1. Start the mock server on an ephemeral loopback port (seeded from the scenario).
+2. Start each device at its rollout wave; devices sync and edit until the scenario's duration.
+3. Quiet period: pause the back office, bring every device online, sync every device twice
+   (round one delivers all edits, round two downloads everybody's), bounded by quiet_period_s.
+4. Compare every device's store with the server's snapshot for its user; write the reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+from rich.console import Console
+
+from simulator.check import compare, summarize_checks
+from simulator.clock import Clock, RealClock
+from simulator.device.client import ApiClient, Identity
+from simulator.device.device import Device
+from simulator.events import Events
+from simulator.fleet import FleetEntry, build_fleet
+from simulator.metrics import Metrics
+from simulator.network import Link, NetworkModel
+from simulator.progress import Progress
+from simulator.reports import render_table, summarize, write_all
+from simulator.scenario import Scenario
+from simulator.server.serve import start_server
+
+
+@dataclass(slots=True)
+class RunResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    passed: bool
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+class Admin:
+    """The runner's own calls to the server's /_syncsim/ extensions."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str) -> None:
+        self.session, self.base, self.headers = session, base_url, {"Authorization": f"Bearer {key}"}
+
+    async def _call(self, method: str, path: str, **kw: Any) -> Any:
+        async with self.session.request(method, f"{self.base}{path}", headers=self.headers, **kw) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise RuntimeError(f"{method} {path}: HTTP {resp.status} {body}")
+            return body
+
+    async def token(self, user: str) -> str:
+        return str((await self._call("POST", "/_syncsim/token", json={"user": user}))["access_token"])
+
+    async def snapshot(self, user: str) -> dict[str, dict[str, int]]:
+        return dict((await self._call("GET", "/_syncsim/snapshot", params={"user": user}))["tables"])
+
+    async def counters(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/_syncsim/counters"))
+
+    async def back_office(self, enabled: bool) -> None:
+        await self._call("PUT", "/_syncsim/activity", json={"back_office": enabled})
+
+
+def raise_fd_limit() -> int:
+    """Let one process hold a socket per device: raise the open-file limit to its hard maximum."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession, admin: Admin,
+                base_url: str, events: Events, origin: float) -> Device:
+    spec = entry.spec
+    model = NetworkModel.from_preset(spec.network, np.random.default_rng([*spec.seed, 0x4E7]))
+    link = Link(model, clock, session)
+    who = Identity(spec.name, spec.user, spec.user_class)
+
+    async def token() -> str:
+        return await admin.token(spec.user)
+
+    api = ApiClient(link, clock, base_url, token, who, events)
+    return Device(spec, entry.user_class, api, link, clock, events, origin)
+
+
+async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, progress: bool = True,
+                       console: Console | None = None) -> RunResult:
+    console = console or Console(stderr=True)
+    clock = RealClock(scenario.time_scale)
+    events = Events()
+    metrics = Metrics(events)
+    fleet = build_fleet(scenario)
+    limit = raise_fd_limit()
+    console.print(f"[bold]{scenario.name}[/]: {len(fleet)} devices, {scenario.duration_s:g}s of scenario time "
+                  f"at x{scenario.time_scale:g} (~{scenario.duration_s / scenario.time_scale:.0f}s real); seeding data...")
+    t_seed = time.perf_counter()
+    server = await start_server(scenario, clock=clock)
+    console.print(f"server {server.base_url} ready ({time.perf_counter() - t_seed:.1f}s to seed)")
+    connector = aiohttp.TCPConnector(limit=max(64, limit - 256), force_close=False)
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
+            admin = Admin(session, server.base_url, server.admin_key)
+            origin = clock.now()
+            devices = [make_device(e, clock, session, admin, server.base_url, events, origin) for e in fleet]
+            watch = Progress(metrics, len(devices), clock, origin, scenario.duration_s, enabled=progress, console=console)
+            async with watch:
+                await _run_fleet(devices, fleet, clock, origin + scenario.duration_s)
+                watch.phase("quiet period: final syncs")
+                await admin.back_office(False)
+                skipped = await _quiet_period(devices, clock, scenario.quiet_period_s)
+            checks = [compare(d.spec.name, d.store.snapshot(), await admin.snapshot(d.spec.user), len(d.outbox))
+                      for d in devices if d.spec.name not in skipped]
+            check = summarize_checks(checks, skipped)
+            counters = await admin.counters()
+    finally:
+        await server.close()
+    return _report(scenario, metrics, check, counters, out_root, console)
+
+
+async def _run_fleet(devices: list[Device], fleet: list[FleetEntry], clock: Clock, stop_at: float) -> None:
+    async def one(device: Device, start_s: float) -> None:
+        await clock.sleep(start_s)
+        await device.run(stop_at)
+
+    tasks = [asyncio.ensure_future(one(d, e.start_s)) for d, e in zip(devices, fleet, strict=True)]
+    await clock.sleep(max(0.0, stop_at - clock.now()))
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> dict[str, str]:
+    """Two rounds of final syncs, bounded by limit_s scenario seconds. Returns devices left out."""
+    skipped: dict[str, str] = {}
+
+    async def rounds() -> None:
+        for _ in range(2):
+            await asyncio.gather(*(d.final_sync() for d in devices))
+
+    try:
+        await asyncio.wait_for(rounds(), timeout=max(1.0, limit_s / clock.time_scale))
+    except TimeoutError:
+        skipped["*"] = f"quiet period of {limit_s:g}s ended before every device synced"
+    for d in devices:
+        if d.gave_up:
+            skipped[d.spec.name] = f"{d.gave_up}: stopped syncing"
+    return skipped
+
+
+def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counters: dict[str, Any],
+            out_root: Path, console: Console) -> RunResult:
+    device_conflicts = sum(r.conflicts for r in metrics.records)
+    extra = {
+        "scenario": scenario.name, "seed": scenario.seed, "duration_s": scenario.duration_s,
+        "time_scale": scenario.time_scale, "end_of_run_check": check,
+        "server": {"conflicts": counters.get("conflicts_total", 0), "rejections": counters.get("rejections_total", 0),
+                   "rows_served": counters.get("rows_served", 0), "bytes_served": counters.get("bytes_served", 0),
+                   "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0)},
+        "device_conflicts": device_conflicts,
+    }
+    summary = summarize(metrics.records, metrics.events, extra)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir = out_root / f"{scenario.name}-{stamp}"
+    paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}")
+    render_table(summary, console=Console(width=max(140, Console().width)))
+    verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
+    console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "
+                  f"extra {check['extra']}, stale {check['stale']}, undelivered {check['undelivered']}")
+    for failing in check["failing_devices"][:5]:
+        console.print(f"  {failing['device']}: {'; '.join(failing['examples'])}")
+    console.print(f"reports: {paths['html'].parent}")
+    return RunResult(out_dir, summary, bool(check["passed"]))

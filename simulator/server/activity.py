@@ -1,0 +1,124 @@
+"""Server-side scheduled activity: the back-office writer and the scenario's privilege changes.
+
+Both run as background tasks started and stopped with the app (aiohttp cleanup_ctx). Times are
+scenario seconds from the server's start. The back office can be paused through
+PUT /_syncsim/activity {"back_office": false} (the runner does so for its quiet period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import numpy as np
+from aiohttp import web
+
+from simulator.server.errors import DataverseError
+from simulator.server.handlers.admin import change_privilege
+from simulator.server.mutations import Writer
+from simulator.server.state import STATE, ServerState
+
+TICK_REAL_S = 0.05  # the writer wakes at most this often in real time and catches up in bulk
+
+
+async def activity_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    tasks = [asyncio.create_task(_privilege_schedule(state))]
+    if state.scenario.back_office.writes_per_s > 0:
+        tasks.append(asyncio.create_task(BackOffice(state).run()))
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _privilege_schedule(state: ServerState) -> None:
+    for change in sorted(state.scenario.privilege_changes, key=lambda c: c.at_s):
+        await state.clock.sleep(state.started_at + change.at_s - state.clock.now())
+        users = [u for u in state.store.users if u.user_class == change.user_class][: change.users]
+        update = {k: v for k, v in (("read", change.read), ("write", change.write)) if v is not None}
+        for user in users:
+            change_privilege(state, user, change.table, update)
+
+
+class BackOffice:
+    """Creates, updates and deletes rows at `writes_per_s` (scenario time), favouring hot rows."""
+
+    def __init__(self, state: ServerState) -> None:
+        cfg = state.scenario.back_office
+        self.state = state
+        self.cfg = cfg
+        self.rng = np.random.default_rng([state.scenario.seed, 0xBAC0])
+        self.user = state.store.users_by_name["backoffice"]
+        self.tables = [state.store.table(t) for t in (cfg.tables or list(state.store.tables))]
+        mix = np.array([cfg.mix.update, cfg.mix.create, cfg.mix.delete], dtype=float)
+        self.mix = mix / mix.sum()
+        self.hot: list[str] = []
+        if cfg.hot_rows is not None:
+            table = state.store.table(cfg.hot_rows.table)
+            ids = sorted(table.rows)
+            picks = self.rng.choice(len(ids), size=min(cfg.hot_rows.count, len(ids)), replace=False) if ids else []
+            self.hot = [ids[int(i)] for i in picks]
+        self.writes = 0
+
+    async def run(self) -> None:
+        due = 0.0
+        last = self.state.clock.now()
+        while True:
+            await self.state.clock.sleep_real(TICK_REAL_S)
+            now = self.state.clock.now()
+            due += (now - last) * self.cfg.writes_per_s
+            last = now
+            while due >= 1:
+                due -= 1
+                if self.state.back_office_enabled:
+                    self.write_one()
+
+    def write_one(self) -> None:
+        """One back-office write; refusals (a row gone meanwhile) are simply skipped."""
+        kind = ("update", "create", "delete")[int(self.rng.choice(3, p=self.mix))]
+        hot = self.cfg.hot_rows
+        if kind == "update" and self.hot and hot is not None and self.rng.random() < hot.share:
+            table = self.state.store.table(hot.table)
+            row_id = self.hot[int(self.rng.integers(len(self.hot)))]
+        else:
+            table = self.tables[int(self.rng.integers(len(self.tables)))]
+            row_id = _random_id(table.rows, self.rng) if kind != "create" else None
+        writer = Writer(self.state, self.user)
+        try:
+            if kind == "create":
+                writer.create(table, _values(table, self.rng))
+            elif row_id is not None and kind == "update":
+                writer.update(table, row_id, _values(table, self.rng), if_match="*")
+            elif row_id is not None and row_id not in self.hot:
+                writer.delete(table, row_id)
+        except DataverseError:
+            return
+        self.writes += 1
+
+
+def _random_id(rows: dict[str, object], rng: np.random.Generator) -> str | None:
+    if not rows:
+        return None
+    from itertools import islice
+
+    return next(islice(iter(rows), int(rng.integers(len(rows))), None))
+
+
+def _values(table, rng: np.random.Generator) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """A change to one plain column (or the primary name)."""
+    cols = [c for c in table.meta.columns if c.type in ("integer", "decimal", "choice", "text")]
+    if not cols:
+        return {table.meta.primary_name: f"back office {int(rng.integers(1_000_000))}"}
+    col = cols[int(rng.integers(len(cols)))]
+    if col.type == "integer":
+        return {col.name: int(rng.integers(int(col.min), int(col.max) + 1))}
+    if col.type == "decimal":
+        return {col.name: round(float(rng.uniform(col.min, col.max)), 2)}
+    if col.type == "choice":
+        values = list((col.options or {}).values())
+        return {col.name: int(values[int(rng.integers(len(values)))])}
+    return {col.name: f"back office {int(rng.integers(1_000_000))}"[: col.max_length]}

@@ -1,0 +1,205 @@
+"""The device engine against the real mock server on loopback, on the manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from simulator.check import compare
+from simulator.clock import ManualClock
+from simulator.device.client import ApiClient, Identity
+from simulator.device.device import Device, DeviceSpec
+from simulator.events import Events
+from simulator.metrics import Metrics
+from simulator.network import Link, NetworkModel
+from simulator.scenario import Scenario
+from simulator.server.app import make_app
+from simulator.server.seed import build_store
+from simulator.server.state import STATE, ServerState
+from tests.conftest import small_scenario
+
+
+class Rig:
+    """A server plus devices for its users, sharing one manual clock."""
+
+    def __init__(self, server: Any, clock: ManualClock, session: aiohttp.ClientSession) -> None:
+        self.server, self.clock, self.session = server, clock, session
+        self.state: ServerState = server.app[STATE]
+        self.base = str(server.make_url("")).rstrip("/")
+        self.events = Events()
+        self.metrics = Metrics(self.events)
+
+    def device(self, user: str, storage_bytes: int = 1 << 30, page_size: int = 5000) -> Device:
+        cls = self.state.scenario.user_class(user.rsplit("-", 1)[0])
+        spec = DeviceSpec(f"dev-{user}", user, cls.name, storage_bytes, "loopback", (1, 2))
+        link = Link(NetworkModel.from_preset("loopback", np.random.default_rng(0)), self.clock, self.session)
+        state = self.state
+
+        async def token() -> str:
+            return state.issue_token(state.store.users_by_name[user])[0]
+
+        api = ApiClient(link, self.clock, self.base, token, Identity(spec.name, user, cls.name), self.events)
+        device = Device(spec, cls, api, link, self.clock, self.events, self.clock.now())
+        device.engine.page_size = page_size
+        return device
+
+    def check(self, device: Device) -> Any:
+        user = self.state.store.users_by_name[device.spec.user]
+        return compare(device.spec.name, device.store.snapshot(), self.state.access.snapshot(user), len(device.outbox))
+
+
+@pytest.fixture
+async def rig_factory(aiohttp_server: Callable[..., Any], clock: ManualClock) -> Any:
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(scenario: Scenario | None = None, middlewares: list[Any] | None = None) -> Rig:
+        scenario = scenario or small_scenario()
+        app = make_app(scenario, build_store(scenario, clock.now()), clock, admin_key="admin")
+        for mw in middlewares or []:
+            app.middlewares.insert(0, mw)
+        server = await aiohttp_server(app)
+        session = aiohttp.ClientSession()
+        sessions.append(session)
+        return Rig(server, clock, session)
+
+    yield make
+    for s in sessions:
+        await s.close()
+
+
+async def test_first_sync_downloads_exactly_the_users_offline_profile(rig_factory: Any) -> None:
+    rig = await rig_factory()
+    device = rig.device("technician-0001", page_size=7)
+    record = await device.sync_once()
+    assert record.mode == "FIRST_SYNC" and record.result == "success", record
+    assert set(record.phases) == {"metadata", "data", "files"}
+    assert rig.check(device).ok
+    assert record.file_bytes == device.store.used_bytes - sum(
+        p & 0xFFFFFF for rows in device.store.tables.values() for p in rows.values())
+
+
+async def test_edits_upload_and_delta_brings_server_changes(rig_factory: Any) -> None:
+    rig = await rig_factory()
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    ops = [device.edit() for _ in range(6)]
+    assert all(ops) and len(device.outbox) > 0
+    record = await device.sync_once()
+    assert record.mode == "DELTA_SYNC" and record.result == "success", record
+    assert record.uploaded == record.applied > 0 and record.rejections == 0
+    assert len(device.outbox) == 0
+    assert rig.check(device).ok
+
+
+async def test_storage_full_fails_first_sync_with_a_clear_cause(rig_factory: Any) -> None:
+    rig = await rig_factory()
+    device = rig.device("manager-0001", storage_bytes=10_000)
+    record = await device.sync_once()
+    assert record.result == "failed" and record.error_code == "STORAGE_FULL"
+    assert device.gave_up == "STORAGE_FULL"
+    assert any(e.kind == "storage_full" for e in rig.metrics.events)
+
+
+async def test_storage_full_during_delta_keeps_edits_delivered(rig_factory: Any) -> None:
+    rig = await rig_factory()
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    op = device.edit()
+    assert op is not None
+    device.store.capacity_bytes = device.store.used_bytes  # no room left for anything new
+    table = rig.state.store.table("account")
+    for row_id in list(table.rows)[:5]:  # the back office changes rows the device holds
+        rig.state.store.write(table, _bumped(rig.state, table, row_id, big=True))
+    record = await device.sync_once()
+    assert record.error_code == "STORAGE_FULL" and record.applied == 1
+    assert len(device.outbox) == 0
+
+
+async def test_expired_token_uploads_edits_then_forces_a_full_resync(rig_factory: Any) -> None:
+    rig = await rig_factory()
+    device = rig.device("technician-0002")
+    await device.sync_once()
+    device.edit()
+    table = rig.state.store.table("account")
+    gone = next(iter(table.rows))
+    rig.state.store.delete(table, gone)
+    rig.clock.advance(8 * 86400)
+    record = await device.sync_once()
+    assert record.mode == "FORCED_SYNC" and record.result == "success", record
+    assert record.applied == 1
+    assert device.store.version("account", gone) is None
+    assert rig.check(device).ok
+    assert any(e.kind == "token_expired" for e in rig.metrics.events)
+
+
+async def test_throttled_device_waits_retry_after_and_finishes(rig_factory: Any) -> None:
+    scenario = small_scenario(server={"limits": {"requests": 3, "window_s": 60}})
+    rig = await rig_factory(scenario)
+    device = rig.device("technician-0001", page_size=5)
+    start = rig.clock.now()
+    record = await device.sync_once()
+    assert record.result == "success", record
+    assert any(e.kind == "throttled" for e in rig.metrics.events)
+    assert rig.clock.now() - start >= 60  # waited out the window
+    assert rig.check(device).ok
+
+
+async def test_lost_upload_response_is_retried_without_applying_twice(rig_factory: Any) -> None:
+    dropped: list[str] = []
+
+    @web.middleware
+    async def lose_first_batch_answer(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.endswith("$batch") and not dropped:
+            dropped.append(request.headers.get("x-syncsim-idempotency-key", ""))
+            assert request.transport is not None
+            request.transport.close()  # the server applied it; the device never hears back
+        return response
+
+    rig = await rig_factory(middlewares=[lose_first_batch_answer])
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    for _ in range(4):
+        device.edit()
+    applied_before = rig.state.counters.writes_applied
+    record = await device.sync_once()
+    assert dropped, "the first batch answer was not dropped"
+    assert record.result == "success" and record.applied == record.uploaded
+    assert rig.state.counters.writes_applied - applied_before == record.uploaded
+    assert rig.check(device).ok
+
+
+async def test_first_sync_cut_by_airplane_mode_resumes_where_it_stopped(rig_factory: Any) -> None:
+    rig = await rig_factory()
+    device = rig.device("manager-0001", page_size=5)
+    pages: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def cut(**kw: Any) -> None:
+        pages.append(kw["name"])
+        if len(pages) == 8:
+            device.link.go_offline()
+            loop.call_later(0.01, device.link.go_online)
+
+    rig.events.request.add_listener(cut)
+    record = await device.sync_once()
+    assert record.result == "success" and record.restarts == 1, record
+    reads = sum(1 for p in pages if not p.startswith("EntityDefinitions") and "(" not in p)  # data pages only
+    expected = sum(-(-len(ids) // 5) or 1 for ids in rig.state.access.snapshot(
+        rig.state.store.users_by_name["manager-0001"]).values())
+    assert reads == expected  # no page fetched twice
+    assert rig.check(device).ok
+
+
+def _bumped(state: ServerState, table: Any, row_id: str, big: bool = False) -> Any:
+    from simulator.server.store import Row
+
+    old = table.rows[row_id]
+    values = {**old.values, "description": "x" * 5000} if big else dict(old.values)
+    return Row(row_id, state.store.next_version(), old.owner, old.team, state.clock.now(), values, old.files)

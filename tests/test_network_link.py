@@ -1,0 +1,324 @@
+"""Link: the network model applied to real HTTP over 127.0.0.1, and airplane mode."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from simulator.clock import Clock, ManualClock, RealClock
+from simulator.network import AirplaneModeError, Link, NetworkError, NetworkModel
+
+HITS = web.AppKey("hits", list[str])
+UPLOAD_S = web.AppKey("upload_s", list[float])
+CUT = web.AppKey("cut", asyncio.Event)
+
+
+async def send_bytes(request: web.Request) -> web.Response:
+    request.app[HITS].append(request.path)
+    return web.Response(body=b"x" * int(request.match_info["n"]), content_type="application/octet-stream")
+
+
+async def stream_until_cut(request: web.Request) -> web.StreamResponse:
+    """Writes 64 KiB pieces until the client goes away (or 64 MiB), then reports the cut."""
+    request.app[HITS].append(request.path)
+    response = web.StreamResponse()
+    await response.prepare(request)
+    try:
+        for _ in range(1024):
+            await response.write(b"y" * 65536)
+    except (ConnectionError, asyncio.CancelledError):
+        request.app[CUT].set()
+        raise
+    return response
+
+
+async def receive_upload(request: web.Request) -> web.Response:
+    request.app[HITS].append(request.path)
+    loop = asyncio.get_running_loop()
+    started_s, size = loop.time(), 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+    request.app[UPLOAD_S].append(loop.time() - started_s)
+    return web.Response(text=str(size))
+
+
+async def answer_late(request: web.Request) -> web.Response:
+    await asyncio.sleep(5)
+    return web.Response(text="late")
+
+
+async def answer_status(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.match_info["code"]), headers={"Retry-After": "3"})
+
+
+@pytest.fixture
+async def server(aiohttp_server: Any) -> TestServer:
+    app = web.Application()
+    app[HITS], app[UPLOAD_S], app[CUT] = [], [], asyncio.Event()
+    app.router.add_get("/bytes/{n}", send_bytes)
+    app.router.add_get("/stream", stream_until_cut)
+    app.router.add_post("/upload", receive_upload)
+    app.router.add_get("/late", answer_late)
+    app.router.add_get("/status/{code}", answer_status)
+    return await aiohttp_server(app, host="127.0.0.1")
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
+
+
+def make_link(session: aiohttp.ClientSession, clock: Clock, **model: Any) -> Link:
+    return Link(NetworkModel(np.random.default_rng(1), **model), clock, session)
+
+
+def url(server: TestServer, path: str) -> str:
+    return str(server.make_url(path))
+
+
+async def test_a_download_takes_latency_plus_size_over_bandwidth_in_real_time(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, RealClock(1.0), latency_ms=200, down_kbps=2000)
+    loop = asyncio.get_running_loop()
+    started_s = loop.time()
+    response = await link.request("GET", url(server, "/bytes/200000"))
+    wall_s = loop.time() - started_s
+    expected_s = 0.2 + 200_000 * 8 / 2_000_000  # L + B/W = 1.0 s
+    assert response.elapsed_s == pytest.approx(expected_s, rel=0.05)
+    assert wall_s == pytest.approx(expected_s, rel=0.05)
+    assert (response.status, response.bytes_down, len(response.body)) == (200, 200_000, 200_000)
+
+
+async def test_a_download_takes_exactly_latency_plus_size_over_bandwidth_on_a_manual_clock(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    clock = ManualClock()
+    link = make_link(session, clock, latency_ms=250, down_kbps=4000)
+    response = await link.request("GET", url(server, "/bytes/500000"))
+    assert response.elapsed_s == pytest.approx(0.25 + 1.0, abs=1e-9)
+    assert clock.monotonic() == pytest.approx(1.25, abs=1e-9)
+    assert response.bytes_down == 500_000
+
+
+async def test_an_upload_is_paced_to_the_up_bandwidth_so_the_server_sees_a_slow_client(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, RealClock(1.0), up_kbps=2000)
+    body = b"u" * 200_000  # B/W_up = 0.8 s at 2000 kbps
+    response = await link.request("POST", url(server, "/upload"), body=body)
+    assert response.body == b"200000"
+    assert response.bytes_up == 200_000
+    assert response.elapsed_s == pytest.approx(0.8, rel=0.05)
+    # The handler starts when the first 16 KiB chunk arrives (0.066 s in), then waits for the rest.
+    assert server.app[UPLOAD_S][0] == pytest.approx(0.8 - 16384 * 8 / 2_000_000, rel=0.1)
+
+
+async def test_an_upload_takes_exactly_size_over_up_bandwidth_on_a_manual_clock(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, ManualClock(), up_kbps=800)
+    response = await link.request("POST", url(server, "/upload"), body=b"u" * 100_000)
+    assert response.elapsed_s == pytest.approx(1.0, abs=1e-9)
+    assert response.body == b"100000"
+
+
+async def test_going_offline_cuts_a_download_in_flight_and_closes_its_connection(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, RealClock(1.0), down_kbps=100)  # 64 MiB at 100 kbps: hours
+    loop = asyncio.get_running_loop()
+    download = asyncio.create_task(link.request("GET", url(server, "/stream")))
+    await asyncio.sleep(0.3)
+    cut_s = loop.time()
+    link.go_offline()
+    with pytest.raises(AirplaneModeError, match="cut by airplane mode"):
+        await asyncio.wait_for(download, 1)
+    assert loop.time() - cut_s < 0.2
+    await asyncio.wait_for(server.app[CUT].wait(), 1)  # the server saw the connection go away
+
+
+async def test_going_offline_cuts_an_upload_in_flight(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, RealClock(1.0), up_kbps=100)  # 1 MB at 100 kbps: 80 s
+    upload = asyncio.create_task(link.request("POST", url(server, "/upload"), body=b"u" * 1_000_000))
+    await asyncio.sleep(0.3)
+    link.go_offline()
+    with pytest.raises(AirplaneModeError):
+        await asyncio.wait_for(upload, 1)
+
+
+async def test_going_offline_during_the_latency_wait_cuts_the_request_before_it_is_sent(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, RealClock(1.0), latency_ms=5000)
+    request = asyncio.create_task(link.request("GET", url(server, "/bytes/10")))
+    await asyncio.sleep(0.05)
+    link.go_offline()
+    with pytest.raises(AirplaneModeError):
+        await asyncio.wait_for(request, 1)
+    assert server.app[HITS] == []
+
+
+async def test_a_cut_on_a_manual_clock_stops_the_transfer_after_the_current_chunk(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    clock = ManualClock()
+    link = make_link(session, clock, down_kbps=1000)
+    received: list[bytes] = []
+
+    def sink(chunk: bytes) -> None:
+        received.append(chunk)
+        link.go_offline()
+
+    with pytest.raises(AirplaneModeError):
+        await link.request("GET", url(server, "/bytes/1000000"), sink=sink)
+    assert len(received) == 1
+    assert clock.monotonic() < 1_000_000 * 8 / 1_000_000 / 10
+
+
+async def test_a_request_while_offline_fails_at_once_and_works_again_once_online(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    clock = ManualClock()
+    link = make_link(session, clock, latency_ms=100)
+    link.go_offline()
+    assert not link.online
+    with pytest.raises(AirplaneModeError, match="offline"):
+        await link.request("GET", url(server, "/bytes/10"))
+    assert clock.monotonic() == 0.0 and server.app[HITS] == []
+    link.go_online()
+    response = await link.request("GET", url(server, "/bytes/10"))
+    assert link.online and response.body == b"x" * 10
+
+
+async def test_wait_online_returns_once_the_link_is_back_online(session: aiohttp.ClientSession) -> None:
+    link = make_link(session, ManualClock())
+    await asyncio.wait_for(link.wait_online(), 1)  # already online: returns at once
+    link.go_offline()
+    waiter = asyncio.create_task(link.wait_online())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    link.go_online()
+    await asyncio.wait_for(waiter, 1)
+
+
+async def test_every_request_is_lost_when_loss_is_one_and_none_reaches_the_server(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, ManualClock(), loss=1.0)
+    for _ in range(20):
+        with pytest.raises(NetworkError, match="packet loss"):
+            await link.request("GET", url(server, "/bytes/10"))
+    assert server.app[HITS] == []
+
+
+async def test_no_request_is_lost_when_loss_is_zero(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, ManualClock(), loss=0.0)
+    for _ in range(20):
+        assert (await link.request("GET", url(server, "/bytes/10"))).status == 200
+    assert len(server.app[HITS]) == 20
+
+
+async def test_the_same_seed_loses_the_same_requests(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    async def outcomes(seed: int) -> list[bool]:
+        link = Link(NetworkModel(np.random.default_rng(seed), loss=0.5), ManualClock(), session)
+        lost = []
+        for _ in range(16):
+            try:
+                await link.request("GET", url(server, "/bytes/1"))
+                lost.append(False)
+            except NetworkError:
+                lost.append(True)
+        return lost
+
+    first = await outcomes(9)
+    assert first == await outcomes(9)
+    assert any(first) and not all(first)
+
+
+async def test_a_sink_receives_the_body_in_chunks_instead_of_the_response(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, ManualClock(), down_kbps=50_000)
+    chunks: list[bytes] = []
+    response = await link.request("GET", url(server, "/bytes/100000"), sink=chunks.append)
+    assert response.body == b""
+    assert response.bytes_down == 100_000 == sum(map(len, chunks))
+    assert max(map(len, chunks)) <= 16 * 1024
+
+
+async def test_an_http_error_status_is_returned_with_case_insensitive_headers(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    response = await make_link(session, ManualClock()).request("GET", url(server, "/status/503"))
+    assert response.status == 503
+    assert response.headers["retry-after"] == "3" == response.headers["RETRY-AFTER"]
+
+
+async def test_a_refused_connection_is_a_network_error(session: aiohttp.ClientSession) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(NetworkError, match="ClientConnectorError"):
+        await make_link(session, ManualClock()).request("GET", f"http://127.0.0.1:{port}/")
+
+
+async def test_a_server_slower_than_the_timeout_is_a_network_error(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, ManualClock())
+    with pytest.raises(NetworkError, match=r"no complete response within 0.2 s"):
+        await link.request("GET", url(server, "/late"), timeout_s=0.2)
+
+
+async def test_cancelling_the_callers_task_is_not_turned_into_an_airplane_mode_error(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, RealClock(1.0), down_kbps=100)
+    download = asyncio.create_task(link.request("GET", url(server, "/stream")))
+    await asyncio.sleep(0.1)
+    download.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await download
+    assert link.online
+
+
+async def test_going_offline_as_the_last_byte_arrives_still_cuts_and_leaves_the_caller_uncancelled(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, ManualClock())  # unlimited: no pacing sleep after the last chunk
+
+    with pytest.raises(AirplaneModeError):
+        await link.request("GET", url(server, "/bytes/10"), sink=lambda chunk: link.go_offline())
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+    await asyncio.sleep(0)  # no cancellation left pending for the caller
+
+
+async def test_going_offline_cuts_every_request_in_flight_on_that_link_only(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, RealClock(1.0), down_kbps=100)
+    other = make_link(session, RealClock(1.0), latency_ms=100)
+    downloads = [asyncio.create_task(link.request("GET", url(server, "/stream"))) for _ in range(2)]
+    unaffected = asyncio.create_task(other.request("GET", url(server, "/bytes/10")))
+    await asyncio.sleep(0.05)
+    link.go_offline()
+    results = await asyncio.wait_for(asyncio.gather(*downloads, return_exceptions=True), 1)
+    assert all(isinstance(result, AirplaneModeError) for result in results)
+    assert (await unaffected).status == 200

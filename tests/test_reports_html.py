@@ -1,0 +1,121 @@
+"""The self-contained HTML report of simulator.reports and its inline SVG charts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.metrics import SyncRecord
+from simulator.reports import charts as charts_module
+from simulator.reports import summarize, write_html
+from simulator.reports.html import CHARTS
+
+T0 = 1_700_000_000.0
+
+
+def rec(device: str, user_class: str, mode: str = "FIRST_SYNC", **kw: Any) -> SyncRecord:
+    """A successful sync record with defaults; keyword arguments override any field."""
+    fields: dict[str, Any] = {
+        "user": f"u-{device}",
+        "result": "success",
+        "start": T0,
+        "duration_s": 1.0,
+        "active_s": 0.5,
+    }
+    return SyncRecord(device=device, user_class=user_class, mode=mode, **{**fields, **kw})  # type: ignore[arg-type]
+
+
+def fleet(devices: int = 40, deltas: int = 4, seed: int = 1) -> list[SyncRecord]:
+    """First syncs, delta syncs with uploads, and a few failures for technicians and managers."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(devices):
+        user_class = "technician" if i % 2 else "manager"
+        scale = 40.0 if user_class == "technician" else 120.0
+        meta, data, files = 2.0, float(rng.gamma(4, scale / 8)), float(rng.gamma(2, scale / 10))
+        records.append(
+            rec(
+                f"d{i}",
+                user_class,
+                start=T0 + i,
+                duration_s=meta + data + files,
+                phases={"metadata": meta, "data": data, "files": files},
+                rows_by_table={"workorder": 500},
+                bytes_by_table={"workorder": 2_000_000},
+            )
+        )
+        for k in range(deltas):
+            records.append(
+                rec(
+                    f"d{i}",
+                    user_class,
+                    "DELTA_SYNC",
+                    start=T0 + 300 * (k + 1) + i,
+                    duration_s=float(rng.gamma(2, 1.5)),
+                    uploaded=10,
+                    conflicts=int(rng.integers(0, 2)),
+                    rejections=int(rng.integers(0, 2)) if user_class == "technician" else 0,
+                )
+            )
+    records.append(rec("d0", "manager", "DELTA_SYNC", result="failed", error_code="NETWORK", start=T0 + 900))
+    records.append(rec("d99", "technician", result="failed", error_code="STORAGE_FULL", start=T0 + 5))
+    return records  # fmt: skip
+
+
+def render(tmp_path: Path, records: list[SyncRecord], title: str = "Field service") -> str:
+    path = write_html(summarize(records, [], extra={"scenario": "field_service", "seed": 42}), records,
+                      tmp_path / "report.html", title)  # fmt: skip
+    return path.read_text(encoding="utf-8")
+
+
+def test_report_has_an_inline_svg_for_each_chart_and_names_every_class(tmp_path: Path) -> None:
+    page = render(tmp_path, fleet())
+    assert page.count("<svg") == len(CHARTS) == 5
+    for name in ("technician", "manager", "STORAGE_FULL", "NETWORK", "field_service"):
+        assert name in page
+    for heading, _, _ in CHARTS:
+        assert heading in page
+
+
+def test_report_is_self_contained_with_nothing_loaded_at_view_time(tmp_path: Path) -> None:
+    page = render(tmp_path, fleet())
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert "url(http" not in page and "<?xml" not in page
+
+
+def test_report_handles_runs_without_deltas_failures_or_uploads(tmp_path: Path) -> None:
+    page = render(tmp_path, [rec("d1", "technician", duration_s=30.0, phases={"data": 25.0})])
+    assert page.count("<svg") == 5
+    assert (
+        "No delta syncs recorded" in page
+        and "No failed syncs recorded" in page
+        and "No uploads recorded" in page
+    )
+
+
+def test_report_handles_a_run_without_any_records(tmp_path: Path) -> None:
+    page = render(tmp_path, [])
+    assert page.count("<svg") == 5 and "No syncs recorded" in page
+    assert "No successful first syncs recorded" in page
+
+
+def test_report_escapes_titles_and_class_names(tmp_path: Path) -> None:
+    page = render(tmp_path, [rec("d1", "<b>ops</b>")], title="A & B")
+    assert "&lt;b&gt;ops&lt;/b&gt;" in page and "<b>ops</b>" not in page
+    assert "<title>A &amp; B</title>" in page
+
+
+def test_svg_ids_differ_between_charts_of_one_page(tmp_path: Path) -> None:
+    page = render(tmp_path, fleet())
+    ids = re.findall(r'<clipPath id="([^"]+)"', page)
+    assert ids and len(ids) == len(set(ids))
+
+
+def test_delta_scatter_thins_large_runs_and_says_so(monkeypatch: Any) -> None:
+    monkeypatch.setattr(charts_module, "MAX_POINTS", 50)
+    svg = charts_module.delta_scatter(fleet(devices=20, deltas=10), ["manager", "technician"])
+    assert "50 of 201 shown" in svg
