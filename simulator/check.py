@@ -48,10 +48,12 @@ def _example(check: DeviceCheck, text: str) -> None:
 def summarize_checks(checks: list[DeviceCheck], skipped: dict[str, str]) -> dict[str, Any]:
     """The check's JSON: totals, pass/fail, and the first failing devices with examples."""
     failing = [c for c in checks if not c.ok]
+    unfinished = sorted(d for d, why in skipped.items() if why.startswith("UNFINISHED"))
     return {
-        "passed": not failing,
+        "passed": not failing and not unfinished,
+        "unfinished_devices": unfinished,
         "devices_checked": len(checks),
-        "devices_skipped": skipped,  # device -> why (e.g. STORAGE_FULL: never finished first sync)
+        "devices_skipped": skipped,  # device -> why (STORAGE_FULL: stopped; UNFINISHED: fails the check)
         "missing": sum(c.missing for c in checks),
         "extra": sum(c.extra for c in checks),
         "stale": sum(c.stale for c in checks),

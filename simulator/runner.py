@@ -144,30 +144,45 @@ async def _run_fleet(devices: list[Device], fleet: list[FleetEntry], clock: Cloc
 
 
 async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> dict[str, str]:
-    """Two rounds of final syncs, bounded by limit_s scenario seconds. Returns devices left out."""
+    """Two rounds of final syncs, bounded by limit_s scenario seconds.
+
+    Returns the devices left out of the check, with why: those that stopped syncing (storage
+    full) and those whose final syncs did not finish in time (these fail the check).
+    """
+    finished: dict[str, int] = {d.spec.name: 0 for d in devices}
+
+    async def final(device: Device) -> None:
+        record = await device.final_sync()
+        if record is not None and record.result == "success":
+            finished[device.spec.name] += 1
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(1.0, limit_s / clock.time_scale)):
+            for _ in range(2):
+                await asyncio.gather(*(final(d) for d in devices))
     skipped: dict[str, str] = {}
-
-    async def rounds() -> None:
-        for _ in range(2):
-            await asyncio.gather(*(d.final_sync() for d in devices))
-
-    try:
-        await asyncio.wait_for(rounds(), timeout=max(1.0, limit_s / clock.time_scale))
-    except TimeoutError:
-        skipped["*"] = f"quiet period of {limit_s:g}s ended before every device synced"
     for d in devices:
         if d.gave_up:
             skipped[d.spec.name] = f"{d.gave_up}: stopped syncing"
+        elif finished[d.spec.name] < 2:
+            skipped[d.spec.name] = f"UNFINISHED: final syncs not done within quiet_period_s={limit_s:g}"
     return skipped
 
 
 def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counters: dict[str, Any],
             out_root: Path, console: Console) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
+
+    def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
+        return sum(n for key, n in counts.items() if not key.endswith("/backoffice"))
+
     extra = {
         "scenario": scenario.name, "seed": scenario.seed, "duration_s": scenario.duration_s,
         "time_scale": scenario.time_scale, "end_of_run_check": check,
-        "server": {"conflicts": counters.get("conflicts_total", 0), "rejections": counters.get("rejections_total", 0),
+        "server": {"conflicts": by_devices(counters.get("conflicts", {})),
+                   "rejections": by_devices(counters.get("rejections", {})),
+                   "back_office_refusals": counters.get("rejections", {}) and sum(
+                       n for k, n in counters["rejections"].items() if k.endswith("/backoffice")),
                    "rows_served": counters.get("rows_served", 0), "bytes_served": counters.get("bytes_served", 0),
                    "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0)},
         "device_conflicts": device_conflicts,
@@ -179,7 +194,8 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counter
     render_table(summary, console=Console(width=max(140, Console().width)))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "
-                  f"extra {check['extra']}, stale {check['stale']}, undelivered {check['undelivered']}")
+                  f"extra {check['extra']}, stale {check['stale']}, undelivered {check['undelivered']}, "
+                  f"unfinished {len(check['unfinished_devices'])}, skipped {len(check['devices_skipped'])}")
     for failing in check["failing_devices"][:5]:
         console.print(f"  {failing['device']}: {'; '.join(failing['examples'])}")
     console.print(f"reports: {paths['html'].parent}")

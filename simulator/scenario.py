@@ -7,7 +7,7 @@ KiB (`_kb`) or MiB (`_mb`), rates per scenario hour or second as their names say
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -167,9 +167,17 @@ class Airplane(_Model):
 
 
 class EditMix(_Model):
+    """Relative weights of edit kinds (need not sum to 1, but must not all be 0)."""
+
     update: float = Field(default=0.8, ge=0)
     create: float = Field(default=0.15, ge=0)
     delete: float = Field(default=0.05, ge=0)
+
+    @model_validator(mode="after")
+    def _check_sum(self) -> EditMix:
+        if self.update + self.create + self.delete <= 0:
+            raise ValueError("at least one of update, create, delete must be above 0")
+        return self
 
 
 class Behaviour(_Model):
@@ -189,8 +197,9 @@ class UserClass(_Model):
     teams: int = Field(default=1, ge=1)
     profile: list[ProfileTable]
     privileges: dict[str, Privilege] = Field(default_factory=dict)  # per table; default Privilege()
-    devices: list[DeviceKind] = Field(default_factory=lambda: [DeviceKind(storage_mb=32768)])
-    networks: dict[NetworkPreset, float] = Field(default_factory=lambda: {"wifi": 1.0})
+    devices: list[DeviceKind] = Field(default_factory=lambda: [DeviceKind(storage_mb=32768)], min_length=1)
+    networks: dict[NetworkPreset, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: {"wifi": 1.0}, min_length=1)
     behaviour: Behaviour = Behaviour()
 
     @model_validator(mode="after")
@@ -282,6 +291,12 @@ def _check_scenario(s: Scenario) -> None:
     classes = {c.name for c in s.user_classes}
     if len(tables) != len(s.tables):
         raise ValueError("table logical names must be unique")
+    if len({t.set_name for t in s.tables}) != len(s.tables):
+        raise ValueError("table entity_set names must be unique")
+    for t in s.tables:
+        names = [c.name for c in t.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {t.logical_name!r}: column names must be unique")
     if len(classes) != len(s.user_classes):
         raise ValueError("user class names must be unique")
     for t in s.tables:
@@ -296,6 +311,8 @@ def _check_scenario(s: Scenario) -> None:
                 raise ValueError(f"table {t.logical_name!r}: owned_by {owner!r} is not a user class {sorted(classes)}")
     if any(c.share is not None for c in s.user_classes) and s.devices is None:
         raise ValueError("user classes given by 'share' need the scenario's 'devices' total")
+    if s.devices is not None and all(c.share is None for c in s.user_classes):
+        raise ValueError("'devices' applies to user classes given by 'share'; every class here has a 'count'")
     for c in s.user_classes:
         _check_profile(c, tables)
     for w in s.rollout:
@@ -319,10 +336,22 @@ def _check_scenario(s: Scenario) -> None:
 
 def _check_profile(c: UserClass, tables: dict[str, TableDef]) -> None:
     in_profile = {p.table for p in c.profile}
+    if len(in_profile) != len(c.profile):
+        raise ValueError(f"user class {c.name!r} profile lists a table twice")
+    related = {p.table: p.related_table for p in c.profile if p.filter == "related"}
+    for start in related:
+        seen, table = {start}, related[start]
+        while table in related:
+            if table in seen:
+                raise ValueError(f"user class {c.name!r} profile: related filters loop through {table!r}")
+            seen.add(table)
+            table = related[table]
     for p in c.profile:
         where = f"user class {c.name!r} profile table {p.table!r}"
         if p.table not in tables:
             raise ValueError(f"{where}: not a table of this scenario (tables: {sorted(tables)})")
+        if not tables[p.table].change_tracking:
+            raise ValueError(f"{where}: change_tracking is off for this table, so devices cannot sync it")
         if p.filter == "related":
             if p.related_table not in in_profile:
                 raise ValueError(
@@ -351,22 +380,43 @@ def _format_error(path: Path, err: dict[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-    ctx = err.get("ctx") or {}
-    allowed = f"; allowed: {ctx['expected']}" if "expected" in ctx else ""
-    return f"{path}: {loc}: {msg}{shown}{allowed}"
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field (check its spelling against docs/scenarios.md)"
+    return f"{path}: {loc}: {msg}{shown}"
 
 
 def parse_scenario(data: Any, path: Path | str = "<scenario>", **overrides: Any) -> Scenario:
     """Validate a scenario mapping. Raises ScenarioError naming file, field path and allowed values."""
     path = Path(path)
+    if data is None:
+        raise ScenarioError(f"{path}: the file is empty; a scenario needs at least name, tables and user_classes")
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: a scenario must be a mapping of fields, got {type(data).__name__}")
     merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    if overrides.get("devices") is not None:
+        merged = _scale_counts(merged, int(overrides["devices"]))
     try:
         return Scenario.model_validate(merged)
     except ValidationError as exc:
         lines = [_format_error(path, e) for e in exc.errors()]
         raise ScenarioError("invalid scenario\n  " + "\n  ".join(lines)) from None
+
+
+def _scale_counts(data: dict[str, Any], devices: int) -> dict[str, Any]:
+    """--devices on a scenario whose classes have counts: scale them to that total (largest remainder)."""
+    classes = data.get("user_classes")
+    if not isinstance(classes, list) or not all(isinstance(c, dict) and "count" in c for c in classes):
+        return data
+    total = sum(int(c["count"] or 0) for c in classes)
+    if total <= 0:
+        return data
+    exact = [devices * int(c["count"] or 0) / total for c in classes]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(len(exact)), key=lambda i: exact[i] - counts[i], reverse=True)[: devices - sum(counts)]:
+        counts[i] += 1
+    scaled = [{**c, "count": n} for c, n in zip(classes, counts, strict=True)]
+    rest = {k: v for k, v in data.items() if k != "devices"}
+    return {**rest, "user_classes": scaled}
 
 
 def load_scenario(path: Path | str, **overrides: Any) -> Scenario:

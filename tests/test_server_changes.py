@@ -116,3 +116,22 @@ async def test_tracked_read_refuses_filter(api: Api) -> None:
     resp = await api.call("GET", "/api/data/v9.2/accounts?$filter=revenue gt 1", headers=TRACK)
     assert resp.status == 400
     assert "isn't supported when Change Tracking is enabled" in (await resp.json())["error"]["message"]
+
+
+async def test_rolled_back_changeset_leaves_no_trace_in_any_change_log(api: Api) -> None:
+    from simulator.server.errors import DataverseError
+    from simulator.server.mutations import Writer
+
+    store = api.state.store
+    account = store.table("account")
+    parent = next(i for i in sorted(account.rows) if store.table("msdyn_workorder").children["msdyn_account"].get(i))
+    before = {name: list(t.log) for name, t in store.tables.items()}
+    writer = Writer(api.state, store.users_by_name["backoffice"])
+    writer.delete(account, parent)  # touches the work orders that look it up
+    try:
+        writer.update(account, "00000000-0000-4000-8000-000000000000", {}, if_match="*")
+    except DataverseError:
+        writer.undo()
+    assert parent in account.rows
+    assert {name: list(t.log) for name, t in store.tables.items()} == before
+    assert all(len(t.log) == len(t.log_versions) for t in store.tables.values())

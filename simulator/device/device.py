@@ -151,7 +151,7 @@ class Device:
         if kind == "create":
             row_id = _guid(self.rng_edit)
             op = Op(op_id, "create", table, info.entity_set, row_id, None,
-                    {info.id_column: row_id, **self._change(info)})
+                    {info.id_column: row_id, **self._parents(info), **self._change(info)})
             self.store.put(table, row_id, 0, 512)
         else:
             row_id = next(islice(iter(held), int(self.rng_edit.integers(len(held))), None))
@@ -161,6 +161,16 @@ class Device:
                 self.store.remove(table, row_id)
         self.outbox.add(op)
         return op
+
+    def _parents(self, info: TableInfo) -> dict[str, object]:
+        """Bind each lookup of a new row to a row the device holds (a note on one of my work orders)."""
+        out: dict[str, object] = {}
+        for column, target in info.lookups:
+            parent = self.engine.state.tables.get(target)
+            held = [i for i, p in self.store.ids(target).items() if p >> 24] if parent else []
+            if parent is not None and held:
+                out[f"{column}@odata.bind"] = f"/{parent.entity_set}({held[int(self.rng_edit.integers(len(held)))]})"
+        return out
 
     def _change(self, info: TableInfo) -> dict[str, object]:
         name, kind, extra = info.editable[int(self.rng_edit.integers(len(info.editable)))]

@@ -32,6 +32,7 @@ class TableInfo:
     id_column: str
     editable: list[tuple[str, str, Any]] = field(default_factory=list)  # (column, type, choices or max length)
     file_columns: list[str] = field(default_factory=list)
+    lookups: list[tuple[str, str]] = field(default_factory=list)  # (column, target logical name)
 
 
 @dataclass(slots=True)
@@ -158,13 +159,27 @@ class SyncEngine:
         while len(self.outbox):
             ops = self.outbox.pending(limit=200 if self.batch_uploads else 1)
             outcomes = await upload_ops(self.api, ops, tally, batch=self.batch_uploads)
-            for op, (status, version, conflict) in zip(ops, outcomes, strict=True):
-                self._apply_outcome(op, status, version, conflict, result)
+            refresh = [op for op, (status, version, conflict) in zip(ops, outcomes, strict=True)
+                       if self._apply_outcome(op, status, version, conflict, result)]
             self.outbox.done(ops)
+            for op in refresh:
+                await self._refresh(op, tally)
         return result
 
+    async def _refresh(self, op: Op, tally: Tally) -> None:
+        """After a rejected update or delete, take the server's copy back (or drop a row that is gone)."""
+        info = self.state.tables[op.table]
+        resp = await self.api.call("GET", f"{API_ROOT}/{info.entity_set}({op.row_id})", tally,
+                                   table=op.table, accept=(403, 404))
+        if resp.status != 200:
+            self.store.remove(op.table, op.row_id)
+            return
+        item = orjson.loads(resp.body)
+        self.store.put(op.table, op.row_id, int(item["versionnumber"]), len(resp.body))
+
     # --- internals ----------------------------------------------------------------------------
-    def _apply_outcome(self, op: Op, status: int, version: int | None, conflict: bool, result: UploadResult) -> None:
+    def _apply_outcome(self, op: Op, status: int, version: int | None, conflict: bool, result: UploadResult) -> bool:
+        """Count one answered op and update the store; True when the row must be re-read."""
         result.uploaded += 1
         if status < 300:
             result.applied += 1
@@ -177,6 +192,9 @@ class SyncEngine:
             result.rejections += 1
             if op.kind == "create":
                 self.store.remove(op.table, op.row_id)
+            else:
+                return True
+        return False
 
     async def _follow(self, info: TableInfo, pt: ProfileTable, link: str, tally: Tally, rows: dict[str, int],
                       tracked: bool, seen: set[str] | None = None) -> None:
@@ -250,6 +268,8 @@ def _table_info(body: dict[str, Any]) -> TableInfo:
         name = attr.get("LogicalName")
         if kind == "File":
             info.file_columns.append(name)
+        elif kind == "Lookup" and attr.get("Targets"):
+            info.lookups.append((name, attr["Targets"][0]))
         elif kind in _EDITABLE and name not in ("createdon", "modifiedon") and attr.get("IsValidForUpdate", True):
             extra = [o["Value"] for o in attr.get("OptionSet", {}).get("Options", [])] if kind == "Picklist" else attr.get("MaxLength")
             info.editable.append((name, _EDITABLE[kind], extra))

@@ -44,12 +44,16 @@ class Access:
             return row.owner == user.index
         return False
 
-    def can_read(self, user: User, table: TableStore, row: Row) -> bool:
-        return self.depth_allows(user.privilege(table.meta.logical_name).read, user, row)
+    def can_read(self, user: User, table: TableStore, row: Row, at_version: int | None = None) -> bool:
+        return self.depth_allows(user.privilege(table.meta.logical_name, at_version).read, user, row)
 
-    def row_visible(self, user: User, table: TableStore, row: Row, device: bool, parents: dict[str, set[str]]) -> bool:
-        """Whether a row is in the user's view; `parents` caches related tables' visible ids."""
-        if not self.can_read(user, table, row):
+    def row_visible(self, user: User, table: TableStore, row: Row, device: bool, parents: dict[str, set[str]],
+                    at_version: int | None = None) -> bool:
+        """Whether a row is in the user's view (with privileges as at `at_version`, default now).
+
+        `parents` caches related tables' visible ids.
+        """
+        if not self.can_read(user, table, row, at_version):
             return False
         if not device:
             return True

@@ -8,7 +8,7 @@ from simulator.clock import Clock
 from simulator.scenario import Scenario
 from simulator.server import middlewares
 from simulator.server.activity import activity_ctx
-from simulator.server.handlers import admin, reads, writes
+from simulator.server.handlers import admin, batch, bulk, count, files, metadata, reads, writes
 from simulator.server.limits import ServiceProtection
 from simulator.server.state import STATE, ServerState
 from simulator.server.store import Store
@@ -25,17 +25,7 @@ def make_app(scenario: Scenario, store: Store, clock: Clock, admin_key: str | No
     app[STATE] = ServerState(scenario, store, clock, admin_key)
     app[middlewares.PROTECTION] = ServiceProtection(scenario.server.limits)
     app.cleanup_ctx.append(activity_ctx)
-    for module in _handler_modules():
+    # route tables in match order: fixed paths before the generic <set> and <set>(<id>) routes
+    for module in (admin, metadata, batch, bulk, files, count, reads, writes):
         app.router.add_routes(module.routes)
     return app
-
-
-def _handler_modules() -> list:  # type: ignore[type-arg]
-    """Route tables in match order: fixed paths (metadata, batch, bulk actions, files) before <set>."""
-    modules = [admin]
-    for name in ("metadata", "batch", "bulk", "files"):
-        try:
-            modules.append(__import__(f"simulator.server.handlers.{name}", fromlist=["routes"]))
-        except ModuleNotFoundError:
-            continue
-    return [*modules, reads, writes]

@@ -8,6 +8,7 @@ bulk action) can be rolled back with `undo()`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from simulator.protocol.odata import GUID_RE
 from simulator.scenario import ColumnDef
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.state import ServerState
-from simulator.server.store import Row, TableStore, User, lookup_key
+from simulator.server.store import LogEntry, Row, TableStore, User, lookup_key
 
 _BIND = re.compile(r"^/?(?P<set>[A-Za-z_]\w*)\((?P<id>[0-9a-fA-F-]{36})\)$")
 
@@ -32,7 +33,7 @@ class _Undo:
     table: TableStore
     row_id: str
     prev: Row | None
-    log_len: int
+    logged: list[tuple[TableStore, list[LogEntry]]]  # change-log entries the write appended, any table
 
 
 @dataclass(slots=True)
@@ -54,20 +55,39 @@ class Writer:
     # --- public operations ------------------------------------------------------------------
     def create(self, table: TableStore, payload: dict[str, Any], if_none_match: str | None = None) -> WriteResult:
         """POST: a new row; a client-given primary id is used (a repeat gives 412 DuplicateRecord)."""
-        values, owner, row_id = self._values(table, payload, for_create=True)
-        if row_id is not None and row_id in table.rows:
-            raise DataverseError(ErrorCode.DUPLICATE_RECORD, f"A record with id {row_id} already exists.")
-        self._check_create(table)
-        return self._insert(table, row_id or self._new_id(), values, owner)
+        return self._counted(table, lambda: self._create(table, payload))
 
     def update(
         self, table: TableStore, row_id: str, payload: dict[str, Any],
         if_match: str | None = None, if_none_match: str | None = None,
     ) -> WriteResult:
         """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
+        return self._counted(table, lambda: self._update(table, row_id, payload, if_match, if_none_match))
+
+    def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
+        return self._counted(table, lambda: self._delete(table, row_id, if_match))
+
+    def _counted(self, table: TableStore, op: Callable[[], WriteResult]) -> WriteResult:
+        """Run a write; a refusal other than a conflict counts as a rejection for this table and user."""
+        try:
+            return op()
+        except DataverseError as err:
+            if err.code not in (ErrorCode.CONCURRENCY_MISMATCH, ErrorCode.DUPLICATE_RECORD):
+                self.state.counters.rejections[f"{table.meta.logical_name}/{self.user.name}"] += 1
+            raise
+
+    def _create(self, table: TableStore, payload: dict[str, Any]) -> WriteResult:
+        values, owner, row_id = self._values(table, payload, for_create=True)
+        if row_id is not None and row_id in table.rows:
+            raise DataverseError(ErrorCode.DUPLICATE_RECORD, f"A record with id {row_id} already exists.")
+        self._check_create(table)
+        return self._insert(table, row_id or self._new_id(), values, owner)
+
+    def _update(self, table: TableStore, row_id: str, payload: dict[str, Any],
+                if_match: str | None, if_none_match: str | None) -> WriteResult:
         row = table.rows.get(row_id)
         visible = row is not None and self.state.access.can_read(self.user, table, row)
-        if if_none_match is not None and if_none_match.strip() == "*" and row is not None:
+        if if_none_match is not None and if_none_match.strip() == "*" and visible:
             raise DataverseError(ErrorCode.DUPLICATE_RECORD, "A record with matching key values already exists.")
         if row is None or not visible:
             if if_match is not None:
@@ -77,9 +97,9 @@ class Writer:
             values, owner, _ = self._values(table, payload, for_create=True)
             self._check_create(table)
             return self._insert(table, row_id, values, owner)
-        conflict = self._check_etag(table, row, if_match)
         if not self.state.access.can_write(self.user, table, row, "update"):
             self._reject(table, "Write")
+        conflict = self._check_etag(table, row, if_match)
         values, owner, _ = self._values(table, payload, for_create=False)
         new = Row(row.id, self.state.store.next_version(), row.owner if owner is None else owner,
                   row.team, self.state.clock.now(), {**row.values, **values}, row.files)
@@ -89,15 +109,16 @@ class Writer:
         self._apply(table, new)
         return WriteResult(row_id, new, conflict=conflict)
 
-    def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
+    def _delete(self, table: TableStore, row_id: str, if_match: str | None) -> WriteResult:
         row = table.rows.get(row_id)
         if row is None or not self.state.access.can_read(self.user, table, row):
             raise not_found(table.meta.logical_name, row_id)
-        conflict = self._check_etag(table, row, if_match)
         if not self.state.access.can_write(self.user, table, row, "delete"):
             self._reject(table, "Delete")
-        self._undo.append(_Undo(table, row_id, row, len(table.log)))
+        conflict = self._check_etag(table, row, if_match)
+        marks = self._marks()
         self.state.store.delete(table, row_id)
+        self._undo.append(_Undo(table, row_id, row, self._logged_since(marks)))
         self.state.counters.writes_applied += 1
         return WriteResult(row_id, None, conflict=conflict)
 
@@ -110,8 +131,11 @@ class Writer:
                 del u.table.rows[u.row_id]
             if u.prev is not None:
                 u.table.load(u.prev)
-            del u.table.log[u.log_len :]
-            del u.table.log_versions[u.log_len :]
+            for table, entries in u.logged:
+                drop = {id(e) for e in entries}
+                kept = [(v, e) for v, e in zip(table.log_versions, table.log, strict=True) if id(e) not in drop]
+                table.log_versions[:] = [v for v, _ in kept]
+                table.log[:] = [e for _, e in kept]
         self.state.counters.writes_applied -= len(self._undo)
         self._undo.clear()
 
@@ -133,9 +157,21 @@ class Writer:
         return WriteResult(row_id, row, created=True)
 
     def _apply(self, table: TableStore, row: Row) -> None:
-        self._undo.append(_Undo(table, row.id, table.rows.get(row.id), len(table.log)))
+        prev, marks = table.rows.get(row.id), self._marks()
         self.state.store.write(table, row)
+        self._undo.append(_Undo(table, row.id, prev, self._logged_since(marks)))
         self.state.counters.writes_applied += 1
+
+    def _marks(self) -> dict[str, int]:
+        return {name: len(t.log) for name, t in self.state.store.tables.items()}
+
+    def _logged_since(self, marks: dict[str, int]) -> list[tuple[TableStore, list[LogEntry]]]:
+        """The entries each table's change log gained since `marks` (a write is synchronous)."""
+        out = []
+        for name, t in self.state.store.tables.items():
+            if len(t.log) > marks[name]:
+                out.append((t, t.log[marks[name] :]))
+        return out
 
     def _check_create(self, table: TableStore) -> None:
         if not self.state.access.can_write(self.user, table, None, "create"):
@@ -143,7 +179,6 @@ class Writer:
 
     def _reject(self, table: TableStore, privilege: str) -> None:
         name = table.meta.logical_name
-        self.state.counters.rejections[f"{name}/{self.user.name}"] += 1
         raise DataverseError(
             ErrorCode.PRIVILEGE_DENIED,
             f"Principal user (Id={self.user.id}, type=8) is missing prv{privilege}{name} privilege. "

@@ -285,28 +285,27 @@ def _word_literal(tok: Token) -> Node:
     return Ref(tok.text)
 
 
+_LITERALS: dict[str, Callable[[str], Lit]] = {
+    "str": lambda t: Lit("string", _unquote(t)),
+    "dstr": lambda t: Lit("string", str(orjson.loads(t))),
+    "enum": lambda t: Lit("string", _unquote(t[t.index("'") :])),
+    "guid": lambda t: Lit("guid", t.lower()),
+    "datetime": lambda t: Lit("datetime", to_datetime(t, strict=True)),
+    "date": lambda t: Lit("date", date.fromisoformat(t)),
+    "number": lambda t: Lit("integer", int(t)) if re.fullmatch(r"-?\d+", t) else Lit("decimal", float(t)),
+}
+
+
 def literal(text: str, tok: Token) -> Lit:
     """A literal token's value; a malformed number or date is a 400."""
+    convert = _LITERALS.get(tok.kind)
+    if convert is None:
+        raise syntax_error(text, tok.pos, tok.text)
     try:
-        if tok.kind == "str":
-            return Lit("string", _unquote(tok.text))
-        if tok.kind == "dstr":
-            return Lit("string", str(orjson.loads(tok.text)))
-        if tok.kind == "enum":
-            return Lit("string", _unquote(tok.text[tok.text.index("'") :]))
-        if tok.kind == "guid":
-            return Lit("guid", tok.text.lower())
-        if tok.kind == "datetime":
-            return Lit("datetime", to_datetime(tok.text, strict=True))
-        if tok.kind == "date":
-            return Lit("date", date.fromisoformat(tok.text))
-        if tok.kind == "number":
-            is_int = re.fullmatch(r"-?\d+", tok.text) is not None
-            return Lit("integer", int(tok.text)) if is_int else Lit("decimal", float(tok.text))
+        return convert(tok.text)
     except ValueError:
         raise DataverseError(ErrorCode.BAD_PAYLOAD,
                              f"Syntax error at position {tok.pos} in '{text}': invalid literal '{tok.text}'.") from None
-    raise syntax_error(text, tok.pos, tok.text)
 
 
 def parse_filter(text: str) -> Node:
@@ -316,19 +315,25 @@ def parse_filter(text: str) -> Node:
 
 def to_datetime(value: Any, strict: bool = False) -> datetime | None:
     """An ISO 8601 text as an aware UTC datetime (naive means UTC); None (or ValueError if strict) when not one."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError:
         if strict:
             raise
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def normalizer(kind: str) -> Callable[[Any], Any]:
-    """A function making a raw value of this kind comparable (case-folded text, UTC datetimes...); None stays None."""
+    """A function making a raw value of this kind comparable; None stays None.
+
+    Text is case-folded, GUIDs lowercased, datetimes become epoch seconds (UTC; floats compare much
+    faster than aware datetimes when sorting), dates stay dates (the UTC date of a datetime value).
+    """
     if kind == "string":
         return lambda v: None if v is None else str(v).casefold()
     if kind == "guid":
@@ -336,7 +341,7 @@ def normalizer(kind: str) -> Callable[[Any], Any]:
     if kind in ("integer", "decimal"):
         return lambda v: v if isinstance(v, int | float) and not isinstance(v, bool) else None
     if kind == "datetime":
-        return to_datetime
+        return lambda v: d.timestamp() if (d := to_datetime(v)) is not None else None
     if kind == "date":
         return lambda v: d.date() if (d := to_datetime(v)) is not None else None
     return lambda v: v if isinstance(v, bool) else None

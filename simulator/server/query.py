@@ -13,10 +13,9 @@ from __future__ import annotations
 import base64
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from itertools import islice
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 from weakref import WeakKeyDictionary
@@ -153,14 +152,21 @@ class _Desc:
     __hash__ = None  # type: ignore[assignment]
 
 
-def sort_key(query: Query, raws: Iterable[Any], row_id: str) -> SortKey:
-    """(parts..., id) from the raw $orderby values; nulls sort first ascending, last descending."""
-    parts: list[Any] = []
-    for (field, desc), raw in zip(query.order, raws, strict=True):
-        v = normalizer(field.kind)(raw)
-        part = (0,) if v is None else (1, v)
-        parts.append(_Desc(part) if desc else part)
-    return (*parts, row_id)
+def key_maker(query: Query) -> Callable[[Iterable[Any], str], SortKey]:
+    """A function from the raw $orderby values and the row id to (parts..., id).
+
+    Nulls sort first ascending and last descending; text compares case-insensitively.
+    """
+    steps = [(normalizer(field.kind), desc) for field, desc in query.order]
+
+    def make(raws: Iterable[Any], row_id: str) -> SortKey:
+        parts: list[Any] = []
+        for (norm, desc), raw in zip(steps, raws, strict=True):
+            v = norm(raw)
+            part = (0,) if v is None else (1, v)
+            parts.append(_Desc(part) if desc else part)
+        return (*parts, row_id)
+    return make
 
 
 def _cache(state: ServerState) -> LRU:
@@ -174,15 +180,20 @@ def _visible(state: ServerState, table: TableStore, user: User) -> list[str]:
     return state.access.sorted_visible(user, table, False, state.store.version)
 
 
+def _visible_rows(state: ServerState, table: TableStore, user: User) -> Iterator[Row]:
+    rows = table.rows
+    return (row for i in _visible(state, table, user) if (row := rows.get(i)) is not None)
+
+
 def _sorted_keys(state: ServerState, table: TableStore, user: User, query: Query) -> list[SortKey]:
     """Sort keys of every matching row, in order (cached per store version)."""
     key = ("sorted", user.index, table.meta.logical_name, state.store.version, query.filter_text, query.order_text)
     hit = _cache(state).get(key)
     if hit is None:
-        rows = (table.rows[i] for i in _visible(state, table, user))
+        rows = _visible_rows(state, table, user)
         matching = rows if query.predicate is None else filter(query.predicate, rows)
-        hit = _cache(state).put(key, sorted(
-            sort_key(query, (f.get(r) for f, _ in query.order), r.id) for r in matching))
+        make, getters = key_maker(query), [field.get for field, _ in query.order]
+        hit = _cache(state).put(key, sorted(make([get(r) for get in getters], r.id) for r in matching))
     return hit
 
 
@@ -193,7 +204,7 @@ def count_matching(state: ServerState, table: TableStore, user: User, query: Que
     key = ("count", user.index, table.meta.logical_name, state.store.version, query.filter_text)
     hit = _cache(state).get(key)
     if hit is None:
-        hit = _cache(state).put(key, sum(1 for i in _visible(state, table, user) if query.predicate(table.rows[i])))
+        hit = _cache(state).put(key, sum(1 for row in _visible_rows(state, table, user) if query.predicate(row)))
     return int(hit)
 
 
@@ -209,7 +220,7 @@ def select_page(state: ServerState, table: TableStore, user: User, query: Query,
     else:
         visible = _visible(state, table, user)
         start = bisect_right(visible, after[-1]) if after is not None else 0
-        ids, predicate = islice(visible, start, None), query.predicate
+        ids, predicate = (visible[i] for i in range(start, len(visible))), query.predicate
     out: list[Row] = []
     for row_id in ids:
         row = table.rows.get(row_id)
@@ -244,19 +255,26 @@ def encode_skiptoken(cursor: Cursor, id_column: str, first_id: str) -> str:
 
 
 def decode_skiptoken(raw: str | None, query: Query) -> Cursor | None:
-    """The cursor in a $skiptoken made by encode_skiptoken; 400 for anything else."""
+    """The cursor in a $skiptoken made by encode_skiptoken for this query; 400 for anything else."""
     if not raw:
         return None
+    cursor = _cursor(raw)
+    if cursor is None or len(cursor.last_values) != len(query.order):
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $skiptoken '{raw}' is not valid for this query.")
+    return cursor
+
+
+def _cursor(raw: str) -> Cursor | None:
+    outer = _OUTER.search(raw)
+    inner = _INNER.search(unquote(outer.group(2))) if outer else None
+    if outer is None or inner is None:
+        return None
     try:
-        outer = _OUTER.search(raw)
-        inner = _INNER.search(unquote(outer.group(2))) if outer else None
-        served, last_id, values = orjson.loads(base64.urlsafe_b64decode(inner.group(1))) if inner else (0, 0, 0)
-        if isinstance(served, int) and isinstance(last_id, str) and isinstance(values, list) \
-                and len(values) == len(query.order) and outer is not None:
-            return Cursor(int(outer.group(1)), served, last_id, values)
+        served, last_id, values = orjson.loads(base64.urlsafe_b64decode(inner.group(1)))
     except (ValueError, TypeError):
-        pass
-    raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $skiptoken '{raw}' is not valid for this query.")
+        return None
+    valid = isinstance(served, int) and isinstance(last_id, str) and isinstance(values, list)
+    return Cursor(int(outer.group(1)), served, last_id, values) if valid else None
 
 
 def next_link(request: web.Request, table: TableStore, token: str) -> str:
@@ -328,24 +346,36 @@ async def run_query(request: web.Request, table: TableStore, prefs: dict[str, st
     cursor = decode_skiptoken(request.query.get("$skiptoken"), query)
     served = cursor.served if cursor else 0
     limit = size if query.top is None else min(size, query.top - served)
-    after = sort_key(query, cursor.last_values, cursor.last_id) if cursor else None
+    after = key_maker(query)(cursor.last_values, cursor.last_id) if cursor else None
     rows, more = select_page(state, table, user, query, after, limit)
+    more = more and (query.top is None or served + len(rows) < query.top)
     wants = annotation_matcher(prefs)
-    head: dict[str, Any] = {"@odata.context": f"{root_url(request)}$metadata#{table.meta.set_name}"
-                            + (f"({','.join(query.select)})" if query.select else "")}
-    if query.count:
-        head.update(_count_head(count_matching(state, table, user, query), wants))
-    tail: dict[str, str] = {}
-    if more and (query.top is None or served + len(rows) < query.top):
-        page = cursor.page + 1 if cursor else 2
-        last = Cursor(page, served + len(rows), rows[-1].id, [f.get(rows[-1]) for f, _ in query.order])
-        tail["@odata.nextLink"] = next_link(request, table, encode_skiptoken(last, table.meta.id_column, rows[0].id))
+    head = _head(request, state, table, user, query, wants)
+    tail = {"@odata.nextLink": _continuation(request, table, query, cursor, rows)} if more else {}
     parts = _encode_rows(state, table, rows, query.select, wants)
     body = orjson.dumps(head)[:-1] + b',"value":[' + b",".join(parts) + b"]" + (
         b"," + orjson.dumps(tail)[1:] if tail else b"}")
     state.counters.rows_served += len(rows)
     state.counters.bytes_served += len(body)
     return web.Response(body=body, headers=_headers(prefs, size))
+
+
+def _head(request: web.Request, state: ServerState, table: TableStore, user: User, query: Query,
+          wants: Callable[[str], bool] | None) -> dict[str, Any]:
+    """@odata.context, plus the counts under $count=true."""
+    cols = f"({','.join(query.select)})" if query.select else ""
+    head: dict[str, Any] = {"@odata.context": f"{root_url(request)}$metadata#{table.meta.set_name}{cols}"}
+    if query.count:
+        head.update(_count_head(count_matching(state, table, user, query), wants))
+    return head
+
+
+def _continuation(request: web.Request, table: TableStore, query: Query, cursor: Cursor | None,
+                  rows: list[Row]) -> str:
+    """The nextLink resuming after the last row of this page."""
+    served = (cursor.served if cursor else 0) + len(rows)
+    last = Cursor(cursor.page + 1 if cursor else 2, served, rows[-1].id, [f.get(rows[-1]) for f, _ in query.order])
+    return next_link(request, table, encode_skiptoken(last, table.meta.id_column, rows[0].id))
 
 
 def _count_head(total: int, wants: Callable[[str], bool] | None) -> dict[str, Any]:

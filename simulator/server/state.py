@@ -79,6 +79,7 @@ class ServerState:
         self.store = store
         self.clock = clock
         self.started_at = clock.now()
+        store.touch_cutoff = self.started_at
         self.admin_key = admin_key or secrets.token_urlsafe(24)
         self.tokens: dict[str, Token] = {}
         self.counters = Counters()

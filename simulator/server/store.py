@@ -79,8 +79,15 @@ class User:
     privileges: dict[str, Privilege] = field(default_factory=dict)
     # per table: (version, row id) of rows that entered or left this user's view through a privilege change
     view_log: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    # per table: (version, privilege in force before that version) for every privilege change
+    privilege_log: dict[str, list[tuple[int, Privilege]]] = field(default_factory=dict)
 
-    def privilege(self, table: str) -> Privilege:
+    def privilege(self, table: str, at_version: int | None = None) -> Privilege:
+        """The privilege on a table now, or as it was at a row version (for delta before-states)."""
+        if at_version is not None:
+            for version, before in self.privilege_log.get(table, ()):
+                if at_version < version:
+                    return before
         return self.privileges.get(table, Privilege())
 
 
@@ -103,6 +110,9 @@ class TableStore:
         self.lookups = [c.name for c in meta.columns if c.type == "lookup"]
         self.children: dict[str, dict[str, set[str]]] = {c: {} for c in self.lookups}
         self.file_columns = [c.name for c in meta.columns if c.type == "file"]
+        # every declared column reads as null until set, as Dataverse returns them
+        self.blank: dict[str, Any] = {lookup_key(c.name) if c.type == "lookup" else c.name: None
+                                      for c in meta.columns if c.type != "file"}
         self.log_versions: list[int] = []
         self.log: list[LogEntry] = []
         self.conflict_detection = False
@@ -112,6 +122,7 @@ class TableStore:
     def render(self, row: Row) -> dict[str, Any]:
         """The row as a dict with wire names, etag and primary id."""
         out: dict[str, Any] = {"@odata.etag": format_etag(row.version), self.meta.id_column: row.id}
+        out.update(self.blank)
         out.update(row.values)
         out["_ownerid_value"] = self.users[row.owner].id if 0 <= row.owner < len(self.users) else None
         out["versionnumber"] = row.version
@@ -205,6 +216,8 @@ class Store:
         self.tables: dict[str, TableStore] = {t.logical_name: TableStore(t, users) for t in tables}
         self.by_set: dict[str, TableStore] = {t.meta.set_name: t for t in self.tables.values()}
         self.version = start_version
+        # rows last modified before this time may enter a modified_within_days view when updated
+        self.touch_cutoff = float("inf")
         # which (table, lookup column) pairs point at each table, for touch propagation
         self.referrers: dict[str, list[tuple[str, str]]] = {name: [] for name in self.tables}
         for t in tables:
@@ -220,9 +233,14 @@ class Store:
         return self.tables[logical_name]
 
     def write(self, table: TableStore, row: Row) -> Row | None:
-        """Store a new row version (row.version must come from next_version()); touch its children."""
+        """Store a new row version (row.version must come from next_version()).
+
+        Rows that look this one up are logged too ("touched") when the change may move this row
+        into or out of a view: a new owner or team, or a first update since the run started (a
+        modified_within_days filter may now include it), so `related` profile tables follow.
+        """
         prev = table.put(row)
-        if prev is not None and (prev.owner != row.owner or prev.team != row.team):
+        if prev is not None and (prev.owner != row.owner or prev.team != row.team or prev.modified < self.touch_cutoff):
             self._touch_children(table, row.id, row.version)
         return prev
 

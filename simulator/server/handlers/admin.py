@@ -96,8 +96,9 @@ def change_privilege(state: ServerState, user: User, table: str, changes: dict[s
     access = state.access
     tables = access.profile_tables(user) or list(state.store.tables)
     before = {t: access.visible_ids(user, state.store.table(t), True) for t in tables}
-    user.privileges[table] = user.privilege(table).model_copy(update=changes)
     version = state.store.next_version()
+    user.privilege_log.setdefault(table, []).append((version, user.privilege(table)))
+    user.privileges[table] = user.privilege(table).model_copy(update=changes)
     for t in tables:
         after = access.visible_ids(user, state.store.table(t), True)
         flipped = before[t] ^ after

@@ -143,7 +143,7 @@ def delta_items(access: Access, table: TableStore, user: User, device: bool, fro
         if row is not None and access.row_visible(user, table, row, device, parents):
             upserts.append(row)
         elif row_id in forced or (
-            prev is not None and (lenient or access.row_visible(user, table, prev, device, parents))
+            prev is not None and (lenient or access.row_visible(user, table, prev, device, parents, from_v))
         ):
             removed.append(row_id)
     return upserts + removed

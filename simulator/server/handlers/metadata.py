@@ -2,7 +2,7 @@
 
 Entries carry the properties clients read (LogicalName, EntitySetName, PrimaryIdAttribute, MetadataId,
 ChangeTrackingEnabled...) plus the labels and managed properties Dataverse sends, so a metadata
-download is realistically sized: about 1.5 KB per table and 1.3 KB per attribute. MetadataIds are
+download is realistically sized: about 2 KB per table and 1.6 KB per attribute. MetadataIds are
 uuid5 of the names, stable across runs. `$select`, `$filter` (the $filter grammar of odata_filter)
 and `$expand=Attributes` / `$expand=OptionSet` with a nested `$select` are supported.
 """

@@ -1,0 +1,53 @@
+"""End to end: `syncsim run scenarios/smoke.yaml` on the embedded server, as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import orjson
+import pytest
+
+from simulator.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    out = tmp_path_factory.mktemp("reports")
+    code = main(["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(out), "--no-progress"])
+    (run_dir,) = out.iterdir()
+    return code, run_dir
+
+
+def test_smoke_run_exits_zero_and_writes_every_report(smoke_run: tuple[int, Path]) -> None:
+    code, run_dir = smoke_run
+    assert code == 0
+    for name in ("summary.json", "syncs.csv", "events.csv", "report.html"):
+        assert (run_dir / name).stat().st_size > 0, name
+
+
+def test_every_device_ends_holding_exactly_the_servers_view(smoke_run: tuple[int, Path]) -> None:
+    summary = orjson.loads((smoke_run[1] / "summary.json").read_bytes())
+    check = summary["end_of_run_check"]
+    assert check["passed"] and check["devices_checked"] == 3
+    assert check["missing"] == check["extra"] == check["stale"] == check["undelivered"] == 0
+
+
+def test_conflicts_counted_by_devices_match_the_servers_counters(smoke_run: tuple[int, Path]) -> None:
+    summary = orjson.loads((smoke_run[1] / "summary.json").read_bytes())
+    assert summary["device_conflicts"] == summary["server"]["conflicts"]
+    classes = summary["classes"]
+    assert sum(c["rejections"] for c in classes.values()) == summary["server"]["rejections"]
+
+
+def test_summary_agrees_with_the_per_sync_csv(smoke_run: tuple[int, Path]) -> None:
+    run_dir = smoke_run[1]
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    with (run_dir / "syncs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == summary["totals"]["syncs"]
+    first = [r for r in rows if r["mode"] == "FIRST_SYNC" and r["result"] == "success"]
+    assert {r["device"] for r in first} == {"dev-technician-0001", "dev-technician-0002", "dev-manager-0001"}
+    assert summary["classes"]["technician"]["first_sync"]["count"] == 2
