@@ -45,7 +45,7 @@ class Config:
     budget_s: float
 
 
-FULL = Config(requests=4000, clients=4, rounds=5, budget_s=90)
+FULL = Config(requests=2000, clients=4, rounds=9, budget_s=90)
 QUICK = Config(requests=400, clients=4, rounds=2, budget_s=20)
 
 

@@ -52,7 +52,7 @@ class Config:
     budget_s: float
 
 
-FULL = Config(devices=20, rows_per_device=5_000, rounds=5, budget_s=120)
+FULL = Config(devices=20, rows_per_device=5_000, rounds=7, budget_s=120)
 QUICK = Config(devices=4, rows_per_device=1_000, rounds=2, budget_s=30)
 ROUND_TIMEOUT_S = 120.0
 

@@ -45,7 +45,7 @@ class Config:
     budget_s: float  # real seconds for all timed rounds
 
 
-FULL = Config(rows=50_000, rounds=5, budget_s=90)
+FULL = Config(rows=50_000, rounds=7, budget_s=90)
 QUICK = Config(rows=5_000, rounds=2, budget_s=20)
 
 

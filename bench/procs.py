@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import signal
 import threading
 import time
 import traceback
@@ -84,6 +85,7 @@ class ChildServer:
 
 # --- in the child ----------------------------------------------------------------------------------
 def _child_main(kind: str, payload: Any, conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     try:
         asyncio.run(_serve(kind, payload, conn))
     except Exception:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from simulator.protocol import H, format_etag, parse_etag
-from simulator.server.errors import not_found
+from simulator.protocol import ErrorCode, H, format_etag, parse_etag
+from simulator.server.errors import DataverseError, not_found
 from simulator.server.handlers import changes
 from simulator.server.handlers.common import (
     parse_select,
@@ -41,9 +41,11 @@ async def retrieve(request: web.Request) -> web.Response:
     row = table.rows.get(key)
     if row is None or not state.access.can_read(user_of(request), table, row):
         raise not_found(table.meta.logical_name, key)
+    if "$expand" in request.query:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, "The query option $expand is not supported by syncsim.")
     etag = format_etag(row.version)
     inm = request.headers.get(H.IF_NONE_MATCH)
-    if inm is not None and parse_etag(inm) == row.version and "$expand" not in request.query:
+    if inm is not None and parse_etag(inm) == row.version and "odata.include-annotations" not in prefer(request):
         return web.Response(status=304, headers={H.ODATA_VERSION: "4.0", H.ETAG: etag})
     select = parse_select(table, request.query.get("$select"))
     body = {"@odata.context": f"{root_url(request)}$metadata#{table.meta.set_name}"

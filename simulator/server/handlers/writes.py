@@ -45,7 +45,9 @@ def write_response(request: web.Request, table: TableStore, result: WriteResult,
         body["@odata.context"] = f"{base_url(request)}/api/data/v9.2/$metadata#{table.meta.set_name}/$entity"
         status = create_status if result.created else 200
         return json_response(body, status, {H.PREFERENCE_APPLIED: "return=representation", H.ETAG: format_etag(result.row.version)})
-    headers = {H.ODATA_VERSION: "4.0", H.ODATA_ENTITY_ID: url}
+    headers = {H.ODATA_VERSION: "4.0"}
+    if result.row is not None:
+        headers[H.ODATA_ENTITY_ID] = url
     if result.created:
         headers["Location"] = url
     if result.row is not None:
