@@ -169,6 +169,20 @@ async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> 
     return skipped
 
 
+def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str, Any]]:
+    """Device conflicts per table with the table's policy (keys of `counts` are "<table>/<user>")."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, n in counts.items():
+        table, _, user = key.partition("/")
+        if user == "backoffice":
+            continue
+        meta = scenario.table(table)
+        detect = scenario.server.conflict_detection if meta.conflict_detection is None else meta.conflict_detection
+        entry = out.setdefault(table, {"conflicts": 0, "policy": "server wins (412)" if detect else "last writer wins"})
+        entry["conflicts"] += n
+    return out
+
+
 def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counters: dict[str, Any],
             out_root: Path, console: Console) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
@@ -186,6 +200,7 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counter
                    "rows_served": counters.get("rows_served", 0), "bytes_served": counters.get("bytes_served", 0),
                    "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0)},
         "device_conflicts": device_conflicts,
+        "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
     }
     summary = summarize(metrics.records, metrics.events, extra)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

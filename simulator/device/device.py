@@ -22,6 +22,7 @@ from simulator.device.sync import SyncEngine, TableInfo, UploadResult
 from simulator.events import Events
 from simulator.metrics import DeviceEvent, SyncMode, SyncRecord
 from simulator.network import Link
+from simulator.protocol.ids import new_guid
 from simulator.scenario import UserClass
 
 
@@ -149,7 +150,7 @@ class Device:
         self._edits += 1
         op_id = f"{self.spec.name}-{self._edits}"
         if kind == "create":
-            row_id = _guid(self.rng_edit)
+            row_id = new_guid(self.rng_edit)
             op = Op(op_id, "create", table, info.entity_set, row_id, None,
                     {info.id_column: row_id, **self._parents(info), **self._change(info)})
             self.store.put(table, row_id, 0, 512)
@@ -246,10 +247,3 @@ class Device:
     def _event(self, kind: str, detail: str) -> None:
         self.events.device_event.fire(event=DeviceEvent(self.spec.name, self.spec.user_class, kind, self.clock.now(), detail))  # type: ignore[arg-type]
 
-
-def _guid(rng: np.random.Generator) -> str:
-    b = bytearray(rng.bytes(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

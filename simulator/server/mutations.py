@@ -15,11 +15,12 @@ from typing import Any
 
 from simulator.protocol import ErrorCode, parse_etag
 from simulator.protocol.errors import CONCURRENCY_MESSAGE
+from simulator.protocol.ids import new_guid
 from simulator.protocol.odata import GUID_RE
 from simulator.scenario import ColumnDef
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.state import ServerState
-from simulator.server.store import LogEntry, Row, TableStore, User, lookup_key
+from simulator.server.store import FileInfo, LogEntry, Row, TableStore, User, lookup_key
 
 _BIND = re.compile(r"^/?(?P<set>[A-Za-z_]\w*)\((?P<id>[0-9a-fA-F-]{36})\)$")
 
@@ -67,6 +68,37 @@ class Writer:
     def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
         return self._counted(table, lambda: self._delete(table, row_id, if_match))
 
+    def writable(self, table: TableStore, row_id: str, if_match: str | None = None) -> Row:
+        """Check that this user may update the row (404, 403, then the etag), writing nothing."""
+        return self._counted(table, lambda: self._writable(table, row_id, if_match)).row  # type: ignore[return-value]
+
+    def set_file(self, table: TableStore, row_id: str, column: str, info: FileInfo | None,
+                 if_match: str | None = None) -> WriteResult:
+        """Attach (or remove, with None) a row's file as a new row version, checked like an update."""
+        def op() -> WriteResult:
+            checked = self._writable(table, row_id, if_match)
+            row = checked.row
+            assert row is not None
+            files = dict(row.files or {})
+            if info is None:
+                files.pop(column, None)
+            else:
+                files[column] = info
+            now = self.state.clock.now()
+            new = Row(row.id, self.state.store.next_version(), row.owner, row.team, now,
+                      {**row.values, "modifiedon": iso(now)}, files or None)
+            self._apply(table, new)
+            return WriteResult(row_id, new, conflict=checked.conflict)
+        return self._counted(table, op)
+
+    def _writable(self, table: TableStore, row_id: str, if_match: str | None) -> WriteResult:
+        row = table.rows.get(row_id)
+        if row is None or not self.state.access.can_read(self.user, table, row):
+            raise not_found(table.meta.logical_name, row_id)
+        if not self.state.access.can_write(self.user, table, row, "update"):
+            self._reject(table, "Write")
+        return WriteResult(row_id, row, conflict=self._check_etag(table, row, if_match))
+
     def _counted(self, table: TableStore, op: Callable[[], WriteResult]) -> WriteResult:
         """Run a write; a refusal other than a conflict counts as a rejection for this table and user."""
         try:
@@ -81,7 +113,7 @@ class Writer:
         if row_id is not None and row_id in table.rows:
             raise DataverseError(ErrorCode.DUPLICATE_RECORD, f"A record with id {row_id} already exists.")
         self._check_create(table)
-        return self._insert(table, row_id or self._new_id(), values, owner)
+        return self._insert(table, row_id or new_guid(self.state.rng), values, owner)
 
     def _update(self, table: TableStore, row_id: str, payload: dict[str, Any],
                 if_match: str | None, if_none_match: str | None) -> WriteResult:
@@ -140,13 +172,6 @@ class Writer:
         self._undo.clear()
 
     # --- internals ----------------------------------------------------------------------------
-    def _new_id(self) -> str:
-        b = bytearray(self.state.rng.bytes(16))
-        b[6] = (b[6] & 0x0F) | 0x40
-        b[8] = (b[8] & 0x3F) | 0x80
-        h = b.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
     def _insert(self, table: TableStore, row_id: str, values: dict[str, Any], owner: int | None) -> WriteResult:
         now = self.state.clock.now()
         owner = self.user.index if owner is None else owner

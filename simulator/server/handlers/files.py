@@ -17,19 +17,18 @@ from __future__ import annotations
 import mimetypes
 import re
 import secrets
-import uuid
 import weakref
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from simulator.protocol import ErrorCode, H, parse_etag
-from simulator.protocol.errors import CONCURRENCY_MESSAGE
+from simulator.protocol import ErrorCode, H, format_etag
+from simulator.protocol.ids import new_guid
 from simulator.protocol.odata import FILE_CHUNK_BYTES
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.handlers.common import base_url, row_key, state_of, table_for, user_of
 from simulator.server.handlers.writes import ROW
-from simulator.server.mutations import Writer, iso
+from simulator.server.mutations import Writer, WriteResult
 from simulator.server.seed import file_bytes
 from simulator.server.state import ServerState
 from simulator.server.store import FileInfo, Row, TableStore, User
@@ -114,44 +113,8 @@ def _readable_row(state: ServerState, user: User, table: TableStore, row_id: str
     return row
 
 
-def _writable_row(state: ServerState, user: User, table: TableStore, row_id: str, if_match: str | None) -> Row:
-    """The row a file write targets: 404 if unseen, 412/conflict on a stale etag, 403 without write."""
-    row = _readable_row(state, user, table, row_id)
-    version = parse_etag(if_match) if if_match and if_match.strip() != "*" else None
-    if if_match and if_match.strip() != "*" and version is None:
-        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The If-Match value {if_match!r} is not a valid etag.")
-    if version is not None and version != row.version:
-        state.counters.conflicts[f"{table.meta.logical_name}/{user.name}"] += 1
-        if table.conflict_detection:
-            raise DataverseError(ErrorCode.CONCURRENCY_MISMATCH, CONCURRENCY_MESSAGE)
-    if not state.access.can_write(user, table, row, "update"):
-        name = table.meta.logical_name
-        state.counters.rejections[f"{name}/{user.name}"] += 1
-        raise DataverseError(
-            ErrorCode.PRIVILEGE_DENIED,
-            f"Principal user (Id={user.id}, type=8) is missing prvWrite{name} privilege. "
-            "The user does not hold the necessary privileges.",
-        )
-    return row
-
-
-def _set_file(state: ServerState, table: TableStore, row: Row, column: str, info: FileInfo | None) -> Row:
-    """Write a new row version with the file set (or removed); logged for change tracking."""
-    files = dict(row.files or {})
-    if info is None:
-        files.pop(column, None)
-    else:
-        files[column] = info
-    now = state.clock.now()
-    new = Row(row.id, state.store.next_version(), row.owner, row.team, now,
-              {**row.values, "modifiedon": iso(now)}, files or None)
-    state.store.write(table, new)
-    state.counters.writes_applied += 1
-    return new
-
-
 def _new_file(state: ServerState, name: str, data: bytes, mimetype: str | None) -> FileInfo:
-    file_id = str(uuid.UUID(bytes=state.rng.bytes(16), version=4))
+    file_id = new_guid(state.rng)
     kind = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
     return FileInfo(file_id=file_id, size=len(data), name=name, data=bytes(data), mimetype=kind)
 
@@ -267,18 +230,27 @@ async def upload(request: web.Request) -> web.Response:
     if request.headers.get(TRANSFER_MODE, "").lower() == "chunked":
         return await _open_session(request, state, user, table, key, column)
     # If-None-Match (the SDK sends "null") is accepted and ignored, as Dataverse does.
-    row = _writable_row(state, user, table, key, request.headers.get(H.IF_MATCH))
+    writer = Writer(state, user)
+    writer.writable(table, key)
     name = request.headers.get(H.FILE_NAME) or request.query.get(H.FILE_NAME)
     if not name:
         raise DataverseError(ErrorCode.BAD_PAYLOAD, "The x-ms-file-name header is required to upload a file.")
     body = await _body(request)
-    new = _set_file(state, table, row, column, _new_file(state, name, body, _content_mimetype(request)))
-    return web.Response(status=204, headers={H.ODATA_VERSION: "4.0", H.ETAG: f'W/"{new.version}"'})
+    info = _new_file(state, name, body, _content_mimetype(request))
+    return _written(writer.set_file(table, key, column, info, request.headers.get(H.IF_MATCH)))
+
+
+def _written(result: WriteResult) -> web.Response:
+    assert result.row is not None
+    headers = {H.ODATA_VERSION: "4.0", H.ETAG: format_etag(result.row.version)}
+    if result.conflict:
+        headers[H.CONFLICT] = "true"
+    return web.Response(status=204, headers=headers)
 
 
 async def _open_session(request: web.Request, state: ServerState, user: User, table: TableStore,
                         key: str, column: str) -> web.Response:
-    _writable_row(state, user, table, key, request.headers.get(H.IF_MATCH))
+    Writer(state, user).writable(table, key, request.headers.get(H.IF_MATCH))
     name = request.query.get(H.FILE_NAME) or request.headers.get(H.FILE_NAME)
     if not name:
         raise DataverseError(ErrorCode.BAD_PAYLOAD, "Chunked upload needs ?x-ms-file-name=<name>.")
@@ -322,9 +294,7 @@ async def _chunk(request: web.Request, state: ServerState, user: User, table: Ta
     if not session.complete:
         return web.Response(status=206, headers={H.ODATA_VERSION: "4.0"})
     del sessions[token]
-    row = _writable_row(state, user, table, key, None)
-    new = _set_file(state, table, row, column, _new_file(state, session.name, session.data, None))
-    return web.Response(status=204, headers={H.ODATA_VERSION: "4.0", H.ETAG: f'W/"{new.version}"'})
+    return _written(Writer(state, user).set_file(table, key, column, _new_file(state, session.name, session.data, None)))
 
 
 # --- delete --------------------------------------------------------------------------------------
@@ -340,7 +310,8 @@ async def delete(request: web.Request) -> web.Response:
     if not _file_column(table, column):  # DELETE <set>(<id>)/<column> clears a plain column
         Writer(state, user).update(table, key, {column: None}, if_match or "*")
         return web.Response(status=204, headers={H.ODATA_VERSION: "4.0"})
-    row = _writable_row(state, user, table, key, if_match)
+    writer = Writer(state, user)
+    row = writer.writable(table, key, if_match)
     if row.files and column in row.files:
-        _set_file(state, table, row, column, None)
+        writer.set_file(table, key, column, None)
     return web.Response(status=204, headers={H.ODATA_VERSION: "4.0"})
