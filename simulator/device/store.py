@@ -26,7 +26,8 @@ class LocalStore:
     used_bytes: int = 0
 
     def version(self, table: str, row_id: str) -> int | None:
-        packed = self.tables.get(table, {}).get(row_id)
+        rows = self.tables.get(table)
+        packed = None if rows is None else rows.get(row_id)
         return None if packed is None else packed >> _SIZE_BITS
 
     def ids(self, table: str) -> dict[str, int]:
@@ -48,6 +49,17 @@ class LocalStore:
             self.reserve(size - old_size)
         rows[row_id] = (version << _SIZE_BITS) | size
         self.used_bytes += size - old_size
+
+    def put_many(self, table: str, rows: list[tuple[str, int]], size: int) -> None:
+        """Insert or replace rows (id, version) of `size` bytes each; all or none (StorageFull)."""
+        held = self.ids(table)
+        size = min(size, _SIZE_MASK)
+        growth = sum(size - (held[i] & _SIZE_MASK if i in held else 0) for i, _ in rows)
+        if growth > 0:
+            self.reserve(growth)
+        for row_id, version in rows:
+            held[row_id] = (version << _SIZE_BITS) | size
+        self.used_bytes += growth
 
     def set_version(self, table: str, row_id: str, version: int) -> None:
         rows = self.ids(table)

@@ -215,24 +215,29 @@ class SyncEngine:
 
     def _apply_page(self, info: TableInfo, pt: ProfileTable, values: list[dict[str, Any]], per_row: int,
                     rows: dict[str, int], seen: set[str] | None) -> None:
-        table = pt.table
+        """Apply one page: removals, then new or changed rows in one storage check; queue their files."""
+        table, id_column = pt.table, info.id_column
+        held = self.store.ids(table)
+        changed: list[dict[str, Any]] = []
         for item in values:
             if item.get("reason") == "deleted":
                 self.store.remove(table, item["id"])
                 continue
-            row_id = item[info.id_column]
-            version = int(item.get("versionnumber") or _etag_version(item.get("@odata.etag", "")))
+            row_id = item[id_column]
             if seen is not None:
                 seen.add(row_id)
-            if self.store.version(table, row_id) == version:
-                continue
-            try:
-                self.store.put(table, row_id, version, per_row)
-            except StorageFull as exc:
-                raise SyncFailed("STORAGE_FULL", str(exc)) from None
-            rows[table] = rows.get(table, 0) + 1
-            if pt.files:
-                self._queue_files(info, pt, row_id, item)
+            packed = held.get(row_id)
+            if packed is None or packed >> 24 != _version(item):
+                changed.append(item)
+        try:
+            self.store.put_many(table, [(item[id_column], _version(item)) for item in changed], per_row)
+        except StorageFull as exc:
+            raise SyncFailed("STORAGE_FULL", str(exc)) from None
+        if changed:
+            rows[table] = rows.get(table, 0) + len(changed)
+        if pt.files and info.file_columns:
+            for item in changed:
+                self._queue_files(info, pt, item[id_column], item)
 
     def _queue_files(self, info: TableInfo, pt: ProfileTable, row_id: str, item: dict[str, Any]) -> None:
         for col in info.file_columns:
@@ -243,6 +248,10 @@ class SyncEngine:
                 continue
             self.store.drop_file(f"{pt.table}/{row_id}/{col}")
             self.state.files.append(PendingFile(pt.table, info.entity_set, row_id, col, int(size)))
+
+
+def _version(item: dict[str, Any]) -> int:
+    return int(item.get("versionnumber") or _etag_version(item.get("@odata.etag", "")))
 
 
 def _etag_version(etag: str) -> int:

@@ -191,6 +191,9 @@ class Link:
 
     async def _paced_download(self, resp: aiohttp.ClientResponse, sink: Sink | None) -> tuple[bytes, int]:
         """Read the response body paced to the down bandwidth; returns (body or b"", byte count)."""
+        if self.model.down is None and sink is None:  # unlimited: no pacing, one read
+            data = await resp.read()
+            return data, len(data)
         throttle = Throttle(self.model.down, self.clock.monotonic())
         chunks: list[bytes] = []
         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):

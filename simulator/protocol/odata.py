@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import unquote
 
 API_ROOT = "/api/data/v9.2"
@@ -92,16 +93,20 @@ class DeltaToken:
     issued_at: float  # scenario time, seconds since the Unix epoch
 
     def encode(self) -> str:
-        stamp = datetime.fromtimestamp(self.issued_at, UTC).strftime("%m/%d/%Y %H:%M:%S")
-        return f"{self.version}!{stamp}"
+        t = time.gmtime(self.issued_at)
+        return f"{self.version}!{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_year:04d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
     @classmethod
     def decode(cls, raw: str) -> DeltaToken:
         """Parse a token (URL-encoded or not). Raises ValueError when it is not one of ours."""
-        text = unquote(raw)
-        version, _, stamp = text.partition("!")
-        when = datetime.strptime(stamp, "%m/%d/%Y %H:%M:%S").replace(tzinfo=UTC)
-        return cls(int(version), when.timestamp())
+        m = _TOKEN.match(unquote(raw))
+        if m is None:
+            raise ValueError(f"not a delta token: {raw!r}")
+        version, month, day, year, hour, minute, second = (int(g) for g in m.groups())
+        return cls(version, float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))))
+
+
+_TOKEN = re.compile(r"^(\d+)!(\d{2})/(\d{2})/(\d{4}) (\d{2}):(\d{2}):(\d{2})$")
 
 
 def entity_url(base_url: str, entity_set: str, row_id: str) -> str:

@@ -25,7 +25,7 @@ class Access:
         self.profiles: dict[str, dict[str, ProfileTable]] = {
             c.name: {p.table: p for p in c.profile} for c in scenario.user_classes
         }
-        self._sorted: OrderedDict[tuple[int, str, bool, int], list[str]] = OrderedDict()
+        self._sorted: OrderedDict[tuple[int, str, bool, int], list[Row]] = OrderedDict()
 
     def profile(self, user: User, table: str) -> ProfileTable | None:
         return self.profiles.get(user.user_class, {}).get(table)
@@ -118,18 +118,23 @@ class Access:
             base = set(table.rows) if allowed is None else allowed
         return set(base) if allowed is None else base & allowed
 
-    def sorted_visible(self, user: User, table: TableStore, device: bool, version: int) -> list[str]:
-        """visible_ids sorted, cached per (user, table, device, version) for stable paging."""
+    def sorted_visible(self, user: User, table: TableStore, device: bool, version: int) -> list[Row]:
+        """The visible rows sorted by id, as of `version`: cached per (user, table, device, version).
+
+        A cached list is a snapshot: rows written after `version` appear in it as they were, which
+        is what a change-tracked read started at `version` promises (the delta brings the rest).
+        """
         key = (user.index, table.meta.logical_name, device, version)
         hit = self._sorted.get(key)
         if hit is not None:
             self._sorted.move_to_end(key)
             return hit
-        ids = sorted(self.visible_ids(user, table, device))
-        self._sorted[key] = ids
+        rows = table.rows
+        ordered = [rows[i] for i in sorted(self.visible_ids(user, table, device))]
+        self._sorted[key] = ordered
         if len(self._sorted) > _CACHE_SIZE:
             self._sorted.popitem(last=False)
-        return ids
+        return ordered
 
     def snapshot(self, user: User) -> dict[str, dict[str, int]]:
         """For each profile table, {row id: version} the user's device should hold."""

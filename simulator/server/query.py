@@ -176,13 +176,13 @@ def _cache(state: ServerState) -> LRU:
     return cache
 
 
-def _visible(state: ServerState, table: TableStore, user: User) -> list[str]:
+def _visible(state: ServerState, table: TableStore, user: User) -> list[Row]:
+    """The rows the user may read now, in id order (cached until the next write)."""
     return state.access.sorted_visible(user, table, False, state.store.version)
 
 
 def _visible_rows(state: ServerState, table: TableStore, user: User) -> Iterator[Row]:
-    rows = table.rows
-    return (row for i in _visible(state, table, user) if (row := rows.get(i)) is not None)
+    return iter(_visible(state, table, user))
 
 
 def _sorted_keys(state: ServerState, table: TableStore, user: User, query: Query) -> list[SortKey]:
@@ -216,19 +216,24 @@ def select_page(state: ServerState, table: TableStore, user: User, query: Query,
     if query.order:
         keys = _sorted_keys(state, table, user, query)
         start = bisect_right(keys, after) if after is not None else 0
-        ids, predicate = [k[-1] for k in keys[start : start + limit + 1]], None
+        rows = table.rows
+        candidates: Iterator[Row | None] = (rows.get(k[-1]) for k in keys[start : start + limit + 1])
+        predicate = None
     else:
         visible = _visible(state, table, user)
-        start = bisect_right(visible, after[-1]) if after is not None else 0
-        ids, predicate = (visible[i] for i in range(start, len(visible))), query.predicate
+        start = bisect_right(visible, after[-1], key=_row_id) if after is not None else 0
+        candidates, predicate = (visible[i] for i in range(start, len(visible))), query.predicate
     out: list[Row] = []
-    for row_id in ids:
-        row = table.rows.get(row_id)
+    for row in candidates:
         if row is not None and (predicate is None or predicate(row)):
             if len(out) == limit:
                 return out, True
             out.append(row)
     return out, False
+
+
+def _row_id(row: Row) -> str:
+    return row.id
 
 
 # --- paging cookie ---------------------------------------------------------------------------------

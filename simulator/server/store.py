@@ -39,7 +39,7 @@ class FileInfo:
 class Row:
     """One row version. `owner` and `team` are user and team indexes; `modified` is scenario time."""
 
-    __slots__ = ("id", "version", "owner", "team", "modified", "values", "files", "_enc")
+    __slots__ = ("id", "version", "owner", "team", "modified", "values", "files", "_enc")  # _enc: see encoded()
 
     def __init__(
         self,

@@ -84,20 +84,20 @@ def _initial_page(request: web.Request, state: ServerState, table: TableStore, u
         start_version = _int(version_s, skip)
     else:
         start_version, last_id = state.store.version, ""
-    ids = state.access.sorted_visible(user, table, device, start_version)
-    position = bisect_right(ids, last_id) if last_id else 0
-    chunk: list[Row] = []
-    while position < len(ids) and len(chunk) < size:
-        row = table.rows.get(ids[position])
-        position += 1
-        if row is not None:
-            chunk.append(row)
+    ordered = state.access.sorted_visible(user, table, device, start_version)
+    position = bisect_right(ordered, last_id, key=_row_id) if last_id else 0
+    chunk = ordered[position : position + size]
+    position += len(chunk)
     links: dict[str, str] = {}
-    if position < len(ids) and chunk:
+    if position < len(ordered) and chunk:
         links["@odata.nextLink"] = _link(request, table, select, "$skiptoken", f"i.{start_version}.{chunk[-1].id}")
     else:
         links["@odata.deltaLink"] = _delta_link(request, table, select, start_version, state.clock.now())
     return _page(request, state, table, chunk, [], select, links)
+
+
+def _row_id(row: Row) -> str:
+    return row.id
 
 
 def _delta_page(request: web.Request, state: ServerState, table: TableStore, user: User, device: bool,
@@ -185,14 +185,19 @@ def _page(request: web.Request, state: ServerState, table: TableStore, rows: lis
     cols = f"({','.join(select)})" if select else ""
     context = f"{root}$metadata#{table.meta.set_name}{cols}" + ("/$delta" if delta else "")
     if select is None:
-        parts = [row.encoded(table) for row in rows]
+        parts = [row._enc or row.encoded(table) for row in rows]  # cached bytes, encoded on first use
     else:
         parts = [orjson.dumps(project(table, row, select)) for row in rows]
     deleted_ctx = f"{root}$metadata#{table.meta.set_name}/$deletedEntity"
     parts.extend(orjson.dumps({"@odata.context": deleted_ctx, "id": i, "reason": "deleted"}) for i in gone)
-    head = orjson.dumps({"@odata.context": context})[:-1]
-    tail = orjson.dumps(links)[1:] if links else b"}"
-    body = head + b',"value":[' + b",".join(parts) + b"]" + (b"," + tail if links else tail)
+    head = orjson.dumps({"@odata.context": context})[:-1] + b',"value":['
+    tail = b"]" + (b"," + orjson.dumps(links)[1:] if links else b"}")
+    if parts:  # the page is copied once: head and tail ride on the first and last rows
+        parts[0] = head + parts[0]
+        parts[-1] = parts[-1] + tail
+        body = b",".join(parts)
+    else:
+        body = head + tail
     state.counters.rows_served += len(rows)
     state.counters.bytes_served += len(body)
     headers = {H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
