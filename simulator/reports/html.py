@@ -56,10 +56,18 @@ CHARTS: tuple[tuple[str, str, ChartMaker], ...] = (
 )  # fmt: skip
 
 
-def _value(value: Any) -> str:
+def _value(value: Any, depth: int = 0) -> str:
+    """A run detail: mappings as nested definition lists (two levels), anything deeper as JSON."""
+    if isinstance(value, Mapping) and value and depth < 2:
+        rows = "".join(f"<dt>{escape(str(k))}</dt><dd>{_value(v, depth + 1)}</dd>" for k, v in value.items())
+        return f'<dl class="run nested">{rows}</dl>'
     if isinstance(value, Mapping | list | tuple):
+        if not value:
+            return "–"
         text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
         return f"<code>{escape(text)}</code>"
+    if isinstance(value, bool):
+        return "<b>passed</b>" if value else "<b style='color:#c0392b'>FAILED</b>"
     return escape(str(value))
 
 
