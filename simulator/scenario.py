@@ -6,6 +6,7 @@ KiB (`_kb`) or MiB (`_mb`), rates per scenario hour or second as their names say
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,12 @@ class SizeDistribution(_Model):
     min_kb: float = Field(default=1, ge=0)
     max_kb: float = Field(default=16384, gt=0)
 
+    @model_validator(mode="after")
+    def _check_range(self) -> SizeDistribution:
+        if self.min_kb > self.max_kb:
+            raise ValueError(f"min_kb ({self.min_kb:g}) is above max_kb ({self.max_kb:g})")
+        return self
+
 
 class ColumnDef(_Model):
     """A typed column. `faker` names a Faker provider for text; `options` maps choice labels to values."""
@@ -51,6 +58,8 @@ class ColumnDef(_Model):
 
     @model_validator(mode="after")
     def _check_kind(self) -> ColumnDef:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is above max ({self.max:g})")
         if self.type == "choice" and not self.options:
             raise ValueError("a choice column needs 'options' (label: value)")
         if self.type == "lookup" and not self.target:
@@ -287,6 +296,7 @@ class Scenario(_Model):
 
 
 def _check_scenario(s: Scenario) -> None:
+    _check_fakers(s)
     tables = {t.logical_name: t for t in s.tables}
     classes = {c.name for c in s.user_classes}
     if len(tables) != len(s.tables):
@@ -316,13 +326,20 @@ def _check_scenario(s: Scenario) -> None:
     for c in s.user_classes:
         _check_profile(c, tables)
     for w in s.rollout:
+        if w.at_s >= s.duration_s:
+            raise ValueError(f"rollout wave at {w.at_s:g}s starts at or after duration_s={s.duration_s:g}")
         if w.user_class is not None and w.user_class not in classes:
             raise ValueError(f"rollout wave at {w.at_s}s: user_class {w.user_class!r} is not one of {sorted(classes)}")
+    _check_waves_cover_everyone(s)
     for p in s.privilege_changes:
+        if p.at_s >= s.duration_s:
+            raise ValueError(f"privilege change at {p.at_s:g}s is at or after duration_s={s.duration_s:g}")
         if p.user_class not in classes:
             raise ValueError(f"privilege change at {p.at_s}s: user_class {p.user_class!r} is not one of {sorted(classes)}")
         if p.table not in tables:
             raise ValueError(f"privilege change at {p.at_s}s: table {p.table!r} is not one of {sorted(tables)}")
+        if p.read is None and p.write is None:
+            raise ValueError(f"privilege change at {p.at_s:g}s changes nothing: set read and/or write")
     for name in s.back_office.tables:
         if name not in tables:
             raise ValueError(f"back_office.tables: {name!r} is not one of {sorted(tables)}")
@@ -332,6 +349,38 @@ def _check_scenario(s: Scenario) -> None:
     total = sum(s.class_counts().values())
     if total > s.max_devices:
         raise ValueError(f"{total} devices exceed max_devices={s.max_devices}; raise max_devices to run that many")
+
+
+def _check_waves_cover_everyone(s: Scenario) -> None:
+    """Every user must start in some rollout wave; otherwise it would silently never run."""
+    left = s.class_counts()
+    for w in sorted(s.rollout, key=lambda w: w.at_s):
+        for name in [w.user_class] if w.user_class else list(left):
+            if name in left:
+                left[name] = 0 if w.count is None else max(0, left[name] - w.count)
+    missing = {k: v for k, v in left.items() if v}
+    if missing:
+        text = ", ".join(f"{v} {k}" for k, v in missing.items())
+        raise ValueError(f"rollout leaves users out ({text}); add a last wave without 'count' to start them")
+
+
+def _check_fakers(s: Scenario) -> None:
+    names = {c.faker for t in s.tables for c in t.columns if c.faker}
+    if not names:
+        return
+    fake = _faker()
+    for t in s.tables:
+        for c in t.columns:
+            if c.faker and not callable(getattr(fake, c.faker, None)):
+                raise ValueError(f"table {t.logical_name!r} column {c.name!r}: faker {c.faker!r} is not a Faker provider "
+                                 "(e.g. name, company, sentence, catch_phrase, city, email, phone_number)")
+
+
+@lru_cache(maxsize=1)
+def _faker() -> Any:
+    from faker import Faker
+
+    return Faker("en_US")
 
 
 def _check_profile(c: UserClass, tables: dict[str, TableDef]) -> None:
@@ -402,6 +451,23 @@ def parse_scenario(data: Any, path: Path | str = "<scenario>", **overrides: Any)
         raise ScenarioError("invalid scenario\n  " + "\n  ".join(lines)) from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
 def _scale_counts(data: dict[str, Any], devices: int) -> dict[str, Any]:
     """--devices on a scenario whose classes have counts: scale them to that total (largest remainder)."""
     classes = data.get("user_classes")
@@ -427,7 +493,7 @@ def load_scenario(path: Path | str, **overrides: Any) -> Scenario:
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""

@@ -431,3 +431,29 @@ def test_syncsim_validate_exits_2_with_the_error_for_a_bad_file(tmp_path: Path,
     assert cli_main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("syncsim: invalid scenario") and "user_classes.0.networks.5g" in err
+
+
+# --- mistakes that would otherwise run silently wrong -----------------------------------------------
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda d: d.update(rollout=[{"at_s": 0, "count": 1}]), "rollout leaves users out"),
+    (lambda d: d.update(rollout=[{"at_s": 10**9}]), "starts at or after duration_s"),
+    (lambda d: d.update(privilege_changes=[{"at_s": 10**9, "user_class": d["user_classes"][0]["name"],
+                                            "table": d["tables"][0]["logical_name"], "read": "none"}]),
+     "is at or after duration_s"),
+    (lambda d: d.update(privilege_changes=[{"at_s": 1, "user_class": d["user_classes"][0]["name"],
+                                            "table": d["tables"][0]["logical_name"]}]), "changes nothing"),
+    (lambda d: d["tables"][0].setdefault("columns", []).append({"name": "x", "type": "text", "faker": "no_such"}),
+     "faker 'no_such' is not a Faker provider"),
+    (lambda d: d["tables"][0].setdefault("columns", []).append({"name": "n", "type": "integer", "min": 5, "max": 1}),
+     "min (5) is above max (1)"),
+], ids=["wave-leaves-users-out", "late-wave", "late-privilege-change", "empty-privilege-change", "bad-faker", "min-above-max"])
+def test_silent_mistakes_are_refused_with_a_reason(tmp_path: Path, change: Callable[[dict[str, Any]], Any],
+                                                   expected: str) -> None:
+    _, msg = error_for(tmp_path, change)
+    assert expected in msg
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nseed: 1\nname: b\n")
+    with pytest.raises(ScenarioError, match=re.escape(f"{path}: line 3 column 1: not valid YAML: key 'name' appears twice")):
+        load_scenario(path)

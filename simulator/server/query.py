@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
-from weakref import WeakKeyDictionary
 
 import orjson
 from aiohttp import web
@@ -36,7 +35,6 @@ _UNSUPPORTED = ("$expand", "$apply", "$search", "$compute", "$format", "$levels"
                 "fetchXml", "sql", "savedQuery", "userQuery")
 _KNOWN = ("$select", "$filter", "$orderby", "$top", "$count", "$skiptoken")
 _KINDS = {"text": "string", "integer": "integer", "decimal": "decimal", "datetime": "datetime", "choice": "integer"}
-_CACHES: WeakKeyDictionary[ServerState, LRU] = WeakKeyDictionary()
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
@@ -170,10 +168,7 @@ def key_maker(query: Query) -> Callable[[Iterable[Any], str], SortKey]:
 
 
 def _cache(state: ServerState) -> LRU:
-    cache = _CACHES.get(state)
-    if cache is None:
-        cache = _CACHES[state] = LRU(32)
-    return cache
+    return state.query_cache
 
 
 def _visible(state: ServerState, table: TableStore, user: User) -> list[Row]:

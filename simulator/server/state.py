@@ -91,6 +91,8 @@ class ServerState:
         self.idempotency_max = 200_000
         self.back_office_enabled = True  # PUT /_syncsim/activity pauses it
         self.delta_cache = LRU(256)  # (user, table, device, from, to) -> delta items, for paging
+        self.query_cache = LRU(32)  # plain queries: sorted keys and counts per store version
+        self.upload_sessions: dict[str, Any] = {}  # chunked file uploads by session token
         for table in store.tables.values():
             detect = table.meta.conflict_detection
             table.conflict_detection = self.settings.conflict_detection if detect is None else detect

@@ -38,7 +38,7 @@ from simulator.server.batch_codec import (
 from simulator.server.errors import DataverseError, bad_request
 from simulator.server.handlers import writes
 from simulator.server.handlers.bulk import CHANGESET_WRITER
-from simulator.server.handlers.common import prefer, row_key, state_of, table_for, user_of
+from simulator.server.handlers.common import prefer, state_of, user_of
 from simulator.server.middlewares import error_response
 from simulator.server.mutations import Writer
 
@@ -227,28 +227,8 @@ async def _dispatch(inner: web.Request, writer: Writer, shared: bool) -> web.Str
         raise DataverseError(_HTTP_CODES.get(exc.status, ErrorCode.BAD_PAYLOAD), exc.reason) from None
 
 
-async def _create(request: web.Request, writer: Writer) -> web.Response:
-    table = table_for(request)
-    payload = await writes.read_json(request)
-    result = writer.create(table, payload, request.headers.get(H.IF_NONE_MATCH))
-    return writes.write_response(request, table, result)
-
-
-async def _update(request: web.Request, writer: Writer) -> web.Response:
-    table = table_for(request)
-    key = row_key(request)
-    payload = await writes.read_json(request)
-    result = writer.update(table, key, payload, request.headers.get(H.IF_MATCH), request.headers.get(H.IF_NONE_MATCH))
-    return writes.write_response(request, table, result)
-
-
-async def _delete(request: web.Request, writer: Writer) -> web.Response:
-    table = table_for(request)
-    result = writer.delete(table, row_key(request), request.headers.get(H.IF_MATCH))
-    return writes.write_response(request, table, result)
-
-
-_WRITES: dict[object, Write] = {writes.create: _create, writes.update: _update, writes.delete: _delete}
+_WRITES: dict[object, Write] = {writes.create: writes.create_with, writes.update: writes.update_with,
+                                writes.delete: writes.delete_with}
 
 
 def _answer(response: web.StreamResponse, content_id: str | None) -> PartResponse:

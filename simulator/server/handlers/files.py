@@ -17,7 +17,6 @@ from __future__ import annotations
 import mimetypes
 import re
 import secrets
-import weakref
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -75,12 +74,9 @@ class _Upload:
         return self.total is not None and self.ranges == [(0, self.total)]
 
 
-_SESSIONS: weakref.WeakKeyDictionary[ServerState, dict[str, _Upload]] = weakref.WeakKeyDictionary()
-
-
 def _sessions(state: ServerState) -> dict[str, _Upload]:
     """This server's open chunked uploads, with expired ones dropped."""
-    sessions = _SESSIONS.setdefault(state, {})
+    sessions: dict[str, _Upload] = state.upload_sessions
     cutoff = state.clock.now() - SESSION_TTL_S
     for token in [t for t, s in sessions.items() if s.opened_at < cutoff]:
         del sessions[token]

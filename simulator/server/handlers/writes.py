@@ -57,26 +57,40 @@ def write_response(request: web.Request, table: TableStore, result: WriteResult,
     return web.Response(status=204, headers=headers)
 
 
-@routes.post(SET, name="create")
-async def create(request: web.Request) -> web.Response:
+async def create_with(request: web.Request, writer: Writer) -> web.Response:
+    """POST <set> with a given Writer (a changeset shares one)."""
     table = table_for(request)
     payload = await read_json(request)
-    result = Writer(state_of(request), user_of(request)).create(table, payload, request.headers.get(H.IF_NONE_MATCH))
-    return write_response(request, table, result)
+    return write_response(request, table, writer.create(table, payload, request.headers.get(H.IF_NONE_MATCH)))
 
 
-@routes.patch(ROW, name="update")
-async def update(request: web.Request) -> web.Response:
+async def update_with(request: web.Request, writer: Writer) -> web.Response:
     table = table_for(request)
     key = row_key(request)
     payload = await read_json(request)
-    writer = Writer(state_of(request), user_of(request))
     result = writer.update(table, key, payload, request.headers.get(H.IF_MATCH), request.headers.get(H.IF_NONE_MATCH))
     return write_response(request, table, result)
 
 
+async def delete_with(request: web.Request, writer: Writer) -> web.Response:
+    table = table_for(request)
+    return write_response(request, table, writer.delete(table, row_key(request), request.headers.get(H.IF_MATCH)))
+
+
+def _writer(request: web.Request) -> Writer:
+    return Writer(state_of(request), user_of(request))
+
+
+@routes.post(SET, name="create")
+async def create(request: web.Request) -> web.Response:
+    return await create_with(request, _writer(request))
+
+
+@routes.patch(ROW, name="update")
+async def update(request: web.Request) -> web.Response:
+    return await update_with(request, _writer(request))
+
+
 @routes.delete(ROW, name="delete")
 async def delete(request: web.Request) -> web.Response:
-    table = table_for(request)
-    result = Writer(state_of(request), user_of(request)).delete(table, row_key(request), request.headers.get(H.IF_MATCH))
-    return write_response(request, table, result)
+    return await delete_with(request, _writer(request))
