@@ -59,6 +59,7 @@ class Device:
         self.gave_up: str | None = None  # cause when the device stopped syncing (storage full)
         self._wake: asyncio.Event | None = None
         self._edits = 0
+        self._carry = UploadResult()  # uploads answered during a sync that was cancelled before its record
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self, stop_at: float) -> None:
@@ -95,20 +96,24 @@ class Device:
         st = self.engine.state
         mode: SyncMode = "DELTA_SYNC" if st.first_sync_done else "FIRST_SYNC"
         start, t0 = self.clock.now(), self.clock.monotonic()
-        tally, phases, rows, up = Tally(), {}, {}, UploadResult()
+        tally, phases, rows = Tally(), {}, {}
+        up, self._carry = self._carry, UploadResult()
         error: str | None = None
         try:
             if mode == "FIRST_SYNC":
                 await self._phase(phases, "metadata", self.engine.metadata(tally))
                 await self._phase(phases, "data", self.engine.data(tally, rows))
             else:
-                up = await self._phase(phases, "upload", self.engine.upload(tally))
+                await self._phase(phases, "upload", self.engine.upload(tally, up))
                 if not await self._phase(phases, "data", self.engine.delta(tally, rows)):
                     mode = "FORCED_SYNC"
                     self._event("token_expired", "delta token expired: full resync")
                     await self._phase(phases, "data", self.engine.data(tally, rows, full=True))
             await self._phase(phases, "files", self.engine.files(tally))
             st.first_sync_done = True
+        except asyncio.CancelledError:
+            self._carry = up  # the run is stopping this sync; its answered uploads go in the next record
+            raise
         except (SyncFailed, StorageFull) as exc:
             error = exc.code if isinstance(exc, SyncFailed) else "STORAGE_FULL"
             if error == "STORAGE_FULL":

@@ -153,9 +153,12 @@ class SyncEngine:
                     tally.file_bytes += got
             self.state.files.pop(0)
 
-    async def upload(self, tally: Tally) -> UploadResult:
-        """Send the outbox (as $batch or one request per op) and apply the answers locally."""
-        result = UploadResult()
+    async def upload(self, tally: Tally, result: UploadResult) -> UploadResult:
+        """Send the outbox (as $batch or one request per op), apply the answers locally, count into `result`.
+
+        Counts go into the caller's object as each answer arrives, so a sync cut after some uploads
+        still reports them.
+        """
         while len(self.outbox):
             ops = self.outbox.pending(limit=200 if self.batch_uploads else 1)
             outcomes = await upload_ops(self.api, ops, tally, batch=self.batch_uploads)
