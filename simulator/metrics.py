@@ -40,6 +40,7 @@ class SyncRecord:
     applied: int = 0  # operations the server applied
     conflicts: int = 0
     rejections: int = 0
+    rejection_codes: dict[str, int] = field(default_factory=dict)  # Dataverse error code -> refused ops
     restarts: int = 0  # resumed after a cut (airplane mode or network failure)
     error_code: str | None = None  # e.g. STORAGE_FULL, NETWORK, THROTTLED, 0x80044352
     network: str = ""

@@ -203,3 +203,20 @@ def _bumped(state: ServerState, table: Any, row_id: str, big: bool = False) -> A
     old = table.rows[row_id]
     values = {**old.values, "description": "x" * 5000} if big else dict(old.values)
     return Row(row_id, state.store.next_version(), old.owner, old.team, state.clock.now(), values, old.files)
+
+
+async def test_edits_after_losing_write_privilege_are_rejected_and_rows_restored(rig_factory: Any) -> None:
+    from simulator.server.handlers.admin import change_privilege
+
+    rig = await rig_factory()
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    held_before = dict(device.store.ids("msdyn_workorder"))
+    kinds = [op.kind for op in (device.edit() for _ in range(12)) if op is not None]
+    user = rig.state.store.users_by_name["technician-0001"]
+    change_privilege(rig.state, user, "msdyn_workorder", {"write": "none", "delete": "none"})
+    record = await device.sync_once()
+    assert record.rejections == len(kinds) > 0  # creates need write privilege too
+    assert record.rejection_codes == {"PrivilegeDenied": record.rejections}
+    assert set(held_before) <= set(device.store.ids("msdyn_workorder"))  # deleted rows came back
+    assert rig.check(device).ok

@@ -243,7 +243,7 @@ def test_csv_has_the_documented_columns_and_one_row_per_sync(tmp_path: Path) -> 
     assert lines[0] == (
         "device,user,user_class,mode,result,start,duration_s,active_s,phase_metadata_s,phase_data_s,"
         "phase_files_s,phase_upload_s,rows,bytes,file_bytes,uploaded,applied,conflicts,rejections,restarts,"
-        "error_code,network,storage_used_bytes,storage_capacity_bytes"
+        "error_code,network,storage_used_bytes,storage_capacity_bytes,rejection_codes"
     )
     assert len(lines) == 1 + len(sample_records())
 
@@ -288,3 +288,16 @@ def test_write_all_writes_the_four_report_files(tmp_path: Path) -> None:
     assert {p.name for p in paths.values()} == {"summary.json", "syncs.csv", "events.csv", "report.html"}
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     assert len(read_records_csv(paths["syncs"])) == len(records)
+
+
+def test_rejections_are_broken_down_by_cause_per_class_and_survive_the_csv(tmp_path: Path) -> None:
+    records = [
+        SyncRecord("d1", "u1", "tech", "DELTA_SYNC", "success", 0.0, 1.0, 1.0, uploaded=5, rejections=3,
+                   rejection_codes={"PrivilegeDenied": 2, "ObjectDoesNotExist": 1}),
+        SyncRecord("d2", "u2", "tech", "DELTA_SYNC", "success", 1.0, 1.0, 1.0, uploaded=2, rejections=1,
+                   rejection_codes={"PrivilegeDenied": 1}),
+    ]
+    summary = summarize(records, [])
+    assert summary["classes"]["tech"]["rejections_by_cause"] == {"PrivilegeDenied": 3, "ObjectDoesNotExist": 1}
+    back = read_records_csv(write_csv(records, tmp_path / "syncs.csv"))
+    assert [r.rejection_codes for r in back] == [r.rejection_codes for r in records]

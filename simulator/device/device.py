@@ -125,7 +125,7 @@ class Device:
             result="failed" if error else "success", start=start, duration_s=self.clock.monotonic() - t0,
             active_s=tally.active_s, phases=phases, rows_by_table=rows, bytes_by_table=tally.bytes_by_table,
             file_bytes=tally.file_bytes, uploaded=up.uploaded, applied=up.applied, conflicts=up.conflicts,
-            rejections=up.rejections, restarts=tally.restarts, error_code=error, network=self.spec.network,
+            rejections=up.rejections, rejection_codes=up.rejection_codes, restarts=tally.restarts, error_code=error, network=self.spec.network,
             storage_used_bytes=self.store.used_bytes, storage_capacity_bytes=self.store.capacity_bytes)
         self.events.sync_finished.fire(record=record)
         return record

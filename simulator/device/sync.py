@@ -63,6 +63,7 @@ class UploadResult:
     applied: int = 0
     conflicts: int = 0
     rejections: int = 0
+    rejection_codes: dict[str, int] = field(default_factory=dict)
 
 
 class SyncEngine:
@@ -162,8 +163,8 @@ class SyncEngine:
         while len(self.outbox):
             ops = self.outbox.pending(limit=200 if self.batch_uploads else 1)
             outcomes = await upload_ops(self.api, ops, tally, batch=self.batch_uploads)
-            refresh = [op for op, (status, version, conflict) in zip(ops, outcomes, strict=True)
-                       if self._apply_outcome(op, status, version, conflict, result)]
+            refresh = [op for op, (status, version, conflict, code) in zip(ops, outcomes, strict=True)
+                       if self._apply_outcome(op, status, version, conflict, code, result)]
             self.outbox.done(ops)
             for op in refresh:
                 await self._refresh(op, tally)
@@ -181,7 +182,8 @@ class SyncEngine:
         self.store.put(op.table, op.row_id, int(item["versionnumber"]), len(resp.body))
 
     # --- internals ----------------------------------------------------------------------------
-    def _apply_outcome(self, op: Op, status: int, version: int | None, conflict: bool, result: UploadResult) -> bool:
+    def _apply_outcome(self, op: Op, status: int, version: int | None, conflict: bool, code: str | None,
+                       result: UploadResult) -> bool:
         """Count one answered op and update the store; True when the row must be re-read."""
         result.uploaded += 1
         if status < 300:
@@ -193,6 +195,8 @@ class SyncEngine:
             result.conflicts += 1  # detection on: server wins, the next delta brings its version
         else:
             result.rejections += 1
+            key = code or f"HTTP_{status}"
+            result.rejection_codes[key] = result.rejection_codes.get(key, 0) + 1
             if op.kind == "create":
                 self.store.remove(op.table, op.row_id)
             else:

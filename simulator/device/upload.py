@@ -13,11 +13,11 @@ import orjson
 
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op
-from simulator.protocol import H, format_etag, parse_etag
+from simulator.protocol import ErrorCode, H, format_etag, parse_etag
 from simulator.protocol.batch import BatchRequestPart, encode_batch, parse_batch_response
 from simulator.protocol.odata import API_ROOT
 
-Outcome = tuple[int, int | None, bool]
+Outcome = tuple[int, int | None, bool, str | None]  # status, new version, overwrote newer, error code
 _ANSWERED = (400, 403, 404, 412, 422)
 
 
@@ -48,7 +48,8 @@ async def upload_ops(api: ApiClient, ops: list[Op], tally: Tally, batch: bool) -
         headers[H.IDEMPOTENCY_KEY] = op.op_id
         resp = await api.call(method, f"{API_ROOT}/{path}", tally, body=body, headers=headers,
                               table=op.table, accept=_ANSWERED)
-        out.append((resp.status, _version(resp.headers), resp.headers.get(H.CONFLICT) == "true"))
+        out.append((resp.status, _version(resp.headers), resp.headers.get(H.CONFLICT) == "true",
+                    _code(resp.status, resp.body)))
     return out
 
 
@@ -66,4 +67,20 @@ async def _upload_batch(api: ApiClient, ops: list[Op], tally: Tally) -> list[Out
     answers = parse_batch_response(resp.body, resp.headers.get("Content-Type", ""))
     if len(answers) != len(ops):
         raise SyncFailed("BATCH", f"$batch answered {len(answers)} parts for {len(ops)} requests")
-    return [(a.status, _version(a.headers), a.headers.get(H.CONFLICT) == "true") for a in answers]
+    return [(a.status, _version(a.headers), a.headers.get(H.CONFLICT) == "true", _code(a.status, a.body))
+            for a in answers]
+
+
+def _code(status: int, body: bytes) -> str | None:
+    """The Dataverse error code of a refused op (HTTP_<status> when the body has none)."""
+    if status < 400:
+        return None
+    try:
+        data = orjson.loads(body)
+        code = data.get("error", {}).get("code") if isinstance(data, dict) else None
+    except orjson.JSONDecodeError:
+        code = None
+    if not code:
+        return f"HTTP_{status}"
+    known = ErrorCode.from_code(str(code))
+    return known.value[2] if known is not None else str(code)

@@ -28,7 +28,7 @@ def fmt_mb(value: float | None) -> str:
 
 
 def fmt_causes(causes: Mapping[str, int]) -> str:
-    """Failures by cause as "STORAGE_FULL:2 NETWORK:1", or a dash when there are none."""
+    """Counts by cause as "STORAGE_FULL:2 NETWORK:1", or a dash when there are none."""
     return " ".join(f"{cause}:{count}" for cause, count in causes.items()) or DASH
 
 

@@ -25,7 +25,7 @@ RECORD_COLUMNS = (
     "device", "user", "user_class", "mode", "result", "start", "duration_s", "active_s",
     *(f"phase_{phase}_s" for phase in PHASES),
     "rows", "bytes", "file_bytes", "uploaded", "applied", "conflicts", "rejections", "restarts",
-    "error_code", "network", "storage_used_bytes", "storage_capacity_bytes",
+    "error_code", "network", "storage_used_bytes", "storage_capacity_bytes", "rejection_codes",
 )  # fmt: skip
 EVENT_COLUMNS = ("device", "user_class", "kind", "at", "detail")
 _TEXT = ("device", "user", "user_class", "mode", "result", "network")
@@ -48,7 +48,8 @@ def record_row(record: SyncRecord) -> dict[str, Any]:
     for phase in PHASES:
         value = record.phases.get(phase)
         row[f"phase_{phase}_s"] = "" if value is None else repr(float(value))
-    row.update(rows=record.rows, bytes=record.bytes, error_code=record.error_code or "")
+    row.update(rows=record.rows, bytes=record.bytes, error_code=record.error_code or "",
+               rejection_codes=";".join(f"{k}:{v}" for k, v in sorted(record.rejection_codes.items())))
     for name in _FLOATS:
         row[name] = repr(float(row[name]))
     return row
@@ -77,6 +78,7 @@ def parse_record_row(row: Mapping[str, str]) -> SyncRecord:
         rows_by_table={ALL_TABLES: rows} if rows else {},
         bytes_by_table={ALL_TABLES: table_bytes} if table_bytes else {},
         error_code=row["error_code"] or None,
+        rejection_codes={k: int(v) for k, _, v in (p.partition(":") for p in row.get("rejection_codes", "").split(";") if p)},
     )
 
 

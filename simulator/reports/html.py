@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 
 from simulator.reports import charts
-from simulator.reports.console import HEADERS, class_row, fmt_percent, totals_line
+from simulator.reports.console import HEADERS, class_row, fmt_causes, fmt_percent, totals_line
 from simulator.reports.inputs import RecordLike, as_records
 from simulator.reports.summary import RESERVED_KEYS
 
-EXTRA_HEADERS = ("Rows/device p50", "Storage used max (%)", "Restarts")
+EXTRA_HEADERS = ("Rejections by cause", "Rows/device p50", "Storage used max (%)", "Restarts")
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
@@ -82,6 +82,7 @@ def run_details(summary: Mapping[str, Any]) -> str:
 def _extra_cells(c: Mapping[str, Any]) -> list[str]:
     rows = c["rows_per_device"]["p50"]
     return [
+        fmt_causes(c.get("rejections_by_cause", {})),
         "–" if rows is None else f"{rows:,.0f}",
         fmt_percent(c["storage"]["used_share_max"]),
         str(c["restarts"]),
@@ -96,7 +97,7 @@ def class_table(summary: Mapping[str, Any]) -> str:
         cells = [*class_row(name, c), *_extra_cells(c)]
         tds = "".join(
             f'<td class="text">{escape(v)}</td>'
-            if i == HEADERS.index("Failures by cause")
+            if i in (HEADERS.index("Failures by cause"), len(HEADERS))
             else f"<td>{escape(v)}</td>"
             for i, v in enumerate(cells)
         )

@@ -39,6 +39,7 @@ class _ClassGroup:
     rows: int = 0
     bytes: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    rejection_codes: Counter[str] = field(default_factory=Counter)
     first_rows: dict[str, int] = field(default_factory=dict)  # device -> rows of FIRST_SYNC successes
     device_bytes: dict[str, int] = field(default_factory=dict)  # device -> all bytes moved
     last: dict[str, SyncRecord] = field(default_factory=dict)  # device -> latest record reporting storage
@@ -51,6 +52,7 @@ class _ClassGroup:
         self.uploaded += record.uploaded
         self.conflicts += record.conflicts
         self.rejections += record.rejections
+        self.rejection_codes.update(record.rejection_codes)
         self.restarts += record.restarts
         rows, moved = record.rows, record.bytes
         self.rows += rows
@@ -142,6 +144,7 @@ def _class_summary(group: _ClassGroup) -> dict[str, Any]:
         "conflict_rate": _rate(group.conflicts, group.uploaded),
         "rejection_rate": _rate(group.rejections, group.uploaded),
         "failures_by_cause": dict(group.failures.most_common()),
+        "rejections_by_cause": dict(group.rejection_codes.most_common()),
         "rows_per_device": stats(group.first_rows.values(), ["p50", "max"]),
         "bytes_per_device": stats(group.device_bytes.values(), ["p50", "p95", "max"]),
         "storage": _storage(group.last),
