@@ -220,3 +220,18 @@ async def test_edits_after_losing_write_privilege_are_rejected_and_rows_restored
     assert record.rejection_codes == {"PrivilegeDenied": record.rejections}
     assert set(held_before) <= set(device.store.ids("msdyn_workorder"))  # deleted rows came back
     assert rig.check(device).ok
+
+
+async def test_devices_only_edit_columns_the_server_accepts(rig_factory: Any) -> None:
+    rig = await rig_factory(small_scenario(user_classes=[{
+        "name": "technician", "count": 1, "privileges": {t: {"read": "org", "write": "org", "delete": "org"}
+                                                         for t in ("account", "msdyn_workorder", "annotation")},
+        "behaviour": {"edit_mix": {"update": 1, "create": 1, "delete": 0}},
+        "profile": [{"table": "account"}, {"table": "msdyn_workorder"}, {"table": "annotation"}]}]))
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    for _ in range(60):
+        device.edit()
+    record = await device.sync_once()
+    assert record.uploaded == 60 and record.rejections == 0, record.rejection_codes
+    assert rig.check(device).ok

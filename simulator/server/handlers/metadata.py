@@ -125,7 +125,8 @@ def attributes(meta: TableDef) -> list[dict[str, Any]]:
 
 def _attribute(meta: TableDef, index: int, name: str, kind: str, extra: dict[str, Any]) -> dict[str, Any]:
     mid = metadata_id(meta.logical_name, name)
-    system = name in ("createdon", "modifiedon", "versionnumber") or name == meta.id_column
+    # system columns and companions of a file column (<col>_name, <col>_size) are read-only
+    system = name in ("createdon", "modifiedon", "versionnumber") or name == meta.id_column or "AttributeOf" in extra
     return {
         "@odata.type": f"#Microsoft.Dynamics.CRM.{_TYPES[kind]}AttributeMetadata",
         "MetadataId": mid, "LogicalName": name, "SchemaName": schema_name(name),
