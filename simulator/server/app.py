@@ -18,8 +18,9 @@ def make_app(scenario: Scenario, store: Store, clock: Clock, admin_key: str | No
     """The server for a scenario over a seeded store; state lives under STATE."""
     max_body = int(scenario.server.max_body_mb * 1024 * 1024)
     app = web.Application(
-        middlewares=[middlewares.errors, middlewares.faults, middlewares.auth,
-                     middlewares.protection, middlewares.idempotency],
+        # faults sit inside service protection: injected latency is server time, like a slow server's
+        middlewares=[middlewares.errors, middlewares.auth, middlewares.protection,
+                     middlewares.faults, middlewares.idempotency],
         client_max_size=max_body,
     )
     app[STATE] = ServerState(scenario, store, clock, admin_key)

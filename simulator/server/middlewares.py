@@ -1,4 +1,4 @@
-"""The request pipeline, outermost first: errors, faults, auth, service protection, idempotency."""
+"""The request pipeline, outermost first: errors, auth, service protection, faults, idempotency."""
 
 from __future__ import annotations
 

@@ -1,0 +1,114 @@
+"""Single-row writes: conflict policies, privileges, idempotent retries, validation, throttling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from tests.conftest import Api, small_scenario
+
+WO = "/api/data/v9.2/msdyn_workorders"
+
+
+async def api_for(aiohttp_client: Callable[..., Any], make_server: Callable[..., web.Application], **changes: Any) -> Api:
+    return Api(await aiohttp_client(make_server(small_scenario(**changes))))
+
+
+async def a_row(api: Api, user: str = "technician-0001") -> tuple[str, str]:
+    table = api.state.store.table("msdyn_workorder")
+    row = next(r for r in table.rows.values() if api.state.store.users[r.owner].name == user)
+    return row.id, f'W/"{row.version}"'
+
+
+async def test_detection_off_applies_a_stale_write_and_counts_the_conflict(api: Api) -> None:
+    row_id, etag = await a_row(api)
+    first = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": 1}, headers={"If-Match": etag})
+    assert first.status == 204 and "x-syncsim-conflict" not in first.headers
+    stale = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_priority": 3}, headers={"If-Match": etag})
+    assert stale.status == 204 and stale.headers["x-syncsim-conflict"] == "true"
+    row = api.state.store.table("msdyn_workorder").rows[row_id]
+    assert (row.values["msdyn_duration"], row.values["msdyn_priority"]) == (1, 3)  # column-level last writer wins
+    assert api.state.counters.conflicts["msdyn_workorder/technician-0001"] == 1
+
+
+async def test_detection_on_refuses_a_stale_write_and_keeps_the_server_copy(
+        aiohttp_client: Callable[..., Any], make_server: Callable[..., web.Application]) -> None:
+    api = await api_for(aiohttp_client, make_server, server={"conflict_detection": True})
+    row_id, etag = await a_row(api)
+    assert (await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": 1}, headers={"If-Match": etag})).status == 204
+    stale = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": 2}, headers={"If-Match": etag})
+    assert stale.status == 412
+    assert (await stale.json())["error"]["code"] == "0x80060882"
+    assert api.state.store.table("msdyn_workorder").rows[row_id].values["msdyn_duration"] == 1
+    assert api.state.counters.conflicts["msdyn_workorder/technician-0001"] == 1
+
+
+async def test_a_retried_create_with_the_same_key_makes_one_row_and_a_changed_body_is_422(api: Api) -> None:
+    body = {"msdyn_workorderid": "11111111-2222-4333-8444-555555555555", "msdyn_duration": 5}
+    headers = {"x-syncsim-idempotency-key": "op-1"}
+    table = api.state.store.table("msdyn_workorder")
+    before = len(table)
+    first = await api.call("POST", WO, json=body, headers=headers)
+    again = await api.call("POST", WO, json=body, headers=headers)
+    assert (first.status, again.status) == (204, 204) and again.headers["x-syncsim-replayed"] == "true"
+    assert again.headers["OData-EntityId"] == first.headers["OData-EntityId"]
+    assert len(table) == before + 1
+    changed = await api.call("POST", WO, json={**body, "msdyn_duration": 6}, headers=headers)
+    assert changed.status == 422
+
+
+async def test_a_write_without_privilege_is_403_naming_the_privilege_and_counted(api: Api) -> None:
+    row_id = next(iter(api.state.store.table("account").rows))
+    resp = await api.call("PATCH", f"/api/data/v9.2/accounts({row_id})", "manager-0001", json={"revenue": 1.0},
+                          headers={"If-Match": "*"})
+    if api.state.store.table("account").rows[row_id].owner == api.state.store.users_by_name["manager-0001"].index:
+        return  # the manager owns it: nothing to refuse
+    assert resp.status == 403
+    error = (await resp.json())["error"]
+    assert error["code"] == "0x80040220" and "prvWriteaccount" in error["message"]
+    assert api.state.counters.rejections["account/manager-0001"] == 1
+
+
+async def test_bad_writes_are_4xx_and_change_nothing(api: Api) -> None:
+    row_id, _ = await a_row(api)
+    table = api.state.store.table("msdyn_workorder")
+    version = api.state.store.version
+    cases = [
+        (await api.call("PATCH", f"{WO}({row_id})", json={"nope": 1}), 400),
+        (await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_priority": 9}), 400),
+        (await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": "x"}), 400),
+        (await api.call("PATCH", f"{WO}({row_id})", data=b"{not json", headers={"Content-Type": "application/json"}), 400),
+        (await api.call("PATCH", f"{WO}({row_id})", data=b"<x/>", headers={"Content-Type": "application/xml"}), 415),
+        (await api.call("PATCH", f"{WO}(not-a-guid)", json={}), 400),
+        (await api.call("DELETE", f"{WO}(00000000-0000-4000-8000-000000000000)"), 404),
+    ]
+    assert [status for _, status in cases] == [resp.status for resp, _ in cases]
+    assert api.state.store.version == version and row_id in table.rows
+
+
+async def test_past_the_request_limit_the_answer_is_429_with_retry_after(
+        aiohttp_client: Callable[..., Any], make_server: Callable[..., web.Application], clock: Any) -> None:
+    api = await api_for(aiohttp_client, make_server, server={"limits": {"requests": 3, "window_s": 300}})
+    statuses = [(await api.call("GET", "/api/data/v9.2/accounts?$top=1")).status for _ in range(3)]
+    refused = await api.call("GET", "/api/data/v9.2/accounts?$top=1")
+    assert statuses == [200, 200, 200] and refused.status == 429
+    assert (await refused.json())["error"]["code"] == "0x80072322"
+    wait = int(refused.headers["Retry-After"])
+    assert 0 < wait <= 300
+    clock.advance(wait)
+    assert (await api.call("GET", "/api/data/v9.2/accounts?$top=1")).status == 200
+    assert (await api.call("GET", "/api/data/v9.2/accounts?$top=1", "technician-0002")).status == 200  # per user
+
+
+async def test_past_the_concurrency_limit_the_answer_is_429_at_once(
+        aiohttp_client: Callable[..., Any], make_server: Callable[..., web.Application]) -> None:
+    api = await api_for(aiohttp_client, make_server, server={"limits": {"concurrent": 1},
+                                                            "faults": {"latency_ms": 200}})
+    first, second = await asyncio.gather(api.call("GET", "/api/data/v9.2/accounts?$top=1"),
+                                         api.call("GET", "/api/data/v9.2/accounts?$top=1"))
+    assert sorted([first.status, second.status]) == [200, 429]
+    refused = first if first.status == 429 else second
+    assert (await refused.json())["error"]["code"] == "0x80072326"
