@@ -5,6 +5,7 @@ Deterministic from the scenario seed. Shared by the standalone runner, Locust an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ class FleetEntry:
     start_s: float  # scenario seconds after the run's start (its rollout wave)
 
 
-def _pick(rng: np.random.Generator, names: list[str], weights: list[float]) -> int:
+def _pick(rng: np.random.Generator, names: Sequence[str], weights: Sequence[float]) -> int:
     w = np.asarray(weights, dtype=float)
     return int(rng.choice(len(names), p=w / w.sum()))
 

@@ -12,6 +12,7 @@ from simulator.events import Events
 
 SyncMode = Literal["FIRST_SYNC", "DELTA_SYNC", "FORCED_SYNC"]
 SyncResult = Literal["success", "failed"]
+EventKind = Literal["airplane_on", "airplane_off", "throttled", "storage_full", "restart", "retry", "edit", "token_expired"]
 PHASES = ("metadata", "data", "files", "upload")
 
 
@@ -65,7 +66,7 @@ class DeviceEvent:
 
     device: str
     user_class: str
-    kind: Literal["airplane_on", "airplane_off", "throttled", "storage_full", "restart", "retry", "edit", "token_expired"]
+    kind: EventKind
     at: float
     detail: str = ""
 

@@ -195,8 +195,8 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counter
         "time_scale": scenario.time_scale, "end_of_run_check": check,
         "server": {"conflicts": by_devices(counters.get("conflicts", {})),
                    "rejections": by_devices(counters.get("rejections", {})),
-                   "back_office_refusals": counters.get("rejections", {}) and sum(
-                       n for k, n in counters["rejections"].items() if k.endswith("/backoffice")),
+                   "back_office_refusals": sum(
+                       n for k, n in counters.get("rejections", {}).items() if k.endswith("/backoffice")),
                    "rows_served": counters.get("rows_served", 0), "bytes_served": counters.get("bytes_served", 0),
                    "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0)},
         "device_conflicts": device_conflicts,

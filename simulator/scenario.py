@@ -208,7 +208,7 @@ class UserClass(_Model):
     privileges: dict[str, Privilege] = Field(default_factory=dict)  # per table; default Privilege()
     devices: list[DeviceKind] = Field(default_factory=lambda: [DeviceKind(storage_mb=32768)], min_length=1)
     networks: dict[NetworkPreset, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=lambda: {"wifi": 1.0}, min_length=1)
+        default_factory=lambda: {"wifi": 1.0}, min_length=1)  # type: ignore[arg-type]
     behaviour: Behaviour = Behaviour()
 
     @model_validator(mode="after")
@@ -424,7 +424,7 @@ def _check_profile(c: UserClass, tables: dict[str, TableDef]) -> None:
             raise ValueError(f"user class {c.name!r} behaviour.edit_tables: {table!r} is not in its profile {sorted(in_profile)}")
 
 
-def _format_error(path: Path, err: dict[str, Any]) -> str:
+def _format_error(path: Path, err: Any) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from itertools import islice
+from typing import TypeVar
 
 import numpy as np
 
 from simulator.clock import Clock
 from simulator.device.client import ApiClient, SyncFailed, Tally
-from simulator.device.outbox import Op, Outbox
+from simulator.device.outbox import Op, OpKind, Outbox
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.sync import SyncEngine, TableInfo, UploadResult
 from simulator.events import Events
-from simulator.metrics import DeviceEvent, SyncMode, SyncRecord
+from simulator.metrics import DeviceEvent, EventKind, SyncMode, SyncRecord
 from simulator.network import Link
 from simulator.protocol.ids import new_guid
 from simulator.scenario import UserClass
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,7 @@ class Device:
         st = self.engine.state
         mode: SyncMode = "DELTA_SYNC" if st.first_sync_done else "FIRST_SYNC"
         start, t0 = self.clock.now(), self.clock.monotonic()
-        tally, phases, rows = Tally(), {}, {}
+        tally, phases, rows = Tally(), dict[str, float](), dict[str, int]()
         up, self._carry = self._carry, UploadResult()
         error: str | None = None
         try:
@@ -130,7 +134,8 @@ class Device:
         self.events.sync_finished.fire(record=record)
         return record
 
-    async def _phase(self, phases: dict[str, float], name: str, work):  # type: ignore[no-untyped-def]
+    async def _phase(self, phases: dict[str, float], name: str, work: Awaitable[T]) -> T:
+        """Await one phase's work, adding its real duration to phases[name]."""
         t = self.clock.monotonic()
         try:
             return await work
@@ -148,7 +153,8 @@ class Device:
         info = self.engine.state.tables[table]
         mix = self.cls.behaviour.edit_mix
         weights = np.array([mix.update, mix.create, mix.delete], dtype=float)
-        kind = ("update", "create", "delete")[int(self.rng_edit.choice(3, p=weights / weights.sum()))]
+        kinds: tuple[OpKind, OpKind, OpKind] = ("update", "create", "delete")
+        kind = kinds[int(self.rng_edit.choice(3, p=weights / weights.sum()))]
         held = self.store.ids(table)
         if kind != "create" and not held:
             kind = "create"
@@ -249,6 +255,6 @@ class Device:
             if self._wake is not None:
                 self._wake.set()
 
-    def _event(self, kind: str, detail: str) -> None:
-        self.events.device_event.fire(event=DeviceEvent(self.spec.name, self.spec.user_class, kind, self.clock.now(), detail))  # type: ignore[arg-type]
+    def _event(self, kind: EventKind, detail: str) -> None:
+        self.events.device_event.fire(event=DeviceEvent(self.spec.name, self.spec.user_class, kind, self.clock.now(), detail))
 

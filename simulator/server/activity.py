@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from itertools import islice
 
 import numpy as np
 from aiohttp import web
@@ -18,6 +19,7 @@ from simulator.server.errors import DataverseError
 from simulator.server.handlers.admin import change_privilege
 from simulator.server.mutations import Writer
 from simulator.server.state import STATE, ServerState
+from simulator.server.store import Row, TableStore
 
 TICK_REAL_S = 0.05  # the writer wakes at most this often in real time and catches up in bulk
 
@@ -60,8 +62,8 @@ class BackOffice:
         if cfg.hot_rows is not None:
             table = state.store.table(cfg.hot_rows.table)
             ids = sorted(table.rows)
-            picks = self.rng.choice(len(ids), size=min(cfg.hot_rows.count, len(ids)), replace=False) if ids else []
-            self.hot = [ids[int(i)] for i in picks]
+            count = min(cfg.hot_rows.count, len(ids))
+            self.hot = [ids[int(i)] for i in self.rng.choice(len(ids), size=count, replace=False)] if ids else []
         self.writes = 0
 
     async def run(self) -> None:
@@ -83,7 +85,7 @@ class BackOffice:
         hot = self.cfg.hot_rows
         if kind == "update" and self.hot and hot is not None and self.rng.random() < hot.share:
             table = self.state.store.table(hot.table)
-            row_id = self.hot[int(self.rng.integers(len(self.hot)))]
+            row_id: str | None = self.hot[int(self.rng.integers(len(self.hot)))]
         else:
             table = self.tables[int(self.rng.integers(len(self.tables)))]
             row_id = _random_id(table.rows, self.rng) if kind != "create" else None
@@ -100,15 +102,13 @@ class BackOffice:
         self.writes += 1
 
 
-def _random_id(rows: dict[str, object], rng: np.random.Generator) -> str | None:
+def _random_id(rows: dict[str, Row], rng: np.random.Generator) -> str | None:
     if not rows:
         return None
-    from itertools import islice
-
     return next(islice(iter(rows), int(rng.integers(len(rows))), None))
 
 
-def _values(table, rng: np.random.Generator) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _values(table: TableStore, rng: np.random.Generator) -> dict[str, object]:
     """A change to one plain column (or the primary name)."""
     cols = [c for c in table.meta.columns if c.type in ("integer", "decimal", "choice", "text")]
     if not cols:

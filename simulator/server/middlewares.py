@@ -148,7 +148,8 @@ async def idempotency(request: web.Request, handler: Handler) -> web.StreamRespo
         response = error_response(err)
     if isinstance(response, web.Response) and response.status < 500:
         keep = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        state.idempotency[(user.index, key)] = (fingerprint, response.status, keep, response.body or b"")  # type: ignore[arg-type]
+        body = response.body if isinstance(response.body, bytes) else b""
+        state.idempotency[(user.index, key)] = (fingerprint, response.status, keep, body)
         if len(state.idempotency) > state.idempotency_max:
             state.idempotency.popitem(last=False)
     return response
