@@ -25,7 +25,7 @@ class Access:
         self.profiles: dict[str, dict[str, ProfileTable]] = {
             c.name: {p.table: p for p in c.profile} for c in scenario.user_classes
         }
-        self._sorted: OrderedDict[tuple[int, str, bool, int], list[Row]] = OrderedDict()
+        self._sorted: OrderedDict[tuple[object, ...], list[Row]] = OrderedDict()
 
     def profile(self, user: User, table: str) -> ProfileTable | None:
         return self.profiles.get(user.user_class, {}).get(table)
@@ -118,13 +118,36 @@ class Access:
             base = set(table.rows) if allowed is None else allowed
         return set(base) if allowed is None else base & allowed
 
+    def view_key(self, user: User, table: TableStore, device: bool) -> tuple[object, ...]:
+        """What decides the user's view of a table: users with equal keys see exactly the same rows."""
+        depth = user.privilege(table.meta.logical_name).read
+        scope: tuple[object, ...] = {"org": ("org",), "team": ("team", user.team), "user": ("user", user.index)}.get(
+            depth, ("none",))
+        if not device:
+            return (table.meta.logical_name, *scope)
+        pt = self.profile(user, table.meta.logical_name)
+        if pt is None:
+            return (table.meta.logical_name, "outside profile")
+        detail: tuple[object, ...] = {
+            "all": (), "owner": (user.index,), "team": (user.team,),
+            "modified_within_days": (pt.days,), "related": (user.index,),
+        }[pt.filter]
+        return (table.meta.logical_name, *scope, "profile", pt.filter, *detail)
+
+    def shared_view(self, user: User, table: TableStore, device: bool) -> bool:
+        """Whether other users can have the same view (it is not defined by this one user)."""
+        if user.privilege(table.meta.logical_name).read == "user":
+            return False
+        pt = self.profile(user, table.meta.logical_name) if device else None
+        return pt is None or pt.filter not in ("owner", "related")
+
     def sorted_visible(self, user: User, table: TableStore, device: bool, version: int) -> list[Row]:
-        """The visible rows sorted by id, as of `version`: cached per (user, table, device, version).
+        """The visible rows sorted by id, as of `version`, shared by users with the same view_key.
 
         A cached list is a snapshot: rows written after `version` appear in it as they were, which
         is what a change-tracked read started at `version` promises (the delta brings the rest).
         """
-        key = (user.index, table.meta.logical_name, device, version)
+        key = (*self.view_key(user, table, device), version)
         hit = self._sorted.get(key)
         if hit is not None:
             self._sorted.move_to_end(key)

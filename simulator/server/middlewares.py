@@ -18,6 +18,7 @@ from simulator.server.store import User
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 USER: web.RequestKey[User] = web.RequestKey("syncsim_user", User)
+BATCH_PART: web.RequestKey[bool] = web.RequestKey("syncsim_batch_part", bool)  # set on $batch inner requests
 PROTECTION: web.AppKey[ServiceProtection] = web.AppKey("syncsim_protection", ServiceProtection)
 
 

@@ -70,6 +70,41 @@ class LRU(OrderedDict[Any, Any]):
         return value
 
 
+class PageCache:
+    """Assembled initial-read pages shared by users with the same view, within a byte budget.
+
+    A page is kept only when asked for a second time, so one-off pages cost nothing.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._pages: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._asked: LRU = LRU(8192)  # keys requested once
+
+    def get(self, key: tuple[object, ...]) -> bytes | None:
+        page = self._pages.get(key)
+        if page is not None:
+            self._pages.move_to_end(key)
+        return page
+
+    def wants(self, key: tuple[object, ...]) -> bool:
+        """True when this page was asked for before (so keep it); otherwise remember the ask."""
+        if self._asked.get(key) is not None:
+            return True
+        self._asked.put(key, True)
+        return False
+
+    def put(self, key: tuple[object, ...], page: bytes) -> None:
+        if len(page) > self.max_bytes // 8 or key in self._pages:
+            return
+        self._pages[key] = page
+        self.bytes += len(page)
+        while self.bytes > self.max_bytes:
+            _, old = self._pages.popitem(last=False)
+            self.bytes -= len(old)
+
+
 class ServerState:
     """The store, the scenario's settings, the clock, tokens, counters, faults and caches."""
 
@@ -91,7 +126,8 @@ class ServerState:
         self.idempotency_max = 200_000
         self.back_office_enabled = True  # PUT /_syncsim/activity pauses it
         self.delta_cache = LRU(256)  # (user, table, device, from, to) -> delta items, for paging
-        self.query_cache = LRU(32)  # plain queries: sorted keys and counts per store version
+        self.query_cache = LRU(32)
+        self.page_cache = PageCache(256 * 1024 * 1024)  # non-final initial-read pages  # plain queries: sorted keys and counts per store version
         self.upload_sessions: dict[str, Any] = {}  # chunked file uploads by session token
         for table in store.tables.values():
             detect = table.meta.conflict_detection

@@ -39,7 +39,7 @@ from simulator.server.errors import DataverseError, bad_request
 from simulator.server.handlers import writes
 from simulator.server.handlers.bulk import CHANGESET_WRITER
 from simulator.server.handlers.common import prefer, state_of, user_of
-from simulator.server.middlewares import error_response
+from simulator.server.middlewares import BATCH_PART, error_response
 from simulator.server.mutations import Writer
 
 routes = web.RouteTableDef()
@@ -200,6 +200,7 @@ class _BatchRun:
         finally:
             outer._read_bytes = saved
         inner._read_bytes = body
+        inner[BATCH_PART] = True  # its answer must be a whole in-memory response, never streamed
         return inner
 
 

@@ -28,6 +28,7 @@ from simulator.server.handlers.common import (
     state_of,
     user_of,
 )
+from simulator.server.middlewares import BATCH_PART
 from simulator.server.state import ServerState
 from simulator.server.store import Row, TableStore, User
 
@@ -40,7 +41,7 @@ def is_tracked(request: web.Request, prefs: dict[str, str]) -> bool:
     return "odata.track-changes" in prefs or "$deltatoken" in q or q.get("$skiptoken", "").startswith(("i.", "d."))
 
 
-async def tracked_read(request: web.Request, table: TableStore, prefs: dict[str, str]) -> web.Response:
+async def tracked_read(request: web.Request, table: TableStore, prefs: dict[str, str]) -> web.StreamResponse:
     """Answer an initial tracked read, a delta read, or one of their continuation pages."""
     q = request.query
     for option in _NOT_WITH_TRACKING:
@@ -66,7 +67,7 @@ async def tracked_read(request: web.Request, table: TableStore, prefs: dict[str,
     skip = q.get("$skiptoken")
     if "$deltatoken" in q or (skip or "").startswith("d."):
         return _delta_page(request, state, table, user, device, select, size)
-    return _initial_page(request, state, table, user, device, select, size)
+    return await _initial_page(request, state, table, user, device, select, size)
 
 
 def _parse_skip(raw: str, kind: str, parts: int) -> list[str]:
@@ -76,8 +77,8 @@ def _parse_skip(raw: str, kind: str, parts: int) -> list[str]:
     return fields
 
 
-def _initial_page(request: web.Request, state: ServerState, table: TableStore, user: User, device: bool,
-                  select: list[str] | None, size: int) -> web.Response:
+async def _initial_page(request: web.Request, state: ServerState, table: TableStore, user: User, device: bool,
+                        select: list[str] | None, size: int) -> web.StreamResponse:
     skip = request.query.get("$skiptoken")
     if skip:
         _, version_s, last_id = _parse_skip(skip, "i", 3)
@@ -87,13 +88,22 @@ def _initial_page(request: web.Request, state: ServerState, table: TableStore, u
     ordered = state.access.sorted_visible(user, table, device, start_version)
     position = bisect_right(ordered, last_id, key=_row_id) if last_id else 0
     chunk = ordered[position : position + size]
-    position += len(chunk)
-    links: dict[str, str] = {}
-    if position < len(ordered) and chunk:
-        links["@odata.nextLink"] = _link(request, table, select, "$skiptoken", f"i.{start_version}.{chunk[-1].id}")
-    else:
-        links["@odata.deltaLink"] = _delta_link(request, table, select, start_version, state.clock.now())
-    return _page(request, state, table, chunk, [], select, links)
+    if position + len(chunk) >= len(ordered) or not chunk:  # the last page: its deltaLink is dated now
+        link = _delta_link(request, table, select, start_version, state.clock.now())
+        return _page(request, state, table, chunk, [], select, {"@odata.deltaLink": link})
+    link = _link(request, table, select, "$skiptoken", f"i.{start_version}.{chunk[-1].id}")
+    if not state.access.shared_view(user, table, device):
+        return await _stream_page(request, state, table, chunk, select, {"@odata.nextLink": link})
+    # a page with a nextLink is the same bytes for every user with this view: assemble it once
+    key = (*state.access.view_key(user, table, device), start_version, last_id, size, tuple(select or ()), root_url(request))
+    cached = state.page_cache.get(key)
+    if cached is not None:
+        return _respond(state, cached, len(chunk))
+    if not state.page_cache.wants(key):
+        return await _stream_page(request, state, table, chunk, select, {"@odata.nextLink": link})
+    response = _page(request, state, table, chunk, [], select, {"@odata.nextLink": link})
+    state.page_cache.put(key, response.body)  # type: ignore[arg-type]
+    return response
 
 
 def _row_id(row: Row) -> str:
@@ -198,7 +208,39 @@ def _page(request: web.Request, state: ServerState, table: TableStore, rows: lis
         body = b",".join(parts)
     else:
         body = head + tail
+    return _respond(state, body, len(rows))
+
+
+STREAM_GROUP = 256  # rows per write when a page is streamed
+
+
+async def _stream_page(request: web.Request, state: ServerState, table: TableStore, rows: list[Row],
+                       select: list[str] | None, links: dict[str, str]) -> web.StreamResponse:
+    """A page written in groups of rows with a known Content-Length: no page-sized copy is made."""
+    if select is not None or len(rows) <= STREAM_GROUP or request.get(BATCH_PART):
+        return _page(request, state, table, rows, [], select, links)
+    root = root_url(request)
+    head = orjson.dumps({"@odata.context": f"{root}$metadata#{table.meta.set_name}"})[:-1] + b',"value":['
+    tail = b"]," + orjson.dumps(links)[1:]
+    parts = [row._enc or row.encoded(table) for row in rows]
+    length = len(head) + sum(map(len, parts)) + len(parts) - 1 + len(tail)
+    response = web.StreamResponse(headers={H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
+                                           H.PREFERENCE_APPLIED: "odata.track-changes"})
+    response.content_length = length
+    await response.prepare(request)
+    await response.write(head)
+    for i in range(0, len(parts), STREAM_GROUP):
+        group = b",".join(parts[i : i + STREAM_GROUP])
+        await response.write(group if i == 0 else b"," + group)
+    await response.write(tail)
+    await response.write_eof()
     state.counters.rows_served += len(rows)
+    state.counters.bytes_served += length
+    return response
+
+
+def _respond(state: ServerState, body: bytes, rows: int) -> web.Response:
+    state.counters.rows_served += rows
     state.counters.bytes_served += len(body)
     headers = {H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
                H.PREFERENCE_APPLIED: "odata.track-changes"}
