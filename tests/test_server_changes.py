@@ -154,14 +154,7 @@ async def test_users_with_the_same_view_share_pages_but_each_gets_a_fresh_delta_
 
 async def test_a_streamed_page_is_byte_for_byte_the_assembled_page(
         aiohttp_client: Any, make_server: Any) -> None:
-    from tests.conftest import small_scenario
-
-    big = small_scenario(tables=[{"logical_name": "account", "rows": 1200},
-                                 {"logical_name": "msdyn_workorder", "rows": 0, "columns": [
-                                     {"name": "msdyn_account", "type": "lookup", "target": "account"}]},
-                                 {"logical_name": "annotation", "entity_set": "annotations", "rows": 0, "columns": [
-                                     {"name": "objectid", "type": "lookup", "target": "msdyn_workorder"}]}])
-    api = Api(await aiohttp_client(make_server(big)))
+    api = Api(await aiohttp_client(make_server(big_accounts())))
     prefer = {"Prefer": "odata.track-changes,odata.maxpagesize=1000"}
     first = await api.call("GET", "/api/data/v9.2/accounts", "manager-0001", headers=prefer)  # streamed
     again = await api.call("GET", "/api/data/v9.2/accounts", "manager-0001", headers=prefer)  # assembled, kept
@@ -193,6 +186,18 @@ async def test_a_large_tracked_read_inside_a_batch_comes_back_whole(
     (part,) = parse_batch_response(raw, resp.headers["Content-Type"])
     page = orjson_loads(part.body)
     assert part.status == 200 and len(page["value"]) == 1000 and "@odata.nextLink" in page
+
+
+def big_accounts() -> Any:
+    """The small scenario with 1,200 accounts, enough for pages that are streamed."""
+    from tests.conftest import small_scenario
+
+    return small_scenario(tables=[
+        {"logical_name": "account", "rows": 1200},
+        {"logical_name": "msdyn_workorder", "rows": 0,
+         "columns": [{"name": "msdyn_account", "type": "lookup", "target": "account"}]},
+        {"logical_name": "annotation", "entity_set": "annotations", "rows": 0,
+         "columns": [{"name": "objectid", "type": "lookup", "target": "msdyn_workorder"}]}])
 
 
 def orjson_loads(data: bytes) -> Any:

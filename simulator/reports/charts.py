@@ -53,6 +53,13 @@ def _figure(height: float = 3.8) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
+def _label_totals(ax: Any, totals: np.ndarray, fmt: str) -> None:
+    """Write each stacked bar's total above it."""
+    for i, total in enumerate(totals):
+        ax.annotate(fmt.format(total), (i, total), ha="center", va="bottom", xytext=(0, 2),
+                    textcoords="offset points", fontsize=9)
+
+
 def to_svg(fig: Figure) -> str:
     """The figure as an `<svg>` element (no XML prolog), with ids unique within the page."""
     import matplotlib
@@ -153,16 +160,7 @@ def phase_bars(summary: Mapping[str, Any]) -> str:
         p50 = np.array([summary["classes"][n]["first_sync_phases"][phase]["p50"] or 0.0 for n in classes])
         ax.bar(classes, p50, bottom=bottom, label=phase, color=PHASE_COLORS[phase], width=0.6)
         bottom += p50
-    for i, total in enumerate(bottom):
-        ax.annotate(
-            f"{total:.1f} s",
-            (i, total),
-            ha="center",
-            va="bottom",
-            xytext=(0, 2),
-            textcoords="offset points",
-            fontsize=9,
-        )
+    _label_totals(ax, bottom, "{:.1f} s")
     ax.set(ylabel="Median phase time (s)")
     ax.set_ylim(top=max(bottom.max() * 1.12, 1e-9))
     ax.grid(axis="x", visible=False)
@@ -252,16 +250,7 @@ def failure_bars(summary: Mapping[str, Any]) -> str:
             classes, counts, bottom=bottom, label=cause, color=CAUSE_COLORS[i % len(CAUSE_COLORS)], width=0.6
         )
         bottom += counts
-    for i, total in enumerate(bottom):
-        ax.annotate(
-            f"{int(total)}",
-            (i, total),
-            ha="center",
-            va="bottom",
-            xytext=(0, 2),
-            textcoords="offset points",
-            fontsize=9,
-        )
+    _label_totals(ax, bottom, "{:.0f}")
     ax.set(ylabel="Failed syncs")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_ylim(top=bottom.max() * 1.12)
