@@ -138,7 +138,7 @@ def deadline_in(seconds: float) -> float:
 
 # --- scenarios -----------------------------------------------------------------------------------
 def visit_columns() -> list[dict[str, Any]]:
-    """The seed benchmark's visit columns without files and lookups: ~1 KB rows with row_bytes padding."""
+    """The plain visit columns every benchmark shares (seed_bench adds more, a lookup and a file)."""
     return [
         {"name": "subject", "type": "text", "faker": "catch_phrase", "max_length": 100},
         {"name": "contact", "type": "text", "faker": "name"},

@@ -10,7 +10,7 @@ import resource
 import time
 from typing import Any
 
-from bench.common import Figure, absolute
+from bench.common import Figure, absolute, visit_columns
 from simulator.scenario import Scenario, parse_scenario
 from simulator.server.seed import build_store
 
@@ -34,16 +34,9 @@ def scenario(rows: int = ROWS, users: int = USERS) -> Scenario:
             "rows": rows,
             "row_bytes": ROW_BYTES,
             "columns": [
-                {"name": "subject", "type": "text", "faker": "catch_phrase", "max_length": 100},
-                {"name": "contact", "type": "text", "faker": "name"},
-                {"name": "street", "type": "text", "faker": "address"},
-                {"name": "duration", "type": "integer", "min": 5, "max": 480},
-                {"name": "odometer", "type": "integer", "min": 0, "max": 300_000},
-                {"name": "amount", "type": "decimal", "min": 0, "max": 10_000},
+                *visit_columns(),  # the plain columns every benchmark's visit table has, plus:
                 {"name": "rate", "type": "decimal", "min": 10, "max": 200},
-                {"name": "scheduled", "type": "datetime"},
                 {"name": "completed", "type": "datetime"},
-                {"name": "status", "type": "choice", "options": {"open": 1, "done": 2, "cancelled": 3}},
                 {"name": "priority", "type": "choice", "options": {"low": 10, "normal": 20, "high": 30}},
                 {"name": "account", "type": "lookup", "target": "account", "fill": 0.95},
                 {

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from simulator.server.batch_codec import (
+from simulator.protocol.batch_codec import (
     BatchFormatError,
     ChangesetRequest,
     ChangesetResponse,

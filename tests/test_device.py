@@ -235,3 +235,55 @@ async def test_devices_only_edit_columns_the_server_accepts(rig_factory: Any) ->
     record = await device.sync_once()
     assert record.uploaded == 60 and record.rejections == 0, record.rejection_codes
     assert rig.check(device).ok
+
+
+async def test_an_unreadable_batch_answer_fails_the_sync_and_keeps_the_edits(rig_factory: Any) -> None:
+    garbled: list[bool] = []
+
+    @web.middleware
+    async def garble_first_batch(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.endswith("$batch") and not garbled:
+            garbled.append(True)
+            return web.Response(status=200, body=b"not multipart", content_type="text/plain")
+        return response
+
+    rig = await rig_factory(middlewares=[garble_first_batch])
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    for _ in range(3):
+        device.edit()
+    pending = len(device.outbox)
+    record = await device.sync_once()
+    assert record.result == "failed" and record.error_code == "BATCH"
+    assert len(device.outbox) == pending
+    assert (await device.sync_once()).result == "success"  # the next sync delivers them (same key)
+    assert len(device.outbox) == 0 and rig.check(device).ok
+
+
+async def test_a_forced_resync_cut_part_way_is_finished_by_the_next_sync(rig_factory: Any) -> None:
+    failing = {"armed": False, "seen": 0}
+
+    @web.middleware
+    async def fail_during_resync(request: web.Request, handler: Any) -> web.StreamResponse:
+        if failing["armed"] and request.path.endswith("/accounts") and "track-changes" in request.headers.get("Prefer", ""):
+            failing["seen"] += 1
+            if 2 <= failing["seen"] <= 9:  # the second page onwards fails past every retry
+                return web.Response(status=503)
+        return await handler(request)
+
+    rig = await rig_factory(middlewares=[fail_during_resync])
+    device = rig.device("technician-0002", page_size=5)
+    await device.sync_once()
+    table = rig.state.store.table("account")
+    gone = sorted(table.rows)[-1]  # on the last page, so only a complete resync can drop it
+    rig.state.store.delete(table, gone)
+    rig.clock.advance(8 * 86400)
+    failing["armed"] = True
+    cut = await device.sync_once()
+    assert cut.mode == "FORCED_SYNC" and cut.result == "failed" and cut.error_code == "HTTP_503"
+    record = await device.sync_once()
+    assert record.mode == "FORCED_SYNC" and record.result == "success", record
+    assert device.store.version("account", gone) is None
+    assert rig.check(device).ok
+    assert (await device.sync_once()).mode == "DELTA_SYNC"

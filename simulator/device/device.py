@@ -109,10 +109,11 @@ class Device:
                 await self._phase(phases, "data", self.engine.data(tally, rows))
             else:
                 await self._phase(phases, "upload", self.engine.upload(tally, up))
-                if not await self._phase(phases, "data", self.engine.delta(tally, rows)):
-                    mode = "FORCED_SYNC"
+                if not st.resync and not await self._phase(phases, "data", self.engine.delta(tally, rows)):
                     self._event("token_expired", "delta token expired: full resync")
-                    await self._phase(phases, "data", self.engine.data(tally, rows, full=True))
+                if st.resync:  # expired now, or a forced resync cut earlier
+                    mode = "FORCED_SYNC"
+                    await self._phase(phases, "data", self.engine.resync(tally, rows))
             await self._phase(phases, "files", self.engine.files(tally))
             st.first_sync_done = True
         except asyncio.CancelledError:

@@ -55,6 +55,7 @@ class SyncState:
     files: list[PendingFile] = field(default_factory=list)
     first_sync_done: bool = False
     metadata_done: bool = False
+    resync: set[str] = field(default_factory=set)  # tables a forced resync still has to read in full
 
 
 @dataclass(slots=True)
@@ -99,22 +100,35 @@ class SyncEngine:
             self.state.tables[pt.table] = info
         self.state.metadata_done = True
 
-    async def data(self, tally: Tally, rows: dict[str, int], full: bool = False) -> None:
-        """Initial tracked read of every profile table (first sync, or a forced resync when `full`)."""
+    async def data(self, tally: Tally, rows: dict[str, int]) -> None:
+        """Initial tracked read of every profile table not read yet (first sync; resumes after a cut)."""
         for pt in self.profile:
-            info = self.state.tables[pt.table]
-            if pt.table in self.state.delta_links and not full:
+            if pt.table in self.state.delta_links:
                 continue
+            info = self.state.tables[pt.table]
             link = self.state.resume_links.get(pt.table) or f"{API_ROOT}/{info.entity_set}"
-            seen: set[str] | None = set() if full else None
-            await self._follow(info, pt, link, tally, rows, tracked=True, seen=seen)
-            if seen is not None:  # forced resync: drop local rows the server no longer gives us
-                held = self.store.ids(pt.table)
-                for row_id in [i for i in held if i not in seen and not self.outbox.created_offline(i)]:
-                    self.store.remove(pt.table, row_id)
+            await self._follow(info, pt, link, tally, rows, tracked=True)
+
+    async def resync(self, tally: Tally, rows: dict[str, int]) -> None:
+        """Forced resync: read each pending table in full, then drop local rows the server no longer gives.
+
+        A table cut part-way is read again from its first page, so the reconciliation sees all of it.
+        """
+        for pt in self.profile:
+            if pt.table not in self.state.resync:
+                continue
+            info = self.state.tables[pt.table]
+            seen: set[str] = set()
+            self.state.resume_links.pop(pt.table, None)
+            await self._follow(info, pt, f"{API_ROOT}/{info.entity_set}", tally, rows, tracked=True, seen=seen)
+            held = self.store.ids(pt.table)
+            for row_id in [i for i in held if i not in seen and not self.outbox.created_offline(i)]:
+                self.store.remove(pt.table, row_id)
+            self.state.resync.discard(pt.table)
 
     async def delta(self, tally: Tally, rows: dict[str, int]) -> bool:
-        """Follow every table's deltaLink. Returns False when a token expired (caller resyncs fully)."""
+        """Follow every table's deltaLink. Returns False when a token expired: every table then
+        needs a forced resync (`resync`)."""
         for pt in self.profile:
             info = self.state.tables[pt.table]
             link = self.state.resume_links.get(pt.table) or self.state.delta_links[pt.table]
@@ -125,6 +139,7 @@ class SyncEngine:
                     raise
                 self.state.delta_links.clear()
                 self.state.resume_links.clear()
+                self.state.resync = {p.table for p in self.profile}
                 return False
         return True
 

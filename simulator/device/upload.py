@@ -64,7 +64,10 @@ async def _upload_batch(api: ApiClient, ops: list[Op], tally: Tally) -> list[Out
         "POST", f"{API_ROOT}/$batch", tally, body=payload, table=ops[0].table,
         headers={"Content-Type": f'multipart/mixed; boundary="{boundary}"', "Prefer": "odata.continue-on-error",
                  H.IDEMPOTENCY_KEY: boundary})
-    answers = parse_batch_response(resp.body, resp.headers.get("Content-Type", ""))
+    try:
+        answers = parse_batch_response(resp.body, resp.headers.get("Content-Type", ""))
+    except ValueError as exc:
+        raise SyncFailed("BATCH", f"$batch answer could not be read: {exc}") from None
     if len(answers) != len(ops):
         raise SyncFailed("BATCH", f"$batch answered {len(answers)} parts for {len(ops)} requests")
     return [(a.status, _version(a.headers), a.headers.get(H.CONFLICT) == "true", _code(a.status, a.body))

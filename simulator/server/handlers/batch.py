@@ -20,8 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from simulator.protocol import ErrorCode, H
-from simulator.protocol.odata import API_ROOT, MAX_BATCH_REQUESTS
-from simulator.server.batch_codec import (
+from simulator.protocol.batch_codec import (
     BatchAnswer,
     BatchFormatError,
     ChangesetRequest,
@@ -35,6 +34,7 @@ from simulator.server.batch_codec import (
     parse_batch,
     request_target,
 )
+from simulator.protocol.odata import API_ROOT, MAX_BATCH_REQUESTS
 from simulator.server.errors import DataverseError, bad_request
 from simulator.server.handlers import writes
 from simulator.server.handlers.bulk import CHANGESET_WRITER

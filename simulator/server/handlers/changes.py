@@ -139,10 +139,10 @@ def delta_items(access: Access, table: TableStore, user: User, device: bool, fro
     """Changed rows in the user's view, then ids of rows that left it, for versions (from_v, to_v]."""
     changed = table.changes_since(from_v, to_v)
     forced: set[str] = set()  # rows whose visibility a privilege change may have flipped
-    for version, row_id in user.view_log.get(table.meta.logical_name, ()):
-        if from_v < version <= to_v:
-            forced.add(row_id)
-            changed.setdefault(row_id, table.rows.get(row_id))
+    log = user.view_log.get(table.meta.logical_name, [])  # appended in version order
+    for _, row_id in log[bisect_right(log, from_v, key=_version_of) : bisect_right(log, to_v, key=_version_of)]:
+        forced.add(row_id)
+        changed.setdefault(row_id, table.rows.get(row_id))
     pt = access.profile(user, table.meta.logical_name) if device else None
     lenient = pt is not None and pt.filter == "related"
     parents: dict[str, set[str]] = {}
@@ -157,6 +157,10 @@ def delta_items(access: Access, table: TableStore, user: User, device: bool, fro
         ):
             removed.append(row_id)
     return upserts + removed
+
+
+def _version_of(entry: tuple[int, str]) -> int:
+    return entry[0]
 
 
 def _decode_token(raw: str) -> DeltaToken:

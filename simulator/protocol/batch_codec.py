@@ -139,7 +139,7 @@ def _strip_line_break(part: bytes) -> bytes:
     return part[1:] if part.startswith(b"\n") else part
 
 
-def _split_head(raw: bytes) -> tuple[list[str], bytes]:
+def split_head(raw: bytes) -> tuple[list[str], bytes]:
     """Header lines (decoded) and the rest after the first blank line."""
     if raw.startswith((b"\r\n", b"\n")):
         return [], _strip_line_break(raw)
@@ -152,7 +152,7 @@ def _split_head(raw: bytes) -> tuple[list[str], bytes]:
     return [line for line in _LINE.split(text) if line], rest
 
 
-def _headers(lines: list[str]) -> list[tuple[str, str]]:
+def parse_headers(lines: list[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for line in lines:
         name, colon, value = line.partition(":")
@@ -168,8 +168,8 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
 
 def _parse_item(part: bytes, in_changeset: bool = False) -> BatchItem:
     """One MIME part: a request (application/http) or a changeset (multipart/mixed)."""
-    lines, content = _split_head(part)
-    mime = _headers(lines)
+    lines, content = split_head(part)
+    mime = parse_headers(lines)
     ctype = _get(mime, "Content-Type")
     if ctype is None:
         raise BatchFormatError("A batch part has no Content-Type header.")
@@ -200,7 +200,7 @@ def _parse_changeset(content: bytes, content_type: str) -> ChangesetRequest:
 
 def _parse_request(content: bytes) -> PartRequest:
     """`METHOD URL HTTP/1.1`, headers, a blank line, then the body (to the end of the part)."""
-    lines, body = _split_head(content)
+    lines, body = split_head(content)
     if not lines:
         raise BatchFormatError("A batch part has no request line.")
     tokens = lines[0].split()
@@ -212,7 +212,7 @@ def _parse_request(content: bytes) -> PartRequest:
     url = lines[0].strip()[len(tokens[0]) : -len(tokens[-1])].strip()
     if _is_nested_batch(url):
         raise BatchFormatError("A batch cannot contain another batch.")
-    return PartRequest(method, url, _headers(lines[1:]), body)
+    return PartRequest(method, url, parse_headers(lines[1:]), body)
 
 
 def _is_nested_batch(url: str) -> bool:
