@@ -35,9 +35,16 @@ class Events:
     - device_event(event: DeviceEvent): airplane toggles, throttles, storage full, restarts, retries.
     - request(method: str, name: str, status: int, elapsed_s: float, bytes: int, error: str | None):
       one per HTTP request a device makes (Locust forwards these to its statistics).
+    - edit_made(device: str, op: Op): the user made an offline edit (it is now in the outbox).
+    - edit_settled(device: str, op: Op, base: int | None, outcome: Outcome | None): the server
+      answered the op (outcome = (status, new version, conflict flag, error code), `base` the
+      version it was sent with), or the device cancelled it (outcome None: a delete of a row created
+      offline and never sent).
     """
 
     def __init__(self) -> None:
         self.sync_finished = EventHook()
         self.device_event = EventHook()
         self.request = EventHook()
+        self.edit_made = EventHook()
+        self.edit_settled = EventHook()

@@ -15,6 +15,8 @@ from simulator.server.app import make_app
 from simulator.server.seed import build_store
 from simulator.server.state import STATE, ServerState
 
+pytest_plugins = ["tests.rig"]
+
 SMALL: dict[str, Any] = {
     "name": "unit",
     "seed": 7,

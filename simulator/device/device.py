@@ -21,6 +21,7 @@ from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, OpKind, Outbox
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.sync import SyncEngine, TableInfo, UploadResult
+from simulator.device.upload import Outcome
 from simulator.events import Events
 from simulator.metrics import DeviceEvent, EventKind, SyncMode, SyncRecord
 from simulator.network import Link
@@ -58,6 +59,7 @@ class Device:
         self.outbox = Outbox()
         self.engine = SyncEngine(api, self.store, self.outbox, cls.profile,
                                  batch_uploads=cls.behaviour.upload_mode == "batch")
+        self.engine.answered = self._answered
         seq = np.random.SeedSequence(list(spec.seed))
         self.rng_sched, self.rng_edit, self.rng_air = (np.random.default_rng(s) for s in seq.spawn(3))
         self.gave_up: str | None = None  # cause when the device stopped syncing (storage full)
@@ -172,8 +174,13 @@ class Device:
             op = Op(op_id, kind, table, info.entity_set, row_id, base, self._change(info) if kind == "update" else None)
             if kind == "delete":
                 self.store.remove(table, row_id)
-        self.outbox.add(op)
+        self.events.edit_made.fire(device=self.spec.name, op=op)
+        for cancelled in self.outbox.add(op):
+            self.events.edit_settled.fire(device=self.spec.name, op=cancelled, base=cancelled.base_version, outcome=None)
         return op
+
+    def _answered(self, op: Op, outcome: Outcome) -> None:
+        self.events.edit_settled.fire(device=self.spec.name, op=op, base=op.base_version, outcome=outcome)
 
     def _parents(self, info: TableInfo) -> dict[str, object]:
         """Bind each lookup of a new row to a row the device holds (a note on one of my work orders)."""

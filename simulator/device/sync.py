@@ -7,6 +7,7 @@ on `SyncState`, so a sync cut by airplane mode or a failure continues where it s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ import orjson
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, Outbox
 from simulator.device.store import LocalStore, StorageFull
-from simulator.device.upload import upload_ops
+from simulator.device.upload import Outcome, upload_ops
 from simulator.protocol import ErrorCode
 from simulator.protocol.odata import API_ROOT, FILE_CHUNK_BYTES
 from simulator.scenario import ProfileTable
@@ -56,6 +57,7 @@ class SyncState:
     first_sync_done: bool = False
     metadata_done: bool = False
     resync: set[str] = field(default_factory=set)  # tables a forced resync still has to read in full
+    refresh: set[tuple[str, str]] = field(default_factory=set)  # (table, row id) to re-read after a refused edit
 
 
 @dataclass(slots=True)
@@ -70,7 +72,7 @@ class UploadResult:
 class SyncEngine:
     """Runs the sync phases for one device against the Web API."""
 
-    __slots__ = ("api", "store", "outbox", "state", "profile", "page_size", "batch_uploads")
+    __slots__ = ("api", "store", "outbox", "state", "profile", "page_size", "batch_uploads", "answered")
 
     def __init__(self, api: ApiClient, store: LocalStore, outbox: Outbox, profile: list[ProfileTable],
                  page_size: int = 5000, batch_uploads: bool = True) -> None:
@@ -81,6 +83,7 @@ class SyncEngine:
         self.profile = profile
         self.page_size = page_size
         self.batch_uploads = batch_uploads
+        self.answered: Callable[[Op, Outcome], None] = _ignore  # told of every answered op (the ledger)
 
     # --- phases -----------------------------------------------------------------------------
     async def metadata(self, tally: Tally) -> None:
@@ -173,39 +176,43 @@ class SyncEngine:
         """Send the outbox (as $batch or one request per op), apply the answers locally, count into `result`.
 
         Counts go into the caller's object as each answer arrives, so a sync cut after some uploads
-        still reports them.
+        still reports them. Rows whose edit was refused are re-read (`state.refresh`) before the
+        phase ends; that list survives a cut.
         """
-        while len(self.outbox):
-            ops = self.outbox.pending(limit=200 if self.batch_uploads else 1)
-            outcomes = await upload_ops(self.api, ops, tally, batch=self.batch_uploads)
-            refresh = [op for op, (status, version, conflict, code) in zip(ops, outcomes, strict=True)
-                       if self._apply_outcome(op, status, version, conflict, code, result)]
-            self.outbox.done(ops)
-            for op in refresh:
-                await self._refresh(op, tally)
+        while (group := self.outbox.next_group(200 if self.batch_uploads else 1)) is not None:
+            outcomes = await upload_ops(self.api, group, tally, batch=self.batch_uploads)
+            self.outbox.done(group)
+            for op, outcome in zip(group.ops, outcomes, strict=True):
+                self._apply_outcome(op, outcome, result)
+            await self._refresh_all(tally)
+        await self._refresh_all(tally)
         return result
 
-    async def _refresh(self, op: Op, tally: Tally) -> None:
-        """After a rejected update or delete, take the server's copy back (or drop a row that is gone)."""
-        info = self.state.tables[op.table]
-        resp = await self.api.call("GET", f"{API_ROOT}/{info.entity_set}({op.row_id})", tally,
-                                   table=op.table, accept=(403, 404))
-        if resp.status != 200:
-            self.store.remove(op.table, op.row_id)
-            return
-        item = orjson.loads(resp.body)
-        self.store.put(op.table, op.row_id, int(item["versionnumber"]), len(resp.body))
+    async def _refresh_all(self, tally: Tally) -> None:
+        """After refused updates or deletes, take the server's copy back (or drop rows that are gone)."""
+        while self.state.refresh:
+            table, row_id = next(iter(self.state.refresh))
+            info = self.state.tables[table]
+            resp = await self.api.call("GET", f"{API_ROOT}/{info.entity_set}({row_id})", tally,
+                                       table=table, accept=(403, 404))
+            if resp.status != 200:
+                self.store.remove(table, row_id)
+            else:
+                item = orjson.loads(resp.body)
+                self.store.put(table, row_id, int(item["versionnumber"]), len(resp.body))
+            self.state.refresh.discard((table, row_id))
 
     # --- internals ----------------------------------------------------------------------------
-    def _apply_outcome(self, op: Op, status: int, version: int | None, conflict: bool, code: str | None,
-                       result: UploadResult) -> bool:
-        """Count one answered op and update the store; True when the row must be re-read."""
+    def _apply_outcome(self, op: Op, outcome: Outcome, result: UploadResult) -> None:
+        """Count one answered op and update the store and the outbox; refused rows are queued for re-reading."""
+        status, version, conflict, code = outcome
         result.uploaded += 1
         if status < 300:
             result.applied += 1
             result.conflicts += int(conflict)
             if version is not None and op.kind != "delete":
                 self.store.set_version(op.table, op.row_id, version)
+                self.outbox.chain(op.table, op.row_id, version)
         elif status == 412:
             result.conflicts += 1  # detection on: server wins, the next delta brings its version
         else:
@@ -215,8 +222,8 @@ class SyncEngine:
             if op.kind == "create":
                 self.store.remove(op.table, op.row_id)
             else:
-                return True
-        return False
+                self.state.refresh.add((op.table, op.row_id))
+        self.answered(op, outcome)
 
     async def _follow(self, info: TableInfo, pt: ProfileTable, link: str, tally: Tally, rows: dict[str, int],
                       tracked: bool, seen: set[str] | None = None) -> None:
@@ -270,6 +277,10 @@ class SyncEngine:
                 continue
             self.store.drop_file(f"{pt.table}/{row_id}/{col}")
             self.state.files.append(PendingFile(pt.table, info.entity_set, row_id, col, int(size)))
+
+
+def _ignore(op: Op, outcome: Outcome) -> None:
+    pass
 
 
 def _version(item: dict[str, Any]) -> int:

@@ -1,18 +1,17 @@
 """Upload the outbox: one $batch (continue-on-error, one part per op) or one request per op.
 
-Each op's id is its idempotency key (one-by-one) and a batch's key is derived from its op ids,
-so a retry after a lost response is not applied twice. Outcome per op: (status, new version,
-overwrote-a-newer-version).
+A group's key (the op id, or one derived from a batch's op ids when the group was formed) is its
+idempotency key, so a retry after a lost response is not applied twice. Every request or part
+names its op in `x-syncsim-op-id`, so the server's write log can say which edit made which write.
+Outcome per op: (status, new version, overwrote-a-newer-version, error code).
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import orjson
 
 from simulator.device.client import ApiClient, SyncFailed, Tally
-from simulator.device.outbox import Op
+from simulator.device.outbox import Group, Op
 from simulator.protocol import ErrorCode, H, format_etag, parse_etag
 from simulator.protocol.batch import BatchRequestPart, encode_batch, parse_batch_response
 from simulator.protocol.odata import API_ROOT
@@ -23,9 +22,10 @@ _ANSWERED = (400, 403, 404, 412, 422)
 
 def _request(op: Op) -> tuple[str, str, dict[str, str], bytes]:
     """Method, path below the service root, headers and body for one op."""
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = {H.OP_ID: op.op_id}
     if op.kind == "create":
-        return "POST", op.entity_set, {"Content-Type": "application/json"}, orjson.dumps(op.payload)
+        headers["Content-Type"] = "application/json"
+        return "POST", op.entity_set, headers, orjson.dumps(op.payload)
     headers[H.IF_MATCH] = format_etag(op.base_version) if op.base_version else "*"
     path = f"{op.entity_set}({op.row_id})"
     if op.kind == "delete":
@@ -39,11 +39,12 @@ def _version(headers: dict[str, str] | object) -> int | None:
     return parse_etag(etag) if etag else None
 
 
-async def upload_ops(api: ApiClient, ops: list[Op], tally: Tally, batch: bool) -> list[Outcome]:
-    if batch and len(ops) > 1:
-        return await _upload_batch(api, ops, tally)
+async def upload_ops(api: ApiClient, group: Group, tally: Tally, batch: bool) -> list[Outcome]:
+    """Send one group and return an outcome per op, in the group's order."""
+    if batch and len(group.ops) > 1:
+        return await _upload_batch(api, group, tally)
     out: list[Outcome] = []
-    for op in ops:
+    for op in group.ops:
         method, path, headers, body = _request(op)
         headers[H.IDEMPOTENCY_KEY] = op.op_id
         resp = await api.call(method, f"{API_ROOT}/{path}", tally, body=body, headers=headers,
@@ -53,8 +54,8 @@ async def upload_ops(api: ApiClient, ops: list[Op], tally: Tally, batch: bool) -
     return out
 
 
-async def _upload_batch(api: ApiClient, ops: list[Op], tally: Tally) -> list[Outcome]:
-    boundary = "batch_" + hashlib.sha1("".join(o.op_id for o in ops).encode()).hexdigest()[:24]
+async def _upload_batch(api: ApiClient, group: Group, tally: Tally) -> list[Outcome]:
+    ops, boundary = group.ops, group.key
     parts = []
     for op in ops:
         method, path, headers, body = _request(op)

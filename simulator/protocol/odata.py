@@ -34,6 +34,7 @@ class H:
     # syncsim extensions (documented in docs/protocol.md)
     DEVICE_ID = "x-syncsim-device-id"  # marks a device session: offline-profile filters apply
     IDEMPOTENCY_KEY = "x-syncsim-idempotency-key"  # a retried write answers its first response
+    OP_ID = "x-syncsim-op-id"  # the device edit a write carries out (the server's write log names it)
     CONFLICT = "x-syncsim-conflict"  # "true" on a write that overwrote a newer version (detection off)
 
 

@@ -1,0 +1,102 @@
+"""Uploads whose true outcome is known by hand: a device alone never conflicts with itself, a lost
+answer is applied once, refused rows are re-read even across a cut."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from simulator.scenario import Scenario
+from tests.conftest import SMALL, small_scenario
+from tests.rig import Rig
+
+
+def _one_writer(mode: str, detect: bool, kind: str = "update") -> Scenario:
+    """One technician owning 5 work orders, nobody else writing; conflict detection on or off."""
+    tables = [dict(t) for t in SMALL["tables"]]
+    tables[1] = {**tables[1], "rows": 5}
+    mix = {"update": 0, "create": 0, "delete": 0, kind: 1}
+    cls = {**SMALL["user_classes"][0], "count": 1,
+           "behaviour": {"edit_tables": ["msdyn_workorder"], "upload_mode": mode, "edit_mix": mix}}
+    return small_scenario(tables=tables, user_classes=[cls], server={"conflict_detection": detect})
+
+
+@pytest.mark.parametrize("mode", ["one_by_one", "batch"])
+@pytest.mark.parametrize("detect", [True, False])
+async def test_a_device_editing_the_same_rows_again_and_again_never_conflicts_with_itself(
+        rig_factory: Any, mode: str, detect: bool) -> None:
+    rig: Rig = await rig_factory(_one_writer(mode, detect))
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    assert len(device.store.ids("msdyn_workorder")) == 5
+    uploaded = conflicts = 0
+    for _ in range(4):  # several syncs, each with 10 edits on 5 rows: every row edited twice or more
+        for _ in range(10):
+            device.edit()
+        record = await device.sync_once()
+        assert record.result == "success", record
+        uploaded += record.uploaded
+        conflicts += record.conflicts
+        assert record.applied == record.uploaded and record.rejections == 0
+    assert uploaded == 40 and conflicts == 0
+    assert rig.state.counters.conflicts.total() == 0
+    assert rig.check(device).ok
+
+
+async def test_a_batch_resent_after_a_lost_answer_is_the_same_batch_even_with_new_edits(rig_factory: Any) -> None:
+    keys: list[str] = []
+
+    @web.middleware
+    async def lose_first_answer(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.endswith("$batch"):
+            keys.append(request.headers.get("x-syncsim-idempotency-key", ""))
+            if len(keys) == 1:
+                await handler(request)  # applied on the server...
+                return web.Response(status=503)  # ...but the device hears a failure
+        return await handler(request)
+
+    rig: Rig = await rig_factory(_one_writer("batch", False), middlewares=[lose_first_answer])
+    device = rig.device("technician-0001")
+    device.api.max_retries = 0  # the sync fails at once; the edits stay in the outbox
+    await device.sync_once()
+    device.edit(), device.edit()
+    failed = await device.sync_once()
+    assert failed.result == "failed" and len(device.outbox) == 2
+    device.edit()  # a new edit arrives before the next sync
+    applied_before = rig.state.counters.writes_applied
+    record = await device.sync_once()
+    assert record.result == "success", record
+    assert keys[1] == keys[0]  # the first group again, with its key: replayed, not applied twice
+    assert rig.state.counters.writes_applied - applied_before == 1  # only the new edit
+    assert record.conflicts == 0 and len(device.outbox) == 0
+    assert rig.check(device).ok
+
+
+async def test_a_row_refused_before_a_cut_is_still_re_read_by_the_next_sync(rig_factory: Any) -> None:
+    from simulator.server.handlers.admin import change_privilege
+
+    failing = {"on": False}
+
+    @web.middleware
+    async def fail_refresh(request: web.Request, handler: Any) -> web.StreamResponse:
+        if failing["on"] and request.method == "GET" and "(" in request.path:
+            return web.Response(status=503)
+        return await handler(request)
+
+    rig: Rig = await rig_factory(_one_writer("one_by_one", False, "delete"), middlewares=[fail_refresh])
+    device = rig.device("technician-0001")
+    device.api.max_retries = 0
+    await device.sync_once()
+    op = device.edit()
+    assert op is not None and op.kind == "delete"
+    change_privilege(rig.state, rig.state.store.users_by_name["technician-0001"], "msdyn_workorder", {"delete": "none"})
+    failing["on"] = True
+    cut = await device.sync_once()
+    assert cut.result == "failed" and cut.rejections == 1 and len(device.outbox) == 0
+    failing["on"] = False
+    record = await device.sync_once()
+    assert record.result == "success"
+    assert device.store.version("msdyn_workorder", op.row_id) == rig.state.store.table("msdyn_workorder").rows[op.row_id].version
+    assert rig.check(device).ok
