@@ -2,8 +2,12 @@
 
 Pages of up to odata.maxpagesize rows chain with @odata.nextLink; the last page carries the
 @odata.deltaLink. Deltas list changed rows first, then `$deletedEntity` entries for rows deleted or
-no longer in the user's view. Skip tokens are syncsim's own (opaque to clients):
-`i.<start version>.<last id>` for initial reads, `d.<from>.<to>.<offset>` for deltas.
+no longer in the user's view, each part in id order. Skip tokens are syncsim's own (opaque to
+clients) and carry the position by row id, never an offset: `i.<start version>.<last id>` for
+initial reads, `d.<from>.<to>.<u|r>.<last id>` for deltas (u: changed rows, r: removals). A
+continuation is computed again from its token when its delta left the cache: a row that changed
+after <to> may then move between the parts, but no other row shifts, and the next delta (from <to>)
+sends every such row again, so nothing is skipped.
 """
 
 from __future__ import annotations
@@ -113,21 +117,28 @@ def _row_id(row: Row) -> str:
 def _delta_page(request: web.Request, state: ServerState, table: TableStore, user: User, device: bool,
                 select: list[str] | None, size: int) -> web.Response:
     q = request.query
+    after: tuple[str, str] | None = None  # (part, last id) served so far
     if "$deltatoken" in q:
         token = _decode_token(q["$deltatoken"])
         _check_retention(state, token)
-        from_v, to_v, offset = token.version, state.store.version, 0
+        from_v, to_v = token.version, state.store.version
     else:
-        _, a, b, c = _parse_skip(q["$skiptoken"], "d", 4)
-        from_v, to_v, offset = _int(a, q["$skiptoken"]), _int(b, q["$skiptoken"]), _int(c, q["$skiptoken"])
+        raw = q["$skiptoken"]
+        _, a, b, part, last = _parse_skip(raw, "d", 5)
+        if part not in ("u", "r"):
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $skiptoken '{raw}' is not valid.")
+        from_v, to_v, after = _int(a, raw), _int(b, raw), (part, last)
     key = (user.index, table.meta.logical_name, device, from_v, to_v)
     items = state.delta_cache.get(key)
     if items is None:
         items = state.delta_cache.put(key, delta_items(state.access, table, user, device, from_v, to_v))
-    window = items[offset : offset + size]
+    start = _position(items, after)
+    window = items[start : start + size]
     links: dict[str, str] = {}
-    if offset + size < len(items):
-        links["@odata.nextLink"] = _link(request, table, select, "$skiptoken", f"d.{from_v}.{to_v}.{offset + size}")
+    if start + size < len(items):
+        last_item = window[-1]
+        mark = f"u.{last_item.id}" if isinstance(last_item, Row) else f"r.{last_item}"
+        links["@odata.nextLink"] = _link(request, table, select, "$skiptoken", f"d.{from_v}.{to_v}.{mark}")
     else:
         links["@odata.deltaLink"] = _delta_link(request, table, select, to_v, state.clock.now())
     rows = [i for i in window if isinstance(i, Row)]
@@ -135,8 +146,25 @@ def _delta_page(request: web.Request, state: ServerState, table: TableStore, use
     return _page(request, state, table, rows, gone, select, links, delta=True)
 
 
+def _position(items: list[DeltaItem], after: tuple[str, str] | None) -> int:
+    """Index of the first item after (part, last id) in a delta list (changed rows, then removals)."""
+    if after is None:
+        return 0
+    part, last = after
+    upserts = bisect_right(items, False, key=lambda i: isinstance(i, str))  # changed rows come first
+    if part == "u":
+        return bisect_right(items, last, hi=upserts, key=_item_id)
+    return bisect_right(items, last, lo=upserts, key=_item_id)
+
+
+def _item_id(item: DeltaItem) -> str:
+    return item.id if isinstance(item, Row) else item
+
+
 def delta_items(access: Access, table: TableStore, user: User, device: bool, from_v: int, to_v: int) -> list[DeltaItem]:
-    """Changed rows in the user's view, then ids of rows that left it, for versions (from_v, to_v]."""
+    """Changed rows in the user's view, then ids of rows that left it, for versions (from_v, to_v].
+
+    Each part is in id order, so a continuation can find its place by id."""
     changed = table.changes_since(from_v, to_v)
     forced: set[str] = set()  # rows whose visibility a privilege change may have flipped
     log = user.view_log.get(table.meta.logical_name, [])  # appended in version order
@@ -156,6 +184,8 @@ def delta_items(access: Access, table: TableStore, user: User, device: bool, fro
             prev is not None and (lenient or access.row_visible(user, table, prev, device, parents, from_v))
         ):
             removed.append(row_id)
+    upserts.sort(key=_item_id)
+    removed.sort(key=_item_id)
     return upserts + removed
 
 
