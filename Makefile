@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCENARIO ?= scenarios/field_service.yaml
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint typecheck bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,13 +17,17 @@ run: install
 
 test:
 	$(BIN)/ruff check simulator tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint:
 	$(BIN)/ruff check simulator tests bench
 
+typecheck:
+	$(BIN)/mypy
+
 bench:
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -10,7 +10,7 @@ import io
 import itertools
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from simulator.reports.summary import FIRST_SYNC_PHASES
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    from matplotlib.typing import RcKeyType
 
 MAX_POINTS = 4000  # scatter points drawn at most (evenly thinned beyond that)
 CDF_STEPS = 400  # points per class on a CDF line (quantiles beyond that)
@@ -28,7 +30,7 @@ CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 PHASE_COLORS = {"metadata": "#9ecae1", "data": "#3182bd", "files": "#08519c"}
 RATE_COLORS = {"Conflicts": "#fd8d3c", "Rejections": "#d62728"}
 CAUSE_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f", "#e377c2", "#bcbd22", "#17becf")
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text stays text: small files, selectable labels, no embedded fonts
     "font.family": "sans-serif",
     "font.size": 10,
@@ -252,7 +254,7 @@ def failure_bars(summary: Mapping[str, Any]) -> str:
         bottom += counts
     _label_totals(ax, bottom, "{:.0f}")
     ax.set(ylabel="Failed syncs")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    cast("MaxNLocator", ax.yaxis.get_major_locator()).set_params(integer=True)  # default: AutoLocator
     ax.set_ylim(top=bottom.max() * 1.12)
     ax.grid(axis="x", visible=False)
     _stack_legend(ax, "Cause")

@@ -70,10 +70,11 @@ def parse_record_row(row: Mapping[str, str]) -> SyncRecord:
     rows, total_bytes, file_bytes = int(row["rows"]), int(row["bytes"]), int(row["file_bytes"])
     table_bytes = total_bytes - file_bytes
     phases = {p: float(row[f"phase_{p}_s"]) for p in PHASES if row.get(f"phase_{p}_s", "") != ""}
+    scalars: dict[str, Any] = {name: row[name] for name in _TEXT}
+    scalars |= {name: float(row[name]) for name in _FLOATS}
+    scalars |= {name: int(row[name]) for name in _INTS}
     return SyncRecord(
-        **{name: row[name] for name in _TEXT},  # type: ignore[arg-type]
-        **{name: float(row[name]) for name in _FLOATS},
-        **{name: int(row[name]) for name in _INTS},
+        **scalars,
         phases=phases,
         rows_by_table={ALL_TABLES: rows} if rows else {},
         bytes_by_table={ALL_TABLES: table_bytes} if table_bytes else {},

@@ -16,6 +16,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import partial
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -310,16 +311,21 @@ def annotators(state: ServerState, table: TableStore, wants: Callable[[str], boo
     for col in table.meta.columns:
         if col.type == "choice" and wants(FORMATTED):
             labels = {v: k for k, v in (col.options or {}).items()}
-            out[col.name] = lambda v, k=f"{col.name}@{FORMATTED}", labels=labels: {k: labels.get(v, str(v))}
+            out[col.name] = _choice_annotator(f"{col.name}@{FORMATTED}", labels)
         elif col.type == "lookup" and col.target in state.store.tables:
             target = state.store.tables[col.target]
             found = _lookup_annotator(lookup_key(col.name), col.name, col.target, wants,
-                                      lambda v, t=target: _primary_name(t, v))
+                                      partial(_primary_name, target))
             out.update({lookup_key(col.name): found} if found else {})
     users = state.store.users_by_id
     owner = _lookup_annotator("_ownerid_value", "ownerid", "systemuser", wants,
                               lambda v: users[v].name if v in users else None)
     return {**out, "_ownerid_value": owner} if owner else out
+
+
+def _choice_annotator(key: str, labels: dict[int, str]) -> Annotate:
+    """The formatted label of a choice value (the number as text when it has no label)."""
+    return lambda v: {key: labels.get(v, str(v))}
 
 
 def _primary_name(table: TableStore, row_id: Any) -> Any:

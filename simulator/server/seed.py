@@ -230,9 +230,9 @@ def _column_values(
         hi = max(lo, math.floor(col.max))
         return rng.integers(lo, hi + 1, n).tolist(), None
     if col.type == "decimal":
-        lo, hi = math.ceil(col.min * 100) / 100, math.floor(col.max * 100) / 100
-        hi = max(lo, hi)
-        return np.clip(np.round(rng.uniform(lo, hi, n), 2), lo, hi).tolist(), None
+        low, high = math.ceil(col.min * 100) / 100, math.floor(col.max * 100) / 100
+        high = max(low, high)
+        return np.clip(np.round(rng.uniform(low, high, n), 2), low, high).tolist(), None
     if col.type == "datetime":
         return _iso(now - rng.uniform(0, DATETIME_SPREAD_S, n)), None
     if col.type == "choice":
@@ -281,10 +281,10 @@ def seed_table(
     columns: list[list[Any]] = []
     var_len = np.zeros(n, dtype=np.int64)  # the part of each row's encoded size that varies a lot
     if meta.column(meta.primary_name) is None:
-        values, enc = _TextPool(seed, "company", 200).sample(rng, n)
+        names, name_len = _TextPool(seed, "company", 200).sample(rng, n)
         keys.append(meta.primary_name)
-        columns.append(values)
-        var_len += enc
+        columns.append(names)
+        var_len += name_len
     files: list[dict[str, FileInfo] | None] = [None] * n
     words: _TextPool | None = None
     for col in meta.columns:
@@ -309,8 +309,8 @@ def seed_table(
 
     store.version += n
     # the loops run in C (map): one dict and one Row per row, then table.load
-    values = map(dict, map(zip, repeat(keys), zip(*columns, strict=True)))
-    deque(map(table.load, map(Row, ids, range(first, first + n), owners, teams, modified, values, files)), 0)
+    row_values = map(dict, map(zip, repeat(keys), zip(*columns, strict=True)))
+    deque(map(table.load, map(Row, ids, range(first, first + n), owners, teams, modified, row_values, files)), 0)
 
 
 def _padding_lengths(

@@ -238,5 +238,6 @@ def _answer(response: web.StreamResponse, content_id: str | None) -> PartRespons
     if not isinstance(body, bytes | bytearray | None):
         response = error_response(DataverseError(ErrorCode.BAD_PAYLOAD, "This response cannot be carried in a $batch."))
         body = response.body
+        assert isinstance(body, bytes)  # json_response's body is orjson bytes
     headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_ANSWERED]
     return PartResponse(response.status, headers, bytes(body or b""), content_id)

@@ -109,7 +109,7 @@ def _readable_row(state: ServerState, user: User, table: TableStore, row_id: str
     return row
 
 
-def _new_file(state: ServerState, name: str, data: bytes, mimetype: str | None) -> FileInfo:
+def _new_file(state: ServerState, name: str, data: bytes | bytearray, mimetype: str | None) -> FileInfo:
     file_id = new_guid(state.rng)
     kind = mimetype or mimetypes.guess_type(name)[0] or "application/octet-stream"
     return FileInfo(file_id=file_id, size=len(data), name=name, data=bytes(data), mimetype=kind)

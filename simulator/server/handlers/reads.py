@@ -25,7 +25,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get(SET, name="list")
-async def list_rows(request: web.Request) -> web.Response:
+async def list_rows(request: web.Request) -> web.StreamResponse:
     table = table_for(request)
     prefs = prefer(request)
     if changes.is_tracked(request, prefs):
