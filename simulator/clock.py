@@ -1,17 +1,26 @@
 """The injected clock: the only place that reads the time or sleeps for simulated time.
 
 Scenario time runs `time_scale` times faster than real time, so a 15 minute sync interval passes
-in 15 s at time_scale=60. Idle waits (sync intervals, offline windows, think time) are given in
-scenario seconds and compressed; transfer waits (latency, bandwidth) are given in real seconds and
-are not, so measured sync durations stay true. A virtual-time clock can replace this one by
-implementing the same four methods.
+in 15 s at time_scale=60. Idle waits (sync intervals, offline windows, think time, Retry-After,
+backoff) are given in scenario seconds and compressed; transfer waits (latency, bandwidth) are
+given in real seconds and are not. A virtual-time clock can replace this one by implementing the
+same four methods.
+
+`Timeline` is one device's own time as its user lives it: work and transfers at their real length,
+every wait at its full scenario length. Sync durations are measured on it, so a 3 minute
+Retry-After inside a sync adds 3 minutes to that sync whatever the time_scale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -33,6 +42,10 @@ class Clock(Protocol):
 
     async def sleep_real(self, seconds: float) -> None:
         """Wait transfer time given in real seconds (never compressed)."""
+        ...
+
+    def timeout(self, scenario_seconds: float) -> AbstractAsyncContextManager[object]:
+        """A context that cancels its body after `scenario_seconds` of scenario time (TimeoutError)."""
         ...
 
 
@@ -61,6 +74,9 @@ class RealClock:
     def to_real(self, scenario_seconds: float) -> float:
         """How many real seconds a span of scenario time takes."""
         return scenario_seconds / self.time_scale
+
+    def timeout(self, scenario_seconds: float) -> AbstractAsyncContextManager[object]:
+        return asyncio.timeout(max(0.0, scenario_seconds) / self.time_scale)
 
 
 class ManualClock:
@@ -93,3 +109,57 @@ class ManualClock:
         self._now += max(0.0, seconds) * self.time_scale
         self._mono += max(0.0, seconds)
         await asyncio.sleep(0)
+
+    def timeout(self, scenario_seconds: float) -> AbstractAsyncContextManager[object]:
+        """Never fires: time on this clock moves only when something sleeps, so a deadline here
+        could only cut work that is otherwise finished. Tests bound their own runs."""
+        return contextlib.nullcontext()
+
+
+class Timeline:
+    """One device's lived time: real seconds of work plus every wait at its full scenario length.
+
+    `now()` is in seconds from an arbitrary origin and only moves forward. Waits go through `sleep`
+    (a scenario-seconds wait) or `wait` (any awaitable, e.g. "until the network is back"); each is
+    measured on the clock in both scenario and real time, and the timeline counts its scenario
+    length instead of its real one. `waited` sums the lived seconds of waits per kind
+    (retry_after, backoff, offline, idle). Only the device's own task may wait through it.
+    """
+
+    __slots__ = ("clock", "_credit", "waited")
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._credit = 0.0  # scenario seconds waited minus the real seconds those waits took
+        self.waited: dict[str, float] = {}
+
+    def now(self) -> float:
+        return self.clock.monotonic() + self._credit
+
+    async def sleep(self, scenario_seconds: float, kind: str) -> None:
+        """Wait `scenario_seconds` of scenario time, counted at exactly that length as `kind`
+        (a late wake-up is the generator's delay, not the device's)."""
+        await self._wait(self.clock.sleep(scenario_seconds), kind, max(0.0, scenario_seconds))
+
+    async def wait(self, work: Awaitable[T], kind: str) -> T:
+        """Await `work` (e.g. until the network is back), counting the scenario time it took as `kind`."""
+        return await self._wait(work, kind, None)
+
+    async def _wait(self, work: Awaitable[T], kind: str, length: float | None) -> T:
+        now0, real0 = self.clock.now(), self.clock.monotonic()
+        try:
+            result = await work
+        except BaseException:  # cut short (cancelled): count what passed
+            self._count(kind, max(0.0, self.clock.now() - now0), real0)
+            raise
+        self._count(kind, max(0.0, self.clock.now() - now0) if length is None else length, real0)
+        return result
+
+    def _count(self, kind: str, lived: float, real0: float) -> None:
+        self._credit += lived - (self.clock.monotonic() - real0)
+        self.waited[kind] = self.waited.get(kind, 0.0) + lived
+
+    def waits_since(self, before: dict[str, float]) -> dict[str, float]:
+        """Lived seconds waited per kind since `before` (an earlier copy of `waited`); zeros left out."""
+        out = {k: v - before.get(k, 0.0) for k, v in self.waited.items()}
+        return {k: v for k, v in out.items() if v > 0}

@@ -32,6 +32,8 @@ class Events:
     """The hooks a device fires.
 
     - sync_finished(record: SyncRecord): one per sync attempt (success or failure).
+    - first_sync_done(record: FirstSync): once per device, when its first sync completes, or at
+      the end of the run for a first sync still unfinished (record.finished False).
     - device_event(event: DeviceEvent): airplane toggles, throttles, storage full, restarts, retries.
     - request(method: str, name: str, status: int, elapsed_s: float, bytes: int, error: str | None):
       one per HTTP request a device makes (Locust forwards these to its statistics).
@@ -44,6 +46,7 @@ class Events:
 
     def __init__(self) -> None:
         self.sync_finished = EventHook()
+        self.first_sync_done = EventHook()
         self.device_event = EventHook()
         self.request = EventHook()
         self.edit_made = EventHook()

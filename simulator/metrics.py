@@ -18,11 +18,16 @@ PHASES = ("metadata", "data", "files", "upload")
 
 @dataclass(slots=True)
 class SyncRecord:
-    """One sync attempt. Times: `start` is scenario time (epoch s); durations are real seconds.
+    """One sync attempt. `start` is scenario time (epoch s); durations are lived seconds.
 
-    `duration_s` runs from start to end including waits (throttling, retries, airplane);
-    `active_s` is the time spent in requests. `phases` holds seconds per phase (metadata, data,
-    files, upload). Bytes are response plus request body bytes.
+    Lived seconds are what the device's user lives through: requests, transfers and the device's
+    own work at their real length, plus every wait inside the sync (Retry-After, backoff, offline
+    until the network is back) at its full scenario length, whatever the time_scale. `duration_s`
+    runs from the sync's start to its end; `waits_s` holds the waits inside it by kind
+    (retry_after, backoff, offline); `active_s` is the real time spent in requests. `phases` holds
+    lived seconds per phase (metadata, data, files, upload). Bytes are response plus request body
+    bytes; `refetched_bytes` were received by requests that were cut and sent again. `final` marks
+    the end-of-run syncs of the quiet period (not part of sync-time statistics).
     """
 
     device: str
@@ -47,6 +52,9 @@ class SyncRecord:
     network: str = ""
     storage_used_bytes: int = 0
     storage_capacity_bytes: int = 0
+    waits_s: dict[str, float] = field(default_factory=dict)
+    refetched_bytes: int = 0
+    final: bool = False
 
     @property
     def rows(self) -> int:
@@ -55,6 +63,39 @@ class SyncRecord:
     @property
     def bytes(self) -> int:
         return sum(self.bytes_by_table.values()) + self.file_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class FirstSync:
+    """A device's first sync as its user lives it, over every attempt it took.
+
+    `duration_s` is lived seconds from the first request of the first attempt to the end of the
+    attempt that completed it; or, when `finished` is False, to the end of the run. It includes the
+    pauses between attempts (`waits_s["between_attempts"]`, the device's idle time after a failed
+    attempt) and the waits inside attempts (retry_after, backoff, offline). `phases` sums lived
+    seconds per phase (metadata, data, files) over the attempts; rows and bytes are everything the
+    attempts downloaded; `refetched_bytes` were received by cut requests and fetched again.
+    `error_code` is the cause of the last failed attempt, if any. `start` is scenario time.
+    """
+
+    device: str
+    user: str
+    user_class: str
+    network: str
+    start: float
+    duration_s: float
+    finished: bool
+    attempts: int
+    phases: dict[str, float] = field(default_factory=dict)
+    waits_s: dict[str, float] = field(default_factory=dict)
+    rows: int = 0
+    bytes: int = 0
+    file_bytes: int = 0
+    refetched_bytes: int = 0
+    error_code: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,10 +120,12 @@ class Metrics:
 
     def __init__(self, events: Events | None = None) -> None:
         self.records: list[SyncRecord] = []
+        self.first_syncs: list[FirstSync] = []
         self.events: list[DeviceEvent] = []
         if events is not None:
             self.attach(events)
 
     def attach(self, events: Events) -> None:
         events.sync_finished.add_listener(lambda record: self.records.append(record))
+        events.first_sync_done.add_listener(lambda record: self.first_syncs.append(record))
         events.device_event.add_listener(lambda event: self.events.append(event))

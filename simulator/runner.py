@@ -117,6 +117,8 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             watch = Progress(metrics, len(devices), clock, origin, scenario.duration_s, enabled=progress, console=console)
             async with watch:
                 await _run_fleet(devices, fleet, clock, origin + scenario.duration_s)
+                for device in devices:
+                    device.end_of_run()
                 watch.phase("quiet period: final syncs")
                 await admin.back_office(False)
                 skipped = await _quiet_period(devices, clock, scenario.quiet_period_s)
@@ -157,7 +159,7 @@ async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> 
             finished[device.spec.name] += 1
 
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(max(1.0, limit_s / clock.time_scale)):
+        async with clock.timeout(limit_s):
             for _ in range(2):
                 await asyncio.gather(*(final(d) for d in devices))
     skipped: dict[str, str] = {}

@@ -1,8 +1,9 @@
 """The device's Web API client: auth, retries with backoff, 429 Retry-After, airplane-mode resume.
 
 A request cut by airplane mode waits for the network and is sent again (a restart); a network
-failure or a 5xx is retried with exponential backoff; a 429 waits Retry-After. Waits are idle time
-(scenario seconds through the clock). What one sync spent is added to a `Tally`.
+failure or a 5xx is retried with exponential backoff; a 429 waits Retry-After. Waits go through the
+device's `Timeline` (scenario seconds, counted at full length in sync durations). What one sync
+spent is added to a `Tally`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from simulator.clock import Clock
+from simulator.clock import Clock, Timeline
 from simulator.events import Events
 from simulator.metrics import DeviceEvent
 from simulator.network import AirplaneModeError, Link, NetworkError, Response
@@ -33,11 +34,13 @@ class SyncFailed(Exception):
 
 @dataclass(slots=True)
 class Tally:
-    """What one sync spent: real seconds in requests, bytes per table, restarts, throttles."""
+    """What one sync spent: real seconds in requests, bytes per table, restarts, throttles, and
+    body bytes received by requests that were then cut and sent again (`refetched_bytes`)."""
 
     active_s: float = 0.0
     bytes_by_table: dict[str, int] = field(default_factory=dict)
     file_bytes: int = 0
+    refetched_bytes: int = 0
     restarts: int = 0
     throttles: int = 0
     requests: int = 0
@@ -53,12 +56,14 @@ class Identity:
 class ApiClient:
     """Sends requests for one device through its Link."""
 
-    __slots__ = ("link", "clock", "base_url", "tokens", "who", "events", "max_retries", "_token", "backoff_s")
+    __slots__ = ("link", "clock", "timeline", "base_url", "tokens", "who", "events", "max_retries", "_token",
+                 "backoff_s")
 
     def __init__(self, link: Link, clock: Clock, base_url: str, tokens: TokenProvider, who: Identity,
                  events: Events, max_retries: int = 6, backoff_s: float = 2.0) -> None:
         self.link = link
         self.clock = clock
+        self.timeline = Timeline(clock)  # the device's lived time: every wait of its syncs goes through it
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.who = who
@@ -74,9 +79,14 @@ class ApiClient:
         self.events.device_event.fire(event=DeviceEvent(self.who.device, self.who.user_class, kind, self.clock.now(), detail))
 
     async def call(self, method: str, path: str, tally: Tally, *, json: Any = None, body: bytes | None = None,
-                   headers: dict[str, str] | None = None, sink: Callable[[bytes], None] | None = None,
+                   headers: dict[str, str] | Callable[[], dict[str, str]] | None = None,
+                   sink: Callable[[bytes], None] | None = None,
                    table: str | None = None, accept: tuple[int, ...] = ()) -> Response:
-        """One logical request; returns the response for 2xx/3xx, 4xx statuses in `accept`, else raises SyncFailed."""
+        """One logical request; returns the response for 2xx/3xx, 4xx statuses in `accept`, else raises SyncFailed.
+
+        `headers` may be a function, called for every attempt (a Range that resumes where a cut
+        attempt stopped). `sink` receives the body of a 2xx answer instead of `Response.body`.
+        """
         url = self.url(path)
         payload = orjson.dumps(json) if json is not None else body
         attempt = 0
@@ -85,17 +95,20 @@ class ApiClient:
             if self._token is None:
                 self._token = await self.tokens()
             hdrs = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
-                    H.ODATA_VERSION: "4.0", "OData-MaxVersion": "4.0", H.DEVICE_ID: self.who.device, **(headers or {})}
+                    H.ODATA_VERSION: "4.0", "OData-MaxVersion": "4.0", H.DEVICE_ID: self.who.device,
+                    **((headers() if callable(headers) else headers) or {})}
             if json is not None:
                 hdrs["Content-Type"] = "application/json"
             try:
                 resp = await self.link.request(method, url, headers=hdrs, body=payload, sink=sink)
-            except AirplaneModeError:
+            except AirplaneModeError as exc:
                 tally.restarts += 1
+                tally.refetched_bytes += 0 if sink else exc.bytes_down
                 self._event("restart", f"{method} {path}: cut by airplane mode")
-                await self.link.wait_online()
+                await self.timeline.wait(self.link.wait_online(), "offline")
                 continue
             except NetworkError as exc:
+                tally.refetched_bytes += 0 if sink else exc.bytes_down
                 attempt = await self._backoff(attempt, f"{method} {path}: {exc}", "NETWORK")
                 continue
             tally.requests += 1
@@ -111,7 +124,7 @@ class ApiClient:
                 tally.throttles += 1
                 wait = _retry_after(resp)
                 self._event("throttled", f"{method} {path}: Retry-After {wait:g}s")
-                await self.clock.sleep(wait)
+                await self.timeline.sleep(wait, "retry_after")
                 continue
             if resp.status == 401 and not refreshed:
                 self._token, refreshed = None, True
@@ -125,7 +138,7 @@ class ApiClient:
         if attempt >= self.max_retries:
             raise SyncFailed(code, f"{what} (gave up after {attempt + 1} attempts)")
         self._event("retry", what)
-        await self.clock.sleep(self.backoff_s * (2**attempt))
+        await self.timeline.sleep(self.backoff_s * (2**attempt), "backoff")
         return attempt + 1
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from simulator.clock import Clock
 from simulator.device.client import ApiClient, SyncFailed, Tally
+from simulator.device.first_sync import FirstSyncTracker
 from simulator.device.outbox import Op, OpKind, Outbox
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.sync import SyncEngine, TableInfo, UploadResult
@@ -66,6 +67,9 @@ class Device:
         self._wake: asyncio.Event | None = None
         self._edits = 0
         self._carry = UploadResult()  # uploads answered during a sync that was cancelled before its record
+        self.timeline = api.timeline  # lived time: every wait of this device goes through it
+        self.first = FirstSyncTracker(spec.name, spec.user, spec.user_class, spec.network)
+        self.final = False  # set for the end-of-run syncs of the quiet period
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self, stop_at: float) -> None:
@@ -74,7 +78,7 @@ class Device:
         try:
             while self.clock.now() < stop_at and self.gave_up is None:
                 if not self.link.online:
-                    await self.link.wait_online()
+                    await self.timeline.wait(self.link.wait_online(), "offline")
                 await self.sync_once()
                 b = self.cls.behaviour
                 interval = b.sync_interval_s * (1 + b.sync_jitter * (2 * self.rng_sched.random() - 1))
@@ -85,9 +89,15 @@ class Device:
                 with contextlib.suppress(asyncio.CancelledError):
                     await airplane
 
+    def end_of_run(self) -> None:
+        """The scenario's time is up: a first sync not completed by now is reported as unfinished."""
+        if not self.first.reported:
+            self.events.first_sync_done.fire(record=self.first.result(self.timeline.now(), finished=False))
+
     async def final_sync(self, attempts: int = 3) -> SyncRecord | None:
-        """End of run: back online, then sync until one succeeds (at most `attempts`)."""
+        """End of run: back online, then sync until one succeeds (at most `attempts`). Records are final."""
         self.link.go_online()
+        self.final = True
         if self.gave_up is not None:
             return None
         record = None
@@ -101,7 +111,9 @@ class Device:
     async def sync_once(self) -> SyncRecord:
         st = self.engine.state
         mode: SyncMode = "DELTA_SYNC" if st.first_sync_done else "FIRST_SYNC"
-        start, t0 = self.clock.now(), self.clock.monotonic()
+        start, t0, waits0 = self.clock.now(), self.timeline.now(), dict(self.timeline.waited)
+        if mode == "FIRST_SYNC":
+            self.first.begin(start, t0)
         tally, phases, rows = Tally(), dict[str, float](), dict[str, int]()
         up, self._carry = self._carry, UploadResult()
         error: str | None = None
@@ -120,6 +132,8 @@ class Device:
             st.first_sync_done = True
         except asyncio.CancelledError:
             self._carry = up  # the run is stopping this sync; its answered uploads go in the next record
+            if mode == "FIRST_SYNC":  # what the cut attempt did still belongs to the first sync
+                self.first.add(self._record(mode, "CANCELLED", start, t0, waits0, tally, phases, rows, UploadResult()))
             raise
         except (SyncFailed, StorageFull) as exc:
             error = exc.code if isinstance(exc, SyncFailed) else "STORAGE_FULL"
@@ -127,23 +141,33 @@ class Device:
                 self._event("storage_full", str(exc))
                 if mode == "FIRST_SYNC":
                     self.gave_up = error
-        record = SyncRecord(
-            device=self.spec.name, user=self.spec.user, user_class=self.spec.user_class, mode=mode,
-            result="failed" if error else "success", start=start, duration_s=self.clock.monotonic() - t0,
-            active_s=tally.active_s, phases=phases, rows_by_table=rows, bytes_by_table=tally.bytes_by_table,
-            file_bytes=tally.file_bytes, uploaded=up.uploaded, applied=up.applied, conflicts=up.conflicts,
-            rejections=up.rejections, rejection_codes=up.rejection_codes, restarts=tally.restarts, error_code=error, network=self.spec.network,
-            storage_used_bytes=self.store.used_bytes, storage_capacity_bytes=self.store.capacity_bytes)
+        record = self._record(mode, error, start, t0, waits0, tally, phases, rows, up)
+        if mode == "FIRST_SYNC":
+            self.first.add(record)
+            if error is None and not self.first.reported:
+                self.events.first_sync_done.fire(record=self.first.result(self.timeline.now(), finished=True))
         self.events.sync_finished.fire(record=record)
         return record
 
+    def _record(self, mode: SyncMode, error: str | None, start: float, t0: float, waits0: dict[str, float],
+                tally: Tally, phases: dict[str, float], rows: dict[str, int], up: UploadResult) -> SyncRecord:
+        return SyncRecord(
+            device=self.spec.name, user=self.spec.user, user_class=self.spec.user_class, mode=mode,
+            result="failed" if error else "success", start=start, duration_s=self.timeline.now() - t0,
+            active_s=tally.active_s, phases=phases, rows_by_table=rows, bytes_by_table=tally.bytes_by_table,
+            file_bytes=tally.file_bytes, uploaded=up.uploaded, applied=up.applied, conflicts=up.conflicts,
+            rejections=up.rejections, rejection_codes=up.rejection_codes, restarts=tally.restarts,
+            error_code=error, network=self.spec.network, storage_used_bytes=self.store.used_bytes,
+            storage_capacity_bytes=self.store.capacity_bytes, waits_s=self.timeline.waits_since(waits0),
+            refetched_bytes=tally.refetched_bytes, final=self.final)
+
     async def _phase(self, phases: dict[str, float], name: str, work: Awaitable[T]) -> T:
-        """Await one phase's work, adding its real duration to phases[name]."""
-        t = self.clock.monotonic()
+        """Await one phase's work, adding its lived duration to phases[name]."""
+        t = self.timeline.now()
         try:
             return await work
         finally:
-            phases[name] = phases.get(name, 0.0) + self.clock.monotonic() - t
+            phases[name] = phases.get(name, 0.0) + self.timeline.now() - t
 
     # --- edits ----------------------------------------------------------------------------------
     def edit(self) -> Op | None:
@@ -216,13 +240,14 @@ class Device:
     async def _sleep_or_wake(self, seconds: float) -> bool:
         """Sleep idle time; True if woken by the network coming back."""
         if not self._has_airplane():
-            await self.clock.sleep(seconds)
+            await self.timeline.sleep(seconds, "idle")
             return False
         self._wake = wake = asyncio.Event()
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
         waiter = asyncio.ensure_future(wake.wait())
         try:
-            done, _ = await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await self.timeline.wait(
+                asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED), "idle")
         finally:
             for task in (sleeper, waiter):
                 task.cancel()

@@ -6,6 +6,7 @@ the device's storage capacity; an insert that would pass it raises StorageFull.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 _SIZE_BITS = 24  # row sizes up to 16 MiB packed with the version into one int
@@ -23,6 +24,8 @@ class LocalStore:
     capacity_bytes: int
     tables: dict[str, dict[str, int]] = field(default_factory=dict)  # id -> version << 24 | size
     files: dict[str, int] = field(default_factory=dict)  # "<table>/<row id>/<column>" -> bytes held
+    file_ids: dict[str, str] = field(default_factory=dict)  # key -> the server's file id (column value)
+    file_crcs: dict[str, int] = field(default_factory=dict)  # key -> CRC-32 of the bytes held, in order
     used_bytes: int = 0
 
     def version(self, table: str, row_id: str) -> int | None:
@@ -74,16 +77,31 @@ class LocalStore:
         self.used_bytes -= old & _SIZE_MASK
         prefix = f"{table}/{row_id}/"
         for key in [k for k in self.files if k.startswith(prefix)]:
-            self.used_bytes -= self.files.pop(key)
+            self.drop_file(key)
         return True
 
-    def add_file_bytes(self, key: str, nbytes: int) -> None:
-        self.reserve(nbytes)
-        self.files[key] = self.files.get(key, 0) + nbytes
-        self.used_bytes += nbytes
+    def start_file(self, key: str, file_id: str) -> None:
+        """Begin holding a (new) file under key: any bytes of an older one are dropped."""
+        if self.file_ids.get(key) != file_id:
+            self.drop_file(key)
+            self.file_ids[key] = file_id
+            self.files[key] = 0
+
+    def add_file_bytes(self, key: str, chunk: bytes) -> None:
+        """Append the next bytes of a file (in order), counting them against the capacity."""
+        self.reserve(len(chunk))
+        self.files[key] = self.files.get(key, 0) + len(chunk)
+        self.file_crcs[key] = zlib.crc32(chunk, self.file_crcs.get(key, 0))
+        self.used_bytes += len(chunk)
 
     def drop_file(self, key: str) -> None:
         self.used_bytes -= self.files.pop(key, 0)
+        self.file_ids.pop(key, None)
+        self.file_crcs.pop(key, None)
+
+    def file_snapshot(self) -> dict[str, tuple[int, int]]:
+        """{"<table>/<row id>/<column>": (bytes held, CRC-32)} for end-of-run checks."""
+        return {key: (n, self.file_crcs.get(key, 0)) for key, n in self.files.items()}
 
     def row_count(self) -> int:
         return sum(len(rows) for rows in self.tables.values())

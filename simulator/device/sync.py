@@ -38,12 +38,14 @@ class TableInfo:
 
 @dataclass(slots=True)
 class PendingFile:
+    """A file to download: where it is, its id and size; the bytes held so far are in the store."""
+
     table: str
     entity_set: str
     row_id: str
     column: str
+    file_id: str
     size: int
-    offset: int = 0
 
 
 @dataclass(slots=True)
@@ -53,7 +55,7 @@ class SyncState:
     tables: dict[str, TableInfo] = field(default_factory=dict)
     delta_links: dict[str, str] = field(default_factory=dict)  # table -> deltaLink once complete
     resume_links: dict[str, str] = field(default_factory=dict)  # table -> nextLink of an unfinished read
-    files: list[PendingFile] = field(default_factory=list)
+    files: dict[str, PendingFile] = field(default_factory=dict)  # "<table>/<row id>/<column>" -> file, in order
     first_sync_done: bool = False
     metadata_done: bool = False
     resync: set[str] = field(default_factory=set)  # tables a forced resync still has to read in full
@@ -147,30 +149,40 @@ class SyncEngine:
         return True
 
     async def files(self, tally: Tally) -> None:
-        """Download pending files in 4 MiB ranges, resuming at the last received byte."""
+        """Download pending files in 4 MiB ranges, each range asked from the bytes already stored.
+
+        A file that vanished before its download (its row deleted, the file removed or replaced,
+        read access lost: 403, 404, 416, or another size) is dropped from the plan; the next delta
+        brings the row's new state, and with it any new file.
+        """
         while self.state.files:
-            f = self.state.files[0]
-            key = f"{f.table}/{f.row_id}/{f.column}"
-            if self.store.version(f.table, f.row_id) is None:
-                self.state.files.pop(0)
-                continue
-            self.store.reserve(f.size - f.offset)
-            while f.offset < f.size:
-                end = min(f.size, f.offset + FILE_CHUNK_BYTES) - 1
-                got = 0
+            key, f = next(iter(self.state.files.items()))
+            if self.store.version(f.table, f.row_id) is not None:
+                self.store.start_file(key, f.file_id)
+                if not await self._download(key, f, tally):
+                    self.store.drop_file(key)
+            del self.state.files[key]
 
-                def sink(chunk: bytes, _key: str = key) -> None:
-                    nonlocal got
-                    got += len(chunk)
-                    self.store.add_file_bytes(_key, len(chunk))
+    async def _download(self, key: str, f: PendingFile, tally: Tally) -> bool:
+        """Fetch the rest of one file; False when it is no longer there as planned."""
+        self.store.reserve(f.size - self.store.files[key])
 
-                try:
-                    await self.api.call("GET", f"{API_ROOT}/{f.entity_set}({f.row_id})/{f.column}/$value", tally,
-                                        headers={"Range": f"bytes={f.offset}-{end}"}, sink=sink)
-                finally:
-                    f.offset += got
-                    tally.file_bytes += got
-            self.state.files.pop(0)
+        def sink(chunk: bytes) -> None:
+            self.store.add_file_bytes(key, chunk)
+            tally.file_bytes += len(chunk)
+
+        while (held := self.store.files[key]) < f.size:
+            end = min(f.size, held + FILE_CHUNK_BYTES) - 1
+
+            def rest_of_range(end: int = end) -> dict[str, str]:  # asked again after a cut: from the bytes held
+                return {"Range": f"bytes={self.store.files[key]}-{end}"}
+
+            resp = await self.api.call(
+                "GET", f"{API_ROOT}/{f.entity_set}({f.row_id})/{f.column}/$value", tally,
+                headers=rest_of_range, sink=sink, accept=(403, 404, 416))
+            if resp.status >= 400 or _file_total(resp.headers.get("Content-Range")) != f.size:
+                return False
+        return True
 
     async def upload(self, tally: Tally, result: UploadResult) -> UploadResult:
         """Send the outbox (as $batch or one request per op), apply the answers locally, count into `result`.
@@ -269,14 +281,25 @@ class SyncEngine:
                 self._queue_files(info, pt, item[id_column], item)
 
     def _queue_files(self, info: TableInfo, pt: ProfileTable, row_id: str, item: dict[str, Any]) -> None:
+        """Plan the download of a row's files that are new or changed; drop local ones it no longer has."""
         for col in info.file_columns:
-            size = item.get(f"{col}_size")
-            if not item.get(col) or not size:
-                continue
-            if pt.max_file_kb is not None and size > pt.max_file_kb * 1024:
-                continue
-            self.store.drop_file(f"{pt.table}/{row_id}/{col}")
-            self.state.files.append(PendingFile(pt.table, info.entity_set, row_id, col, int(size)))
+            key, file_id, size = f"{pt.table}/{row_id}/{col}", item.get(col), int(item.get(f"{col}_size") or 0)
+            wanted = bool(file_id and size) and (pt.max_file_kb is None or size <= pt.max_file_kb * 1024)
+            if not wanted:
+                self.store.drop_file(key)
+                self.state.files.pop(key, None)
+            elif self.store.file_ids.get(key) != file_id or self.store.files.get(key, 0) < size:
+                self.state.files[key] = PendingFile(pt.table, info.entity_set, row_id, col, str(file_id), size)
+
+
+def _file_total(content_range: str | None) -> int | None:
+    """The file size a 206 answer states (`Content-Range: bytes s-e/total`)."""
+    if not content_range or "/" not in content_range:
+        return None
+    try:
+        return int(content_range.rsplit("/", 1)[1])
+    except ValueError:
+        return None
 
 
 def _ignore(op: Op, outcome: Outcome) -> None:

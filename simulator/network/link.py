@@ -102,7 +102,8 @@ class Link:
     ) -> Response:
         """Send one HTTP request through the network model and read the whole response.
 
-        sink: if given, each received body chunk is passed to it instead of being kept (big files).
+        sink: if given, each received body chunk of a 2xx answer is passed to it instead of being kept
+        (big files); the body of any other answer is kept in `Response.body` as usual.
         timeout_s: real seconds allowed after the latency for connecting, uploading, server time and
         downloading; exceeding it raises NetworkError. HTTP error statuses are returned, not raised.
         Raises AirplaneModeError if offline or cut by `go_offline`, NetworkError on loss, connection
@@ -114,14 +115,17 @@ class Link:
         if task is None:
             raise RuntimeError("Link.request must run inside an asyncio task")
         self._in_flight[task] = False
+        got = _Received()
         try:
             try:
-                response = await self._exchange(method, url, headers, body, sink, timeout_s)
+                response = await self._exchange(method, url, headers, body, sink, timeout_s, got)
             except asyncio.CancelledError:
                 if not self._in_flight[task]:
                     raise  # not cut by us
-            except Exception:
+            except Exception as exc:
                 if not self._in_flight[task]:
+                    if isinstance(exc, NetworkError):
+                        exc.bytes_down = got.bytes
                     raise
                 await _take_pending_cancel()  # the cut raced with another failure
             else:
@@ -130,7 +134,7 @@ class Link:
                 await _take_pending_cancel()  # cut after the last await
             if task.uncancel() > 0:
                 raise asyncio.CancelledError  # also cancelled by someone else: theirs wins
-            raise AirplaneModeError(f"{method} {url}: cut by airplane mode")
+            raise AirplaneModeError(f"{method} {url}: cut by airplane mode", got.bytes)
         finally:
             del self._in_flight[task]
 
@@ -142,6 +146,7 @@ class Link:
         body: bytes | None,
         sink: Sink | None,
         timeout_s: float,
+        got: _Received,
     ) -> Response:
         """Latency, loss, then the HTTP exchange; aiohttp failures become NetworkError."""
         start_s = self.clock.monotonic()
@@ -152,7 +157,7 @@ class Link:
             raise NetworkError(f"{method} {url}: packet loss (p={self.model.loss.probability})")
         try:
             async with asyncio.timeout(timeout_s):
-                status, resp_headers, data, bytes_down = await self._send(method, url, headers, body, sink)
+                status, resp_headers, data, bytes_down = await self._send(method, url, headers, body, sink, got)
         except TimeoutError as e:
             raise NetworkError(f"{method} {url}: no complete response within {timeout_s} s") from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
@@ -161,7 +166,8 @@ class Link:
         return Response(status, resp_headers, data, elapsed_s, bytes_down, len(body or b""))
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str] | None, body: bytes | None, sink: Sink | None
+        self, method: str, url: str, headers: dict[str, str] | None, body: bytes | None, sink: Sink | None,
+        got: _Received,
     ) -> tuple[int, CIMultiDictProxy[str], bytes, int]:
         """Send the request, read the paced response; on any failure close (not reuse) the connection."""
         req_headers = CIMultiDict(headers or {})
@@ -173,7 +179,7 @@ class Link:
             method, url, headers=req_headers, data=data, timeout=_NO_AIOHTTP_TIMEOUT
         )
         try:
-            received, bytes_down = await self._paced_download(resp, sink)
+            received, bytes_down = await self._paced_download(resp, sink if resp.status < 300 else None, got)
         except BaseException:
             resp.close()
             raise
@@ -189,8 +195,10 @@ class Link:
             await self._pace(throttle)
             yield chunk
 
-    async def _paced_download(self, resp: aiohttp.ClientResponse, sink: Sink | None) -> tuple[bytes, int]:
-        """Read the response body paced to the down bandwidth; returns (body or b"", byte count)."""
+    async def _paced_download(self, resp: aiohttp.ClientResponse, sink: Sink | None,
+                              got: _Received) -> tuple[bytes, int]:
+        """Read the response body paced to the down bandwidth; returns (body or b"", byte count).
+        `got.bytes` follows the bytes through, so a cut can say how many arrived."""
         if self.model.down is None and sink is None:  # unlimited: no pacing, one read
             data = await resp.read()
             return data, len(data)
@@ -199,6 +207,7 @@ class Link:
         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
             throttle.add(len(chunk))
             await self._pace(throttle)
+            got.bytes += len(chunk)
             if sink is None:
                 chunks.append(chunk)
             else:
@@ -210,6 +219,15 @@ class Link:
         wait_s = throttle.wait_s(self.clock.monotonic())
         if wait_s > 0:
             await self.clock.sleep_real(wait_s)
+
+
+class _Received:
+    """Body bytes of one response received so far (read after a cut)."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
 
 
 async def _take_pending_cancel() -> None:
