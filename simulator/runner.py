@@ -204,10 +204,11 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counter
         "device_conflicts": device_conflicts,
         "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
     }
-    summary = summarize(metrics.records, metrics.events, extra)
+    summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out_root / f"{scenario.name}-{stamp}"
-    paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}")
+    paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}",
+                      first_syncs=metrics.first_syncs)
     render_table(summary, console=Console(width=max(140, Console().width)))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "

@@ -9,15 +9,17 @@ import orjson
 import pytest
 from rich.console import Console
 
-from simulator.metrics import DeviceEvent, SyncRecord
+from simulator.metrics import DeviceEvent, FirstSync, SyncRecord
 from simulator.reports import (
     read_events_csv,
+    read_first_syncs_csv,
     read_records_csv,
     render_table,
     summarize,
     write_all,
     write_csv,
     write_events_csv,
+    write_first_syncs_csv,
     write_json,
 )
 from simulator.reports.files import ALL_TABLES
@@ -44,16 +46,49 @@ def failed(device: str, code: str | None, user_class: str = "tech") -> SyncRecor
     return rec(device, user_class, result="failed", error_code=code, duration_s=999.0)
 
 
+def fs(device: str = "d1", user_class: str = "tech", duration_s: float = 1.0, **kw: Any) -> FirstSync:
+    """A finished first sync in one attempt; keyword arguments override any field."""
+    fields: dict[str, Any] = {"device": device, "user": f"u-{device}", "user_class": user_class, "network": "4g",
+                              "start": T0, "duration_s": duration_s, "finished": True, "attempts": 1}
+    return FirstSync(**{**fields, **kw})
+
+
 def test_first_sync_percentiles_of_durations_1_to_100_are_linear_numpy_percentiles() -> None:
-    records = [rec(f"d{i}", duration_s=float(i)) for i in range(1, 101)]
-    first = summarize(records, [])["classes"]["tech"]["first_sync"]
+    firsts = [fs(f"d{i}", duration_s=float(i)) for i in range(1, 101)]
+    first = summarize([], [], first_syncs=firsts)["classes"]["tech"]["first_sync"]
     assert first == {"count": 100, "p50": 50.5, "p95": 95.05, "p99": 99.01, "max": 100.0, "mean": 50.5}
+
+
+def test_first_sync_time_spans_attempts_and_unfinished_ones_are_counted_not_left_out() -> None:
+    firsts = [fs("d1", duration_s=53.0, attempts=2, rows=600, waits_s={"between_attempts": 20.0}),
+              fs("d2", duration_s=40.0, rows=600),
+              fs("d3", duration_s=70.0, finished=False, rows=100)]
+    attempts = [rec("d1", duration_s=13.0, result="failed", error_code="NETWORK", rows_by_table={"a": 400}),
+                rec("d1", duration_s=20.0, rows_by_table={"a": 200})]
+    c = summarize(attempts, [], first_syncs=firsts)["classes"]["tech"]
+    assert c["first_sync"]["count"] == 2 and c["first_sync"]["p50"] == 46.5  # not the 20 s of the last attempt
+    assert c["rows_per_device"] == {"p50": 600.0, "max": 600.0}
+    detail = c["first_sync_detail"]
+    assert detail["unfinished"] == {"count": 1, "elapsed_max": 70.0, "devices": ["d3"]}
+    assert detail["attempts"] == {"mean": 1.5, "max": 2.0}
+    assert detail["waits_s"]["between_attempts"]["max"] == 20.0
+    assert c["failures_by_cause"] == {"NETWORK": 1}  # the failed attempt is still a failed sync
+
+
+def test_final_syncs_of_the_quiet_period_count_for_uploads_not_for_times_or_failures() -> None:
+    records = [rec(mode="DELTA_SYNC", duration_s=2.0, uploaded=4, conflicts=1),
+               rec(mode="DELTA_SYNC", duration_s=90.0, uploaded=6, conflicts=1, final=True),
+               rec(mode="DELTA_SYNC", result="failed", error_code="NETWORK", final=True)]
+    c = summarize(records, [])["classes"]["tech"]
+    assert c["delta_sync"]["count"] == 1 and c["delta_sync"]["max"] == 2.0
+    assert (c["uploaded"], c["conflicts"], c["conflict_rate"]) == (10, 2, 0.2)
+    assert (c["failed"], c["failures_by_cause"], c["final_syncs"]) == (0, {}, 2)
 
 
 def test_failed_syncs_are_counted_by_cause_and_left_out_of_durations() -> None:
     records = [rec("d1", duration_s=10.0), failed("d2", "STORAGE_FULL"), failed("d3", "STORAGE_FULL")]
     records += [failed("d4", "NETWORK"), failed("d5", None)]
-    c = summarize(records, [])["classes"]["tech"]
+    c = summarize(records, [], first_syncs=[fs("d1", duration_s=10.0)])["classes"]["tech"]
     assert (c["syncs"], c["failed"]) == (5, 4)
     assert c["failures_by_cause"] == {"STORAGE_FULL": 2, "NETWORK": 1, "UNKNOWN": 1}
     assert c["first_sync"]["count"] == 1 and c["first_sync"]["max"] == 10.0
@@ -97,7 +132,8 @@ def test_rates_are_zero_when_nothing_was_uploaded() -> None:
 def test_user_classes_are_summarised_separately_and_sorted_by_name() -> None:
     records = [rec("t1", "tech", duration_s=10.0), rec("t2", "tech", duration_s=20.0)]
     records += [rec("m1", "manager", duration_s=100.0), failed("m2", "NETWORK", "manager")]
-    classes = summarize(records, [])["classes"]
+    firsts = [fs("t1", "tech", 10.0), fs("t2", "tech", 20.0), fs("m1", "manager", 100.0)]
+    classes = summarize(records, [], first_syncs=firsts)["classes"]
     assert list(classes) == ["manager", "tech"]
     assert classes["tech"]["first_sync"]["p50"] == 15.0 and classes["tech"]["failed"] == 0
     assert classes["manager"]["first_sync"]["p50"] == 100.0 and classes["manager"]["devices"] == 2
@@ -126,9 +162,9 @@ def test_no_records_and_no_events_give_an_empty_summary() -> None:
 
 
 def test_first_sync_phases_report_p50_and_p95_per_phase() -> None:
-    records = [rec(f"d{i}", phases={"metadata": 1.0, "data": float(i), "files": 0.5}) for i in range(1, 5)]
-    records.append(rec("d5", phases={"metadata": 9.0}, result="failed", error_code="NETWORK"))
-    phases = summarize(records, [])["classes"]["tech"]["first_sync_phases"]
+    firsts = [fs(f"d{i}", phases={"metadata": 1.0, "data": float(i), "files": 0.5}) for i in range(1, 5)]
+    firsts.append(fs("d5", phases={"metadata": 9.0}, finished=False))
+    phases = summarize([], [], first_syncs=firsts)["classes"]["tech"]["first_sync_phases"]
     assert phases == {
         "metadata": {"p50": 1.0, "p95": 1.0},
         "data": {"p50": 2.5, "p95": 3.85},
@@ -136,7 +172,7 @@ def test_first_sync_phases_report_p50_and_p95_per_phase() -> None:
     }
 
 
-def test_rows_per_device_sums_first_sync_successes_and_bytes_per_device_sums_everything() -> None:
+def test_rows_per_device_counts_finished_first_syncs_and_bytes_per_device_sums_everything() -> None:
     records = [
         rec(
             "d1",
@@ -150,7 +186,8 @@ def test_rows_per_device_sums_first_sync_successes_and_bytes_per_device_sums_eve
             "d3", result="failed", error_code="STORAGE_FULL", rows_by_table={"a": 5}, bytes_by_table={"a": 10}
         ),
     ]
-    c = summarize(records, [])["classes"]["tech"]
+    firsts = [fs("d1", rows=150), fs("d2", rows=300), fs("d3", rows=5, finished=False)]
+    c = summarize(records, [], first_syncs=firsts)["classes"]["tech"]
     assert c["rows_per_device"] == {"p50": 225.0, "max": 300.0}
     assert c["bytes_per_device"] == {"p50": 1600.0, "p95": 2860.0, "max": 3000.0}
 
@@ -202,9 +239,9 @@ def test_dict_forms_of_records_and_events_summarise_the_same() -> None:
 
 
 def test_summary_floats_are_rounded_to_four_decimals() -> None:
-    records = [rec("d1", duration_s=1 / 3), rec("d2", duration_s=2 / 3)]
-    assert summarize(records, [])["classes"]["tech"]["first_sync"]["p50"] == 0.5
-    assert summarize(records[:1], [])["classes"]["tech"]["first_sync"]["mean"] == 0.3333
+    firsts = [fs("d1", duration_s=1 / 3), fs("d2", duration_s=2 / 3)]
+    assert summarize([], [], first_syncs=firsts)["classes"]["tech"]["first_sync"]["p50"] == 0.5
+    assert summarize([], [], first_syncs=firsts[:1])["classes"]["tech"]["first_sync"]["mean"] == 0.3333
 
 
 def sample_records() -> list[SyncRecord]:
@@ -213,7 +250,8 @@ def sample_records() -> list[SyncRecord]:
             rows_by_table={"account": 10, "contact": 5}, bytes_by_table={"account": 900, "contact": 100},
             file_bytes=2048, network="4g", storage_used_bytes=5000, storage_capacity_bytes=64_000_000_000),
         rec("d1", mode="DELTA_SYNC", start=T0 + 600, uploaded=4, applied=3, conflicts=1, rejections=0, restarts=1,
-            phases={"upload": 0.3, "data": 0.2}, network="3g"),
+            phases={"upload": 0.3, "data": 0.2}, network="3g", waits_s={"retry_after": 105.0, "backoff": 2.5},
+            refetched_bytes=4096, final=True),
         failed("d2", "STORAGE_FULL", "sales"),
         rec("d3", "sales", user="user, with \"quotes\"", duration_s=0.1 + 0.2),
     ]  # fmt: skip
@@ -243,7 +281,7 @@ def test_csv_has_the_documented_columns_and_one_row_per_sync(tmp_path: Path) -> 
     assert lines[0] == (
         "device,user,user_class,mode,result,start,duration_s,active_s,phase_metadata_s,phase_data_s,"
         "phase_files_s,phase_upload_s,rows,bytes,file_bytes,uploaded,applied,conflicts,rejections,restarts,"
-        "error_code,network,storage_used_bytes,storage_capacity_bytes,rejection_codes"
+        "error_code,network,storage_used_bytes,storage_capacity_bytes,rejection_codes,waits_s,refetched_bytes,final"
     )
     assert len(lines) == 1 + len(sample_records())
 
@@ -281,11 +319,12 @@ def test_console_table_renders_a_class_without_syncs_with_dashes() -> None:
     assert "idle" in text and "–" in text
 
 
-def test_write_all_writes_the_four_report_files(tmp_path: Path) -> None:
+def test_write_all_writes_the_five_report_files(tmp_path: Path) -> None:
     records = sample_records()
     events = [DeviceEvent("d1", "tech", "retry", T0)]
     paths = write_all(tmp_path / "run", summarize(records, events), records, events, "Run")
-    assert {p.name for p in paths.values()} == {"summary.json", "syncs.csv", "events.csv", "report.html"}
+    assert {p.name for p in paths.values()} == {"summary.json", "syncs.csv", "first_syncs.csv", "events.csv",
+                                                 "report.html"}
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     assert len(read_records_csv(paths["syncs"])) == len(records)
 
@@ -301,3 +340,13 @@ def test_rejections_are_broken_down_by_cause_per_class_and_survive_the_csv(tmp_p
     assert summary["classes"]["tech"]["rejections_by_cause"] == {"PrivilegeDenied": 3, "ObjectDoesNotExist": 1}
     back = read_records_csv(write_csv(records, tmp_path / "syncs.csv"))
     assert [r.rejection_codes for r in back] == [r.rejection_codes for r in records]
+
+
+def test_first_syncs_csv_round_trip_rebuilds_the_same_summary(tmp_path: Path) -> None:
+    firsts = [fs("d1", duration_s=53.25, attempts=2, phases={"metadata": 1.5, "data": 40.0},
+                 waits_s={"between_attempts": 10.0, "backoff": 2.0}, rows=600, bytes=600_000, refetched_bytes=77,
+                 error_code="NETWORK"),
+              fs("d2", "sales", duration_s=0.1 + 0.2, finished=False)]
+    back = read_first_syncs_csv(write_first_syncs_csv(firsts, tmp_path / "first_syncs.csv"))
+    assert back == firsts
+    assert summarize([], [], first_syncs=back) == summarize([], [], first_syncs=firsts)

@@ -1,23 +1,33 @@
-"""Reports built only from recorded metrics (`SyncRecord`, `DeviceEvent` or their dict forms).
+"""Reports built only from recorded metrics (`SyncRecord`, `FirstSync`, `DeviceEvent` or dict forms).
 
 `summarize` reduces records to a per-user-class summary; `render_table` prints it; `write_all`
-writes summary.json, syncs.csv, events.csv and a self-contained report.html.
+writes summary.json, syncs.csv, first_syncs.csv, events.csv and a self-contained report.html.
 """
 
 from simulator.reports.console import render_table
-from simulator.reports.files import read_events_csv, read_records_csv, write_csv, write_events_csv, write_json
+from simulator.reports.files import (
+    read_events_csv,
+    read_first_syncs_csv,
+    read_records_csv,
+    write_csv,
+    write_events_csv,
+    write_first_syncs_csv,
+    write_json,
+)
 from simulator.reports.html import write_html
 from simulator.reports.output import write_all
 from simulator.reports.summary import summarize
 
 __all__ = [
     "read_events_csv",
+    "read_first_syncs_csv",
     "read_records_csv",
     "render_table",
     "summarize",
     "write_all",
     "write_csv",
     "write_events_csv",
+    "write_first_syncs_csv",
     "write_html",
     "write_json",
 ]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from simulator.metrics import SyncRecord
+from simulator.metrics import FirstSync, SyncRecord
 from simulator.reports.summary import FIRST_SYNC_PHASES
 
 if TYPE_CHECKING:
@@ -107,12 +107,12 @@ def _thin(count: int, limit: int) -> np.ndarray:
 
 
 @_styled
-def first_sync_cdf(records: Sequence[SyncRecord], classes: Sequence[str]) -> str:
-    """Cumulative distribution of successful FIRST_SYNC durations (s), one line per user class."""
+def first_sync_cdf(first_syncs: Sequence[FirstSync], classes: Sequence[str]) -> str:
+    """Cumulative distribution of finished first-sync durations (lived s), one line per user class."""
     by_class: dict[str, list[float]] = {name: [] for name in classes}
-    for r in records:
-        if r.mode == "FIRST_SYNC" and r.result == "success":
-            by_class.setdefault(r.user_class, []).append(r.duration_s)
+    for f in first_syncs:
+        if f.finished:
+            by_class.setdefault(f.user_class, []).append(f.duration_s)
     if not any(by_class.values()):
         return _empty("No successful first syncs recorded")
     fig, ax = _figure()

@@ -42,6 +42,7 @@ def class_row(name: str, c: Mapping[str, Any]) -> list[str]:
         fmt_seconds(first["p50"]),
         fmt_seconds(first["p95"]),
         fmt_seconds(first["p99"]),
+        str(c["first_sync_detail"]["unfinished"]["count"]),
         fmt_seconds(c["delta_sync"]["p95"]),
         fmt_percent(c["conflict_rate"]),
         fmt_percent(c["rejection_rate"]),
@@ -57,6 +58,7 @@ HEADERS = (
     "First sync p50 (s)",
     "p95 (s)",
     "p99 (s)",
+    "Unfinished",
     "Delta p95 (s)",
     "Conflicts (%)",
     "Rejections (%)",
@@ -79,7 +81,7 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
     console = console or Console()
     table = Table(title="Sync summary per user class", title_justify="left")
     for i, header in enumerate(HEADERS):
-        table.add_column(header, justify="left" if i in (0, 9) else "right", no_wrap=i == 0)
+        table.add_column(header, justify="left" if i in (0, HEADERS.index("Failures by cause")) else "right", no_wrap=i == 0)
     for name, c in summary["classes"].items():
         table.add_row(*class_row(name, c))
     console.print(table)

@@ -16,8 +16,15 @@ from typing import Any
 
 import orjson
 
-from simulator.metrics import PHASES, DeviceEvent, SyncRecord
-from simulator.reports.inputs import EventLike, RecordLike, as_events, as_records
+from simulator.metrics import PHASES, DeviceEvent, FirstSync, SyncRecord
+from simulator.reports.inputs import (
+    EventLike,
+    FirstSyncLike,
+    RecordLike,
+    as_events,
+    as_first_syncs,
+    as_records,
+)
 
 ALL_TABLES = "*"  # table key of collapsed per-table counts in records read back from CSV
 
@@ -26,12 +33,27 @@ RECORD_COLUMNS = (
     *(f"phase_{phase}_s" for phase in PHASES),
     "rows", "bytes", "file_bytes", "uploaded", "applied", "conflicts", "rejections", "restarts",
     "error_code", "network", "storage_used_bytes", "storage_capacity_bytes", "rejection_codes",
+    "waits_s", "refetched_bytes", "final",
+)  # fmt: skip
+FIRST_SYNC_COLUMNS = (
+    "device", "user", "user_class", "network", "start", "duration_s", "finished", "attempts",
+    *(f"phase_{phase}_s" for phase in ("metadata", "data", "files")),
+    "waits_s", "rows", "bytes", "file_bytes", "refetched_bytes", "error_code",
 )  # fmt: skip
 EVENT_COLUMNS = ("device", "user_class", "kind", "at", "detail")
 _TEXT = ("device", "user", "user_class", "mode", "result", "network")
 _FLOATS = ("start", "duration_s", "active_s")
 _INTS = ("file_bytes", "uploaded", "applied", "conflicts", "rejections", "restarts",
-         "storage_used_bytes", "storage_capacity_bytes")  # fmt: skip
+         "storage_used_bytes", "storage_capacity_bytes", "refetched_bytes")  # fmt: skip
+
+
+def _pairs(counts: Mapping[str, float]) -> str:
+    """A small mapping as one cell: "k1:v1;k2:v2" (sorted by key, floats exact)."""
+    return ";".join(f"{k}:{v!r}" for k, v in sorted(counts.items()))
+
+
+def _unpairs(cell: str, kind: type = float) -> dict[str, Any]:
+    return {k: kind(v) for k, _, v in (p.partition(":") for p in cell.split(";") if p)}
 
 
 def write_json(summary: Mapping[str, Any], path: Path) -> Path:
@@ -49,7 +71,8 @@ def record_row(record: SyncRecord) -> dict[str, Any]:
         value = record.phases.get(phase)
         row[f"phase_{phase}_s"] = "" if value is None else repr(float(value))
     row.update(rows=record.rows, bytes=record.bytes, error_code=record.error_code or "",
-               rejection_codes=";".join(f"{k}:{v}" for k, v in sorted(record.rejection_codes.items())))
+               rejection_codes=_pairs(record.rejection_codes), waits_s=_pairs(record.waits_s),
+               final=int(record.final))
     for name in _FLOATS:
         row[name] = repr(float(row[name]))
     return row
@@ -79,7 +102,9 @@ def parse_record_row(row: Mapping[str, str]) -> SyncRecord:
         rows_by_table={ALL_TABLES: rows} if rows else {},
         bytes_by_table={ALL_TABLES: table_bytes} if table_bytes else {},
         error_code=row["error_code"] or None,
-        rejection_codes={k: int(v) for k, _, v in (p.partition(":") for p in row.get("rejection_codes", "").split(";") if p)},
+        rejection_codes=_unpairs(row.get("rejection_codes", ""), int),
+        waits_s=_unpairs(row.get("waits_s", "")),
+        final=row.get("final", "0") == "1",
     )
 
 
@@ -110,6 +135,40 @@ def read_events_csv(path: Path) -> list[DeviceEvent]:
                 kind=r["kind"],  # type: ignore[arg-type]
                 at=float(r["at"]),
                 detail=r["detail"],
+            )
+            for r in csv.DictReader(f)
+        ]
+
+
+def write_first_syncs_csv(first_syncs: Iterable[FirstSyncLike], path: Path) -> Path:
+    """Write one CSV row per device's first sync (columns `FIRST_SYNC_COLUMNS`); returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=FIRST_SYNC_COLUMNS)
+        writer.writeheader()
+        for first in as_first_syncs(first_syncs):
+            row = {k: v for k, v in first.to_dict().items() if k in FIRST_SYNC_COLUMNS}
+            for phase in ("metadata", "data", "files"):
+                value = first.phases.get(phase)
+                row[f"phase_{phase}_s"] = "" if value is None else repr(float(value))
+            row.update(start=repr(float(first.start)), duration_s=repr(float(first.duration_s)),
+                       finished=int(first.finished), waits_s=_pairs(first.waits_s), error_code=first.error_code or "")
+            writer.writerow(row)
+    return path
+
+
+def read_first_syncs_csv(path: Path) -> list[FirstSync]:
+    """Read first syncs written by `write_first_syncs_csv`."""
+    with path.open(newline="", encoding="utf-8") as f:
+        return [
+            FirstSync(
+                device=r["device"], user=r["user"], user_class=r["user_class"], network=r["network"],
+                start=float(r["start"]), duration_s=float(r["duration_s"]), finished=r["finished"] == "1",
+                attempts=int(r["attempts"]),
+                phases={p: float(r[f"phase_{p}_s"]) for p in ("metadata", "data", "files") if r[f"phase_{p}_s"]},
+                waits_s=_unpairs(r["waits_s"]), rows=int(r["rows"]), bytes=int(r["bytes"]),
+                file_bytes=int(r["file_bytes"]), refetched_bytes=int(r["refetched_bytes"]),
+                error_code=r["error_code"] or None,
             )
             for r in csv.DictReader(f)
         ]

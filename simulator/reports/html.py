@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 
+from simulator.metrics import FirstSync
 from simulator.reports import charts
 from simulator.reports.console import HEADERS, class_row, fmt_causes, fmt_percent, totals_line
-from simulator.reports.inputs import RecordLike, as_records
+from simulator.reports.inputs import FirstSyncLike, RecordLike, as_first_syncs, as_records
 from simulator.reports.summary import RESERVED_KEYS
 
 EXTRA_HEADERS = ("Rejections by cause", "Rows/device p50", "Storage used max (%)", "Restarts")
@@ -36,23 +37,27 @@ code { font-size: .85rem; word-break: break-word; }
 figure { margin: 0; } svg { max-width: 100%; height: auto; }
 """
 
-ChartMaker = Callable[[Mapping[str, Any], Sequence[Any]], str]
+ChartMaker = Callable[[Mapping[str, Any], Sequence[Any], Sequence[FirstSync]], str]
 CHARTS: tuple[tuple[str, str, ChartMaker], ...] = (
     ("First sync duration by user class",
-     "Cumulative share of successful first syncs finished within a duration; dotted lines mark p50 and p95.",
-     lambda s, r: charts.first_sync_cdf(r, list(s["classes"]))),
+     "Cumulative share of first syncs finished within a duration, from the first request of the first "
+     "attempt to the end of the attempt that completed it (waits and pauses between attempts included); "
+     "dotted lines mark p50 and p95. First syncs still unfinished at the end of the run are not drawn; "
+     "the table counts them.",
+     lambda s, r, f: charts.first_sync_cdf(f, list(s["classes"]))),
     ("First sync phases (median)",
-     "Median seconds spent per first-sync phase; the stack is the sum of phase medians, not the median total.",
-     lambda s, r: charts.phase_bars(s)),
+     "Median seconds spent per first-sync phase over all attempts; the stack is the sum of phase medians, "
+     "not the median total.",
+     lambda s, r, f: charts.phase_bars(s)),
     ("Delta sync duration over scenario time",
      "Each point is one delta sync; crosses are failed syncs. A rising band means the server or network slows down.",
-     lambda s, r: charts.delta_scatter(r, list(s["classes"]))),
+     lambda s, r, f: charts.delta_scatter([x for x in r if not x.final], list(s["classes"]))),
     ("Conflict and rejection rate",
      "Conflicts and rejections as a share of uploaded operations.",
-     lambda s, r: charts.rate_bars(s)),
+     lambda s, r, f: charts.rate_bars(s)),
     ("Failures by cause",
-     "Failed syncs per user class, by error code.",
-     lambda s, r: charts.failure_bars(s)),
+     "Failed syncs per user class, by error code (the end-of-run final syncs are not counted).",
+     lambda s, r, f: charts.failure_bars(s)),
 )  # fmt: skip
 
 
@@ -107,12 +112,13 @@ def class_table(summary: Mapping[str, Any]) -> str:
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title: str) -> str:
+def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title: str,
+                first_syncs: Sequence[FirstSyncLike] = ()) -> str:
     """The report page as a string (see `write_html`)."""
-    recs = as_records(records)
+    recs, firsts = as_records(records), as_first_syncs(first_syncs)
     sections = [
         f'<section><h2>{escape(heading)}</h2><p class="caption">{escape(caption)}</p>'
-        f"<figure>{make(summary, recs)}</figure></section>"
+        f"<figure>{make(summary, recs, firsts)}</figure></section>"
         for heading, caption, make in CHARTS
     ]
     return (
@@ -121,17 +127,20 @@ def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title
         f"<style>{CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>{run_details(summary)}"
         f'<h2>Per user class</h2><p class="caption">{escape(totals_line(summary["totals"]))}. '
-        "Durations are successful syncs in seconds; rates are shares of uploaded operations.</p>"
+        "Durations are lived seconds of successful syncs: transfers at their real length plus every wait "
+        "inside the sync (Retry-After, backoff, offline) at its full scenario length; first syncs span all "
+        "their attempts. Rates are shares of uploaded operations.</p>"
         f"{class_table(summary)}{''.join(sections)}</body></html>\n"
     )
 
 
-def write_html(summary: Mapping[str, Any], records: Sequence[RecordLike], path: Path, title: str) -> Path:
+def write_html(summary: Mapping[str, Any], records: Sequence[RecordLike], path: Path, title: str,
+               first_syncs: Sequence[FirstSyncLike] = ()) -> Path:
     """Write one self-contained HTML report (inline CSS and SVG charts) to `path`; returns `path`.
 
     Charts: first-sync duration CDF per class, median first-sync phase time per class, delta-sync
     durations over scenario time, conflict/rejection rate per class, failures by cause.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(summary, records, title), encoding="utf-8")
+    path.write_text(render_html(summary, records, title, first_syncs), encoding="utf-8")
     return path

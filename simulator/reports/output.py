@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from simulator.reports.files import write_csv, write_events_csv, write_json
+from simulator.reports.files import write_csv, write_events_csv, write_first_syncs_csv, write_json
 from simulator.reports.html import write_html
-from simulator.reports.inputs import EventLike, RecordLike, as_records
+from simulator.reports.inputs import EventLike, FirstSyncLike, RecordLike, as_first_syncs, as_records
 
-FILE_NAMES = {"summary": "summary.json", "syncs": "syncs.csv", "events": "events.csv", "html": "report.html"}
+FILE_NAMES = {"summary": "summary.json", "syncs": "syncs.csv", "first_syncs": "first_syncs.csv",
+              "events": "events.csv", "html": "report.html"}
 
 
 def write_all(
@@ -19,16 +20,18 @@ def write_all(
     records: Sequence[RecordLike],
     events: Sequence[EventLike],
     title: str,
+    first_syncs: Sequence[FirstSyncLike] = (),
 ) -> dict[str, Path]:
-    """Write summary.json, syncs.csv, events.csv and report.html into `out_dir` (created if needed).
+    """Write summary.json, syncs.csv, first_syncs.csv, events.csv and report.html into `out_dir`.
 
-    Returns the written paths keyed "summary", "syncs", "events", "html".
+    The folder is created if needed. Returns the written paths keyed as `FILE_NAMES`.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in FILE_NAMES.items()}
-    recs = as_records(records)
+    recs, firsts = as_records(records), as_first_syncs(first_syncs)
     write_json(summary, paths["summary"])
     write_csv(recs, paths["syncs"])
+    write_first_syncs_csv(firsts, paths["first_syncs"])
     write_events_csv(events, paths["events"])
-    write_html(summary, recs, paths["html"], title)
+    write_html(summary, recs, paths["html"], title, firsts)
     return paths

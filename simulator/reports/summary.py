@@ -1,8 +1,13 @@
-"""Reduce sync records and device events to a per-user-class summary (a JSON-serialisable dict).
+"""Reduce sync records, first syncs and device events to a per-user-class summary (a JSON dict).
 
 One pass groups the records by user class (and device); numpy then computes the percentiles of
-each group (`numpy.percentile`, method "linear"). Durations are seconds, sizes bytes, rates are
-fractions (0..1). Floats are rounded to 4 decimals; a statistic over no values is `None`.
+each group (`numpy.percentile`, method "linear"). Durations are lived seconds (see
+`simulator.metrics.SyncRecord`), sizes bytes, rates are fractions (0..1). Floats are rounded to 4
+decimals; a statistic over no values is `None`.
+
+First-sync figures come from `FirstSync` records (one per device, over all its attempts); the
+quiet period's final syncs (`SyncRecord.final`) count for uploads, conflicts and rejections (they
+deliver edits made during the run) but not for sync times or failures.
 """
 
 from __future__ import annotations
@@ -14,8 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from simulator.metrics import DeviceEvent, SyncRecord
-from simulator.reports.inputs import EventLike, RecordLike, as_events, as_records
+from simulator.metrics import DeviceEvent, FirstSync, SyncRecord
+from simulator.reports.inputs import (
+    EventLike,
+    FirstSyncLike,
+    RecordLike,
+    as_events,
+    as_first_syncs,
+    as_records,
+)
 
 FIRST_SYNC_PHASES = ("metadata", "data", "files")
 UNKNOWN_CAUSE = "UNKNOWN"  # failures_by_cause key for a failed record without an error_code
@@ -29,9 +41,12 @@ class _ClassGroup:
 
     devices: set[str] = field(default_factory=set)
     syncs: int = 0
+    final_syncs: int = 0
     failed: int = 0
     durations: dict[str, list[float]] = field(default_factory=dict)  # successful syncs, by mode
-    phases: dict[str, list[float]] = field(default_factory=dict)  # successful FIRST_SYNC, by phase
+    phases: dict[str, list[float]] = field(default_factory=dict)  # finished first syncs, by phase
+    first: list[FirstSync] = field(default_factory=list)  # finished first syncs
+    unfinished: list[FirstSync] = field(default_factory=list)  # first syncs not finished by the end of the run
     uploaded: int = 0
     conflicts: int = 0
     rejections: int = 0
@@ -40,7 +55,6 @@ class _ClassGroup:
     bytes: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     rejection_codes: Counter[str] = field(default_factory=Counter)
-    first_rows: dict[str, int] = field(default_factory=dict)  # device -> rows of FIRST_SYNC successes
     device_bytes: dict[str, int] = field(default_factory=dict)  # device -> all bytes moved
     last: dict[str, SyncRecord] = field(default_factory=dict)  # device -> latest record reporting storage
     events: Counter[str] = field(default_factory=Counter)
@@ -49,6 +63,7 @@ class _ClassGroup:
         """Fold one sync record into the group."""
         self.devices.add(record.device)
         self.syncs += 1
+        self.final_syncs += record.final
         self.uploaded += record.uploaded
         self.conflicts += record.conflicts
         self.rejections += record.rejections
@@ -61,15 +76,23 @@ class _ClassGroup:
         previous = self.last.get(record.device)
         if previous is None or _storage_key(record) >= _storage_key(previous):
             self.last[record.device] = record
+        if record.final:
+            return
         if record.result != "success":
             self.failed += 1
             self.failures[record.error_code or UNKNOWN_CAUSE] += 1
             return
         self.durations.setdefault(record.mode, []).append(record.duration_s)
-        if record.mode == "FIRST_SYNC":
-            self.first_rows[record.device] = self.first_rows.get(record.device, 0) + rows
-            for phase in FIRST_SYNC_PHASES:
-                self.phases.setdefault(phase, []).append(record.phases.get(phase, 0.0))
+
+    def add_first(self, first: FirstSync) -> None:
+        """Fold one device's first sync into the group."""
+        self.devices.add(first.device)
+        if not first.finished:
+            self.unfinished.append(first)
+            return
+        self.first.append(first)
+        for phase in FIRST_SYNC_PHASES:
+            self.phases.setdefault(phase, []).append(first.phases.get(phase, 0.0))
 
     def add_event(self, event: DeviceEvent) -> None:
         """Fold one device event into the group."""
@@ -126,13 +149,28 @@ def _storage(last: Mapping[str, SyncRecord]) -> dict[str, float | None]:
     }
 
 
+def _first_sync_detail(group: _ClassGroup) -> dict[str, Any]:
+    """Beside first-sync time: attempts, waits by kind, bytes fetched again, unfinished first syncs."""
+    kinds = sorted({k for f in group.first for k in f.waits_s})
+    return {
+        "attempts": stats((f.attempts for f in group.first), ["mean", "max"]),
+        "waits_s": {k: stats((f.waits_s.get(k, 0.0) for f in group.first), ["p50", "p95", "max"]) for k in kinds},
+        "refetched_bytes": sum(f.refetched_bytes for f in group.first),
+        "unfinished": {"count": len(group.unfinished),
+                       "elapsed_max": _round(max(f.duration_s for f in group.unfinished)) if group.unfinished else None,
+                       "devices": sorted(f.device for f in group.unfinished)[:20]},
+    }
+
+
 def _class_summary(group: _ClassGroup) -> dict[str, Any]:
     durations = group.durations
     return {
         "devices": len(group.devices),
         "syncs": group.syncs,
+        "final_syncs": group.final_syncs,
         "failed": group.failed,
-        "first_sync": stats(durations.get("FIRST_SYNC", []), ["count", "p50", "p95", "p99", "max", "mean"]),
+        "first_sync": stats((f.duration_s for f in group.first), ["count", "p50", "p95", "p99", "max", "mean"]),
+        "first_sync_detail": _first_sync_detail(group),
         "first_sync_phases": {
             phase: stats(group.phases.get(phase, []), ["p50", "p95"]) for phase in FIRST_SYNC_PHASES
         },
@@ -145,7 +183,7 @@ def _class_summary(group: _ClassGroup) -> dict[str, Any]:
         "rejection_rate": _rate(group.rejections, group.uploaded),
         "failures_by_cause": dict(group.failures.most_common()),
         "rejections_by_cause": dict(group.rejection_codes.most_common()),
-        "rows_per_device": stats(group.first_rows.values(), ["p50", "max"]),
+        "rows_per_device": stats((f.rows for f in group.first), ["p50", "max"]),
         "bytes_per_device": stats(group.device_bytes.values(), ["p50", "p95", "max"]),
         "storage": _storage(group.last),
         "restarts": group.restarts,
@@ -168,14 +206,16 @@ def summarize(
     records: Sequence[RecordLike],
     events: Sequence[EventLike],
     extra: Mapping[str, Any] | None = None,
+    first_syncs: Sequence[FirstSyncLike] = (),
 ) -> dict[str, Any]:
-    """Summarise sync records and device events per user class.
+    """Summarise sync records, first syncs and device events per user class.
 
     Returns `{"classes": {user_class: {...}}, "totals": {...}, "mode_counts": {mode: n}}` merged
     with `extra` at the top level (`extra` may not use those three keys). Classes are sorted by
-    name; a class seen only in events has zero syncs and `None` statistics. Durations in seconds,
-    bytes in bytes, rates as fractions of uploaded operations. `rows_per_device` covers devices
-    with a successful FIRST_SYNC; `bytes_per_device` and `storage` cover every
+    name; a class seen only in events has zero syncs and `None` statistics. Durations in lived
+    seconds, bytes in bytes, rates as fractions of uploaded operations. `first_sync`,
+    `first_sync_phases` and `rows_per_device` cover finished first syncs (`first_syncs`);
+    `first_sync_detail.unfinished` lists the others. `bytes_per_device` and `storage` cover every
     device with a record; `storage` reads each device's latest record that reports a capacity (its
     latest record when none does).
     """
@@ -184,6 +224,8 @@ def summarize(
     for record in as_records(records):
         groups.setdefault(record.user_class, _ClassGroup()).add(record)
         modes[record.mode] += 1
+    for first in as_first_syncs(first_syncs):
+        groups.setdefault(first.user_class, _ClassGroup()).add_first(first)
     for event in as_events(events):
         groups.setdefault(event.user_class, _ClassGroup()).add_event(event)
     summary: dict[str, Any] = {
