@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from simulator.scenario import Scenario
+from simulator.server.state import STATE
 from tests.conftest import SMALL, small_scenario
 from tests.rig import Rig
 
@@ -99,4 +100,29 @@ async def test_a_row_refused_before_a_cut_is_still_re_read_by_the_next_sync(rig_
     record = await device.sync_once()
     assert record.result == "success"
     assert device.store.version("msdyn_workorder", op.row_id) == rig.state.store.table("msdyn_workorder").rows[op.row_id].version
+    assert rig.check(device).ok
+
+
+async def test_a_row_the_device_created_and_the_server_then_deleted_does_not_stay_on_the_device(
+        rig_factory: Any) -> None:
+    created: list[str] = []
+
+    @web.middleware
+    async def delete_right_after_upload(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if request.method == "POST" and request.path.endswith("/msdyn_workorders") and response.status < 300:
+            state = request.app[STATE]
+            row_id = response.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+            created.append(row_id)
+            state.store.delete(state.store.table("msdyn_workorder"), row_id)  # before the device's delta
+        return response
+
+    rig: Rig = await rig_factory(_one_writer("one_by_one", False, "create"), middlewares=[delete_right_after_upload])
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    op = device.edit()
+    assert op is not None and op.kind == "create"
+    record = await device.sync_once()
+    assert record.applied == 1 and created == [op.row_id]
+    assert device.store.version("msdyn_workorder", op.row_id) is None  # the delta's tombstone removed it
     assert rig.check(device).ok

@@ -115,6 +115,7 @@ class TableStore:
                                       for c in meta.columns if c.type != "file"}
         self.log_versions: list[int] = []
         self.log: list[LogEntry] = []
+        self.deleted: dict[str, Row] = {}  # id -> the last version of a deleted row (its tombstone's row)
         self.conflict_detection = False
         self.context_prefix = ""  # set by the app: "<root>/$metadata#<set>"
 
@@ -161,6 +162,7 @@ class TableStore:
         prev = self.rows.get(row.id)
         if prev is not None:
             self._unindex(prev)
+        self.deleted.pop(row.id, None)
         self.rows[row.id] = row
         self._index(row)
         self._log(row.version, row.id, prev)
@@ -171,6 +173,7 @@ class TableStore:
         if prev is not None:
             self._unindex(prev)
             self._log(version, row_id, prev)
+            self.deleted[row_id] = prev
         return prev
 
     def touch(self, row_id: str, version: int) -> None:
