@@ -126,3 +126,21 @@ async def test_a_row_the_device_created_and_the_server_then_deleted_does_not_sta
     assert record.applied == 1 and created == [op.row_id]
     assert device.store.version("msdyn_workorder", op.row_id) is None  # the delta's tombstone removed it
     assert rig.check(device).ok
+
+
+async def test_a_note_created_offline_on_a_work_order_deleted_meanwhile_is_refused_and_leaves_the_device(
+        rig_factory: Any) -> None:
+    cls = {**SMALL["user_classes"][0], "count": 1,
+           "privileges": {t: {"read": "org", "write": "org"} for t in ("msdyn_workorder", "annotation")},
+           "behaviour": {"edit_tables": ["annotation"], "edit_mix": {"update": 0, "create": 1, "delete": 0}}}
+    rig: Rig = await rig_factory(small_scenario(user_classes=[cls]))
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    op = device.edit()
+    assert op is not None and op.payload is not None
+    parent = op.payload["objectid@odata.bind"].split("(")[1].rstrip(")")
+    rig.state.store.delete(rig.state.store.table("msdyn_workorder"), parent)  # the back office deletes it
+    record = await device.sync_once()
+    assert (record.uploaded, record.rejections, record.rejection_codes) == (1, 1, {"ObjectDoesNotExist": 1})
+    assert device.store.version("annotation", op.row_id) is None and op.row_id not in rig.state.store.table("annotation").rows
+    assert rig.check(device).ok

@@ -112,3 +112,15 @@ async def test_past_the_concurrency_limit_the_answer_is_429_at_once(
     assert sorted([first.status, second.status]) == [200, 429]
     refused = first if first.status == 429 else second
     assert (await refused.json())["error"]["code"] == "0x80072326"
+
+
+async def test_a_lookup_bound_to_a_row_that_does_not_exist_is_refused_and_nothing_is_written(api: Api) -> None:
+    notes = api.state.store.table("annotation")
+    before = (len(notes), api.state.store.version)
+    missing = "00000000-0000-0000-0000-00000000beef"
+    resp = await api.call("POST", "/api/data/v9.2/annotations", "manager-0001",
+                          json={"objectid@odata.bind": f"/msdyn_workorders({missing})"})
+    assert resp.status == 404
+    body = await resp.json()
+    assert body["error"]["code"] == "0x80040217" and missing in body["error"]["message"]
+    assert (len(notes), api.state.store.version) == before

@@ -279,7 +279,10 @@ class Writer:
         if not m or m.group("set") != target.meta.set_name:
             raise DataverseError(ErrorCode.BAD_PAYLOAD,
                                  f"'{key}' must reference /{target.meta.set_name}(<guid>), got {value!r}.")
-        return m.group("id").lower()
+        parent = m.group("id").lower()
+        if parent not in target.rows:  # Dataverse refuses a lookup to a record that does not exist
+            raise not_found(target.meta.logical_name, parent)
+        return parent
 
     def _bind_owner(self, value: Any) -> int:
         m = _BIND.match(str(value))
