@@ -997,6 +997,12 @@ async def test_counters_after_traffic(client: Client) -> None:
     await client.send("GET", "/_syncsim/counters", 401, user=None)
 
 
+async def test_ledger_lists_writes_with_their_device_and_op(client: Client) -> None:
+    ledger = (await client.admin("GET", "/_syncsim/ledger")).json()
+    assert ledger["writes"] == [] and ledger["seed_version"] == ledger["version"]
+    await client.send("GET", "/_syncsim/ledger", 401, user=None)
+
+
 async def test_faults_read_and_change(client: Client) -> None:
     assert (await client.admin("GET", "/_syncsim/faults")).json() == {"latency_ms": 0, "error_rate": 0, "drop_rate": 0}
     assert (await client.admin("PUT", "/_syncsim/faults", json={"latency_ms": 1})).json()["latency_ms"] == 1

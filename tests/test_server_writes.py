@@ -124,3 +124,25 @@ async def test_a_lookup_bound_to_a_row_that_does_not_exist_is_refused_and_nothin
     body = await resp.json()
     assert body["error"]["code"] == "0x80040217" and missing in body["error"]["message"]
     assert (len(notes), api.state.store.version) == before
+
+
+async def test_the_write_log_names_the_device_op_and_base_of_each_write_and_refusal(api: Api) -> None:
+    table = api.state.store.table("msdyn_workorder")
+    user = api.state.store.users_by_name["technician-0001"]
+    row_id = sorted(table.by_owner[user.index])[0]
+    base = table.rows[row_id].version
+    headers = {"x-syncsim-op-id": "dev-technician-0001-1", "If-Match": f'W/"{base}"'}
+    resp = await api.call("PATCH", f"/api/data/v9.2/msdyn_workorders({row_id})", device=True, headers=headers,
+                          json={"msdyn_duration": 7})
+    assert resp.status == 204
+    stale = {"x-syncsim-op-id": "dev-technician-0001-2", "If-Match": f'W/"{base}"'}
+    api.state.store.table("msdyn_workorder").conflict_detection = True
+    refused = await api.call("DELETE", f"/api/data/v9.2/msdyn_workorders({row_id})", device=True, headers=stale)
+    assert refused.status == 412
+    (write,) = api.state.write_log.writes
+    assert (write.row_id, write.kind, write.user, write.device, write.op, write.base) == (
+        row_id, "update", "technician-0001", "dev-technician-0001", "dev-technician-0001-1", base)
+    assert write.version == table.rows[row_id].version
+    (refusal,) = api.state.write_log.refusals
+    assert (refusal.op, refusal.status, refusal.code, refusal.at_version) == (
+        "dev-technician-0001-2", 412, "ConcurrencyVersionMismatch", write.version)

@@ -15,6 +15,7 @@ from simulator.server.errors import DataverseError
 from simulator.server.limits import ServiceProtection
 from simulator.server.state import STATE, ServerState
 from simulator.server.store import User
+from simulator.server.write_log import EarlyRequest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 USER: web.RequestKey[User] = web.RequestKey("syncsim_user", User)
@@ -112,15 +113,28 @@ async def protection(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     state = request.app[STATE]
     guard = request.app[PROTECTION]
-    refused = guard.admit(user.index, state.clock.now())
+    now = state.clock.now()
+    _note_early(state, user, request, now)
+    refused = guard.admit(user.index, now)
     if refused is not None:
         state.counters.throttles[refused.code.value[2]] += 1
+        state.write_log.wait_until[user.index] = now + refused.retry_after_s
         raise DataverseError(refused.code, refused.message, {H.RETRY_AFTER: str(refused.retry_after_s)})
     started = time.perf_counter()
     try:
         return await handler(request)
     finally:
         guard.release(user.index, state.clock.now(), time.perf_counter() - started)
+
+
+EARLY_TOLERANCE_S = 0.01  # scenario seconds: timer rounding, not a client ignoring Retry-After
+
+
+def _note_early(state: ServerState, user: User, request: web.Request, now: float) -> None:
+    """Log a request that arrives before the end of the wait its user was told (the ledger checks it)."""
+    until = state.write_log.wait_until.get(user.index)
+    if until is not None and now < until - EARLY_TOLERANCE_S:
+        state.write_log.early.append(EarlyRequest(user.name, f"{request.method} {request.path}", until - now))
 
 
 @web.middleware

@@ -21,6 +21,7 @@ from simulator.scenario import ColumnDef
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.state import ServerState
 from simulator.server.store import FileInfo, LogEntry, Row, TableStore, User, lookup_key
+from simulator.server.write_log import Origin, Refusal, Write, payload_digest
 
 _BIND = re.compile(r"^/?(?P<set>[A-Za-z_]\w*)\((?P<id>[0-9a-fA-F-]{36})\)$")
 
@@ -35,6 +36,17 @@ class _Undo:
     row_id: str
     prev: Row | None
     logged: list[tuple[TableStore, list[LogEntry]]]  # change-log entries the write appended, any table
+    written: Write | None = None  # its write-log entry
+
+
+@dataclass(frozen=True, slots=True)
+class _Note:
+    """What the write log says of the operation in progress: kind, If-Match version, body digest."""
+
+    kind: str
+    row_id: str | None
+    base: int | None = None
+    digest: int | None = None
 
 
 @dataclass(slots=True)
@@ -47,30 +59,45 @@ class WriteResult:
 
 @dataclass
 class Writer:
-    """Applies writes for one user; `undo()` reverts everything this writer applied."""
+    """Applies writes for one user; `undo()` reverts everything this writer applied.
+
+    `origin` says which device and op the next writes come from (set per request by the handlers);
+    every applied write, and every refused device op, goes into the server's write log.
+    """
 
     state: ServerState
     user: User
+    origin: Origin = field(default_factory=Origin)
     _undo: list[_Undo] = field(default_factory=list)
+    _note: _Note | None = None
+
+    def at(self, origin: Origin) -> Writer:
+        """The same writer, for writes sent by `origin` (a request or a $batch part)."""
+        self.origin = origin
+        return self
 
     # --- public operations ------------------------------------------------------------------
     def create(self, table: TableStore, payload: dict[str, Any], if_none_match: str | None = None) -> WriteResult:
         """POST: a new row; a client-given primary id is used (a repeat gives 412 DuplicateRecord)."""
-        return self._counted(table, lambda: self._create(table, payload))
+        row_id = payload.get(table.meta.id_column) if isinstance(payload, dict) else None
+        note = _Note("create", str(row_id).strip("{}").lower() if row_id else None, None, payload_digest(payload))
+        return self._counted(table, lambda: self._create(table, payload), note)
 
     def update(
         self, table: TableStore, row_id: str, payload: dict[str, Any],
         if_match: str | None = None, if_none_match: str | None = None,
     ) -> WriteResult:
         """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
-        return self._counted(table, lambda: self._update(table, row_id, payload, if_match, if_none_match))
+        note = _Note("update", row_id, _base(if_match), payload_digest(payload))
+        return self._counted(table, lambda: self._update(table, row_id, payload, if_match, if_none_match), note)
 
     def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
-        return self._counted(table, lambda: self._delete(table, row_id, if_match))
+        return self._counted(table, lambda: self._delete(table, row_id, if_match), _Note("delete", row_id, _base(if_match)))
 
     def writable(self, table: TableStore, row_id: str, if_match: str | None = None) -> Row:
         """Check that this user may update the row (404, 403, then the etag), writing nothing."""
-        return self._counted(table, lambda: self._writable(table, row_id, if_match)).row  # type: ignore[return-value]
+        note = _Note("check", row_id, _base(if_match))
+        return self._counted(table, lambda: self._writable(table, row_id, if_match), note).row  # type: ignore[return-value]
 
     def set_file(self, table: TableStore, row_id: str, column: str, info: FileInfo | None,
                  if_match: str | None = None) -> WriteResult:
@@ -87,9 +114,9 @@ class Writer:
             now = self.state.clock.now()
             new = Row(row.id, self.state.store.next_version(), row.owner, row.team, now,
                       {**row.values, "modifiedon": iso(now)}, files or None)
-            self._apply(table, new)
+            self._apply(table, new, checked.conflict)
             return WriteResult(row_id, new, conflict=checked.conflict)
-        return self._counted(table, op)
+        return self._counted(table, op, _Note("file", row_id, _base(if_match)))
 
     def _writable(self, table: TableStore, row_id: str, if_match: str | None) -> WriteResult:
         row = table.rows.get(row_id)
@@ -99,14 +126,23 @@ class Writer:
             self._reject(table, "Write")
         return WriteResult(row_id, row, conflict=self._check_etag(table, row, if_match))
 
-    def _counted(self, table: TableStore, op: Callable[[], WriteResult]) -> WriteResult:
-        """Run a write; a refusal other than a conflict counts as a rejection for this table and user."""
+    def _counted(self, table: TableStore, op: Callable[[], WriteResult], note: _Note) -> WriteResult:
+        """Run a write; a refusal other than a conflict counts as a rejection for this table and user.
+
+        A refused device op is logged with the store's version at the moment of refusal."""
+        self._note = note
         try:
             return op()
         except DataverseError as err:
             if err.code not in (ErrorCode.CONCURRENCY_MISMATCH, ErrorCode.DUPLICATE_RECORD):
                 self.state.counters.rejections[f"{table.meta.logical_name}/{self.user.name}"] += 1
+            if self.origin.op is not None:
+                self.state.write_log.refusals.append(Refusal(
+                    self.state.store.version, table.meta.logical_name, note.row_id or "", self.user.name,
+                    self.origin.device, self.origin.op, err.status, err.code.value[2]))
             raise
+        finally:
+            self._note = None
 
     def _create(self, table: TableStore, payload: dict[str, Any]) -> WriteResult:
         values, owner, row_id = self._values(table, payload, for_create=True)
@@ -138,7 +174,7 @@ class Writer:
         if owner is not None:
             new.team = self.state.store.users[owner].team
         new.values["modifiedon"] = iso(new.modified)
-        self._apply(table, new)
+        self._apply(table, new, conflict)
         return WriteResult(row_id, new, conflict=conflict)
 
     def _delete(self, table: TableStore, row_id: str, if_match: str | None) -> WriteResult:
@@ -150,7 +186,8 @@ class Writer:
         conflict = self._check_etag(table, row, if_match)
         marks = self._marks()
         self.state.store.delete(table, row_id)
-        self._undo.append(_Undo(table, row_id, row, self._logged_since(marks)))
+        written = self._log(table, row_id, self.state.store.version, "delete", conflict)
+        self._undo.append(_Undo(table, row_id, row, self._logged_since(marks), written))
         self.state.counters.writes_applied += 1
         return WriteResult(row_id, None, conflict=conflict)
 
@@ -168,6 +205,8 @@ class Writer:
                 kept = [(v, e) for v, e in zip(table.log_versions, table.log, strict=True) if id(e) not in drop]
                 table.log_versions[:] = [v for v, _ in kept]
                 table.log[:] = [e for _, e in kept]
+            if u.written is not None:
+                self.state.write_log.writes.remove(u.written)
         self.state.counters.writes_applied -= len(self._undo)
         self._undo.clear()
 
@@ -178,14 +217,23 @@ class Writer:
         values.setdefault("createdon", iso(now))
         values["modifiedon"] = iso(now)
         row = Row(row_id, self.state.store.next_version(), owner, self.state.store.users[owner].team, now, values)
-        self._apply(table, row)
+        self._apply(table, row, False, "create")
         return WriteResult(row_id, row, created=True)
 
-    def _apply(self, table: TableStore, row: Row) -> None:
+    def _apply(self, table: TableStore, row: Row, conflict: bool, kind: str | None = None) -> None:
         prev, marks = table.rows.get(row.id), self._marks()
         self.state.store.write(table, row)
-        self._undo.append(_Undo(table, row.id, prev, self._logged_since(marks)))
+        written = self._log(table, row.id, row.version, kind, conflict)
+        self._undo.append(_Undo(table, row.id, prev, self._logged_since(marks), written))
         self.state.counters.writes_applied += 1
+
+    def _log(self, table: TableStore, row_id: str, version: int, kind: str | None, conflict: bool) -> Write:
+        """Append the write just applied to the server's write log."""
+        note = self._note or _Note("update", row_id)
+        written = Write(version, table.meta.logical_name, row_id, kind or note.kind, self.user.name,
+                        self.origin.device, self.origin.op, note.base, conflict, note.digest)
+        self.state.write_log.writes.append(written)
+        return written
 
     def _marks(self) -> dict[str, int]:
         return {name: len(t.log) for name, t in self.state.store.tables.items()}
@@ -290,6 +338,11 @@ class Writer:
         if user is None:
             raise DataverseError(ErrorCode.BAD_PAYLOAD, f"'ownerid@odata.bind' must reference /systemusers(<user guid>), got {value!r}.")
         return user.index
+
+
+def _base(if_match: str | None) -> int | None:
+    """The version an If-Match names (None for none or "*")."""
+    return None if if_match is None or if_match.strip() == "*" else parse_etag(if_match)
 
 
 def _invalid_property(logical: str, key: str) -> DataverseError:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
+import os
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import sys
 import tempfile
@@ -30,6 +33,12 @@ from simulator.server.app import make_app
 from simulator.server.seed import build_store
 
 CA_FILE = "ca.pem"
+_LOOPBACK_ONLY = "syncsim only listens on 127.0.0.0/8, ::1 or localhost"
+
+
+class ServeError(ValueError):
+    """A server that cannot listen: a host that is not loopback, a port outside 0..65535, or an
+    address already in use. The message names the host or port and what is allowed."""
 
 
 @dataclass
@@ -54,7 +63,7 @@ class RunningServer:
 def loopback_host(host: str) -> str:
     """The address to bind for `host`, which must be loopback (127.0.0.0/8, ::1 or localhost).
 
-    "localhost" binds 127.0.0.1 only, so an ephemeral port is one port. Anything else raises ValueError.
+    "localhost" binds 127.0.0.1 only, so an ephemeral port is one port. Anything else raises ServeError.
     """
     name = host.strip().strip("[]")
     if name.lower() == "localhost":
@@ -62,13 +71,9 @@ def loopback_host(host: str) -> str:
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        raise ValueError(
-            f"host {host!r} is not a loopback address; syncsim only listens on 127.0.0.0/8, ::1 or localhost"
-        ) from None
+        raise ServeError(f"host {host!r} is not a loopback address; {_LOOPBACK_ONLY}") from None
     if not address.is_loopback:
-        raise ValueError(
-            f"host {host!r} is not a loopback address; syncsim only listens on 127.0.0.0/8, ::1 or localhost"
-        )
+        raise ServeError(f"host {host!r} is not a loopback address; {_LOOPBACK_ONLY}")
     return str(address)
 
 
@@ -102,12 +107,15 @@ async def start_server(
 ) -> RunningServer:
     """Seed the scenario's store and listen on host:port (0: an ephemeral port), loopback only.
 
+    A host that is not loopback, a port outside 0..65535 or one already in use raises ServeError.
+
     The clock defaults to `RealClock(time_scale=1.0)`: a standalone server answers real-time clients,
     so token lifetimes and throttling windows run at wall-clock speed. Pass the run's clock to share
     scenario time with simulated devices.
     """
     bind = loopback_host(host)
     _check_port(port)
+    _check_free(bind, port)
     clock = clock or RealClock(time_scale=1.0)
     admin_key = admin_key or secrets.token_urlsafe(24)
     temp_dir: Path | None = None
@@ -125,10 +133,12 @@ async def start_server(
     try:
         site = web.TCPSite(runner, bind, port, ssl_context=ssl_context)
         await site.start()
-    except BaseException:
+    except BaseException as exc:
         await runner.cleanup()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ServeError(_cannot_listen(bind, port, exc)) from exc
         raise
     real_port = runner.addresses[0][1]
     shown = f"[{bind}]" if ":" in bind else bind
@@ -137,8 +147,32 @@ async def start_server(
 
 
 def _check_port(port: int) -> None:
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be 0..65535, got {port}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ServeError(f"port {port!r} is not allowed; give a port from 0 to 65535 (0 picks a free one)")
+
+
+def _check_free(bind: str, port: int) -> None:
+    """Fail at once, not after seeding a large store, if `port` on `bind` cannot be bound (0 always can)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name == "posix":  # as asyncio does: a port left in TIME_WAIT is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind, port))
+        except OSError as exc:
+            raise ServeError(_cannot_listen(bind, port, exc)) from exc
+
+
+def _cannot_listen(bind: str, port: int, exc: OSError) -> str:
+    """One line on why binding `bind`:`port` failed, and what to do instead."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {bind} is already in use; choose another port, or 0 for a free one"
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} on {bind}; use a port from 1024 to 65535, or 0 for a free one"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {bind}: this machine has no such loopback address; try 127.0.0.1"
+    return f"cannot listen on port {port} on {bind}: {exc.strerror or exc}"
 
 
 def describe(server: RunningServer, scenario: Scenario) -> str:
@@ -189,7 +223,8 @@ def serve_forever(
 ) -> None:
     """Start the server, print how to reach it, and run until Ctrl-C (then close cleanly).
 
-    A non-loopback host or a bad port raises ValueError before anything starts.
+    A non-loopback host or a bad port raises ServeError (a ValueError) before anything starts; so does
+    an address already in use, before anything is printed.
     """
     loopback_host(host)
     _check_port(port)

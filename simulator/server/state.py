@@ -14,6 +14,7 @@ from simulator.clock import Clock
 from simulator.scenario import Faults, Scenario
 from simulator.server.access import Access
 from simulator.server.store import Store, User
+from simulator.server.write_log import WriteLog
 
 
 @dataclass(slots=True)
@@ -129,6 +130,7 @@ class ServerState:
         self.query_cache = LRU(32)
         self.page_cache = PageCache(256 * 1024 * 1024)  # non-final initial-read pages  # plain queries: sorted keys and counts per store version
         self.upload_sessions: dict[str, Any] = {}  # chunked file uploads by session token
+        self.write_log = WriteLog(seed_version=store.version)  # the server's side of the run's ledger
         for table in store.tables.values():
             detect = table.meta.conflict_detection
             table.conflict_detection = self.settings.conflict_detection if detect is None else detect

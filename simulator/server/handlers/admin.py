@@ -57,6 +57,21 @@ async def counters(request: web.Request) -> web.Response:
     return json_response(state_of(request).counters.to_dict())
 
 
+@routes.get("/_syncsim/ledger", name="ledger")
+async def ledger(request: web.Request) -> web.Response:
+    """The server's side of the run's ledger: writes applied, device writes refused, early requests,
+    rows deleted, and the current version of every row written since seeding."""
+    state = state_of(request)
+    log = state.write_log
+    current: dict[str, dict[str, int]] = {}
+    for table in state.store.tables.values():
+        rows = {i: r.version for i, r in table.rows.items() if r.version > log.seed_version}
+        if rows:
+            current[table.meta.logical_name] = rows
+    deleted = {t.meta.logical_name: sorted(t.deleted) for t in state.store.tables.values() if t.deleted}
+    return json_response({**log.to_dict(), "version": state.store.version, "current": current, "deleted": deleted})
+
+
 @routes.get("/_syncsim/faults", name="faults_get")
 async def faults_get(request: web.Request) -> web.Response:
     return json_response(state_of(request).faults.model_dump())

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from simulator.protocol.odata import API_ROOT, GUID_RE, split_entity_ref
 from simulator.server.errors import DataverseError, bad_request
-from simulator.server.handlers.common import root_url, state_of, table_for, user_of
+from simulator.server.handlers.common import origin_of, root_url, state_of, table_for, user_of
 from simulator.server.handlers.writes import SET, read_json
 from simulator.server.middlewares import json_response
 from simulator.server.mutations import Writer
@@ -35,7 +35,8 @@ T = TypeVar("T")
 
 def _writer(request: web.Request) -> Writer:
     """The enclosing changeset's Writer, or a new one for this request's user."""
-    return request.get(CHANGESET_WRITER) or Writer(state_of(request), user_of(request))
+    writer = request.get(CHANGESET_WRITER) or Writer(state_of(request), user_of(request))
+    return writer.at(origin_of(request))
 
 
 async def _targets(request: web.Request, table: TableStore) -> list[dict[str, Any]]:

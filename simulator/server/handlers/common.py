@@ -12,6 +12,7 @@ from simulator.server.errors import DataverseError
 from simulator.server.middlewares import USER
 from simulator.server.state import STATE, ServerState
 from simulator.server.store import Row, TableStore, User
+from simulator.server.write_log import Origin
 
 GUID = GUID_RE
 
@@ -117,3 +118,8 @@ def project(table: TableStore, row: Row, select: list[str] | None) -> dict[str, 
 def is_device(request: web.Request) -> bool:
     """A device session (x-syncsim-device-id): offline-profile filters apply to its tracked reads."""
     return H.DEVICE_ID in request.headers
+
+
+def origin_of(request: web.Request) -> Origin:
+    """Which device and op a write comes from (x-syncsim-device-id, x-syncsim-op-id), for the write log."""
+    return Origin(request.headers.get(H.DEVICE_ID), request.headers.get(H.OP_ID))

@@ -25,7 +25,7 @@ from simulator.protocol import ErrorCode, H, format_etag
 from simulator.protocol.ids import new_guid
 from simulator.protocol.odata import FILE_CHUNK_BYTES
 from simulator.server.errors import DataverseError, not_found
-from simulator.server.handlers.common import base_url, row_key, state_of, table_for, user_of
+from simulator.server.handlers.common import base_url, origin_of, row_key, state_of, table_for, user_of
 from simulator.server.handlers.writes import ROW
 from simulator.server.mutations import Writer, WriteResult
 from simulator.server.seed import file_bytes
@@ -226,7 +226,7 @@ async def upload(request: web.Request) -> web.Response:
     if request.headers.get(TRANSFER_MODE, "").lower() == "chunked":
         return await _open_session(request, state, user, table, key, column)
     # If-None-Match (the SDK sends "null") is accepted and ignored, as Dataverse does.
-    writer = Writer(state, user)
+    writer = Writer(state, user, origin_of(request))
     writer.writable(table, key)
     name = request.headers.get(H.FILE_NAME) or request.query.get(H.FILE_NAME)
     if not name:
@@ -246,7 +246,7 @@ def _written(result: WriteResult) -> web.Response:
 
 async def _open_session(request: web.Request, state: ServerState, user: User, table: TableStore,
                         key: str, column: str) -> web.Response:
-    Writer(state, user).writable(table, key, request.headers.get(H.IF_MATCH))
+    Writer(state, user, origin_of(request)).writable(table, key, request.headers.get(H.IF_MATCH))
     name = request.query.get(H.FILE_NAME) or request.headers.get(H.FILE_NAME)
     if not name:
         raise DataverseError(ErrorCode.BAD_PAYLOAD, "Chunked upload needs ?x-ms-file-name=<name>.")
@@ -290,7 +290,8 @@ async def _chunk(request: web.Request, state: ServerState, user: User, table: Ta
     if not session.complete:
         return web.Response(status=206, headers={H.ODATA_VERSION: "4.0"})
     del sessions[token]
-    return _written(Writer(state, user).set_file(table, key, column, _new_file(state, session.name, session.data, None)))
+    writer = Writer(state, user, origin_of(request))
+    return _written(writer.set_file(table, key, column, _new_file(state, session.name, session.data, None)))
 
 
 # --- delete --------------------------------------------------------------------------------------
@@ -304,9 +305,9 @@ async def delete(request: web.Request) -> web.Response:
     user = user_of(request)
     if_match = request.headers.get(H.IF_MATCH)
     if not _file_column(table, column):  # DELETE <set>(<id>)/<column> clears a plain column
-        Writer(state, user).update(table, key, {column: None}, if_match or "*")
+        Writer(state, user, origin_of(request)).update(table, key, {column: None}, if_match or "*")
         return web.Response(status=204, headers={H.ODATA_VERSION: "4.0"})
-    writer = Writer(state, user)
+    writer = Writer(state, user, origin_of(request))
     row = writer.writable(table, key, if_match)
     if row.files and column in row.files:
         writer.set_file(table, key, column, None)

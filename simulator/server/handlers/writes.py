@@ -10,7 +10,16 @@ from aiohttp import web
 from simulator.protocol import ErrorCode, H, format_etag
 from simulator.protocol.odata import entity_url
 from simulator.server.errors import DataverseError
-from simulator.server.handlers.common import base_url, prefer, project, row_key, state_of, table_for, user_of
+from simulator.server.handlers.common import (
+    base_url,
+    origin_of,
+    prefer,
+    project,
+    row_key,
+    state_of,
+    table_for,
+    user_of,
+)
 from simulator.server.middlewares import json_response
 from simulator.server.mutations import Writer, WriteResult
 from simulator.server.store import TableStore
@@ -61,20 +70,23 @@ async def create_with(request: web.Request, writer: Writer) -> web.Response:
     """POST <set> with a given Writer (a changeset shares one)."""
     table = table_for(request)
     payload = await read_json(request)
-    return write_response(request, table, writer.create(table, payload, request.headers.get(H.IF_NONE_MATCH)))
+    result = writer.at(origin_of(request)).create(table, payload, request.headers.get(H.IF_NONE_MATCH))
+    return write_response(request, table, result)
 
 
 async def update_with(request: web.Request, writer: Writer) -> web.Response:
     table = table_for(request)
     key = row_key(request)
     payload = await read_json(request)
-    result = writer.update(table, key, payload, request.headers.get(H.IF_MATCH), request.headers.get(H.IF_NONE_MATCH))
+    result = writer.at(origin_of(request)).update(table, key, payload, request.headers.get(H.IF_MATCH),
+                                                  request.headers.get(H.IF_NONE_MATCH))
     return write_response(request, table, result)
 
 
 async def delete_with(request: web.Request, writer: Writer) -> web.Response:
     table = table_for(request)
-    return write_response(request, table, writer.delete(table, row_key(request), request.headers.get(H.IF_MATCH)))
+    result = writer.at(origin_of(request)).delete(table, row_key(request), request.headers.get(H.IF_MATCH))
+    return write_response(request, table, result)
 
 
 def _writer(request: web.Request) -> Writer:

@@ -1,0 +1,97 @@
+"""The server's side of the run's ledger: every write applied, every device write refused, and every
+request sent while its user was told to wait (GET /_syncsim/ledger).
+
+These are facts, not verdicts: who wrote which row version with which base version, and the store's
+version when a device's edit was refused. The runner's ledger (simulator/ledger) recomputes conflict
+counts, exactly-once delivery and the rest from them and from what devices recorded.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+def payload_digest(payload: Any) -> int:
+    """CRC-32 of a JSON body with sorted keys: the same edit gives the same digest on both sides."""
+    return zlib.crc32(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who sent a write: the device (x-syncsim-device-id) and its op (x-syncsim-op-id), if any."""
+
+    device: str | None = None
+    op: str | None = None
+
+
+@dataclass(slots=True)
+class Write:
+    """One applied write: the row version it made (None for a delete: `version` is then the
+    store's version of the delete), the If-Match version it carried, and who sent it."""
+
+    version: int
+    table: str
+    row_id: str
+    kind: str  # create, update, delete, file
+    user: str
+    device: str | None
+    op: str | None
+    base: int | None  # If-Match version (None: none, or "*")
+    conflict: bool  # it overwrote a newer version (conflict detection off)
+    digest: int | None  # payload_digest of the body (creates and updates)
+
+    def to_list(self) -> list[Any]:
+        return [self.version, self.table, self.row_id, self.kind, self.user, self.device, self.op, self.base,
+                self.conflict, self.digest]
+
+
+@dataclass(slots=True)
+class Refusal:
+    """A device write the server refused, and the store's version at that moment."""
+
+    at_version: int
+    table: str
+    row_id: str
+    user: str
+    device: str | None
+    op: str | None
+    status: int
+    code: str
+
+    def to_list(self) -> list[Any]:
+        return [self.at_version, self.table, self.row_id, self.user, self.device, self.op, self.status, self.code]
+
+
+@dataclass(slots=True)
+class EarlyRequest:
+    """A request that arrived while its user was told to wait (a 429's Retry-After not yet over)."""
+
+    user: str
+    route: str
+    early_s: float  # scenario seconds before the end of the wait
+
+
+@dataclass(slots=True)
+class WriteLog:
+    """Everything the ledger needs from the server. `seed_version`: rows at or below it are seeded."""
+
+    seed_version: int
+    writes: list[Write] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    early: list[EarlyRequest] = field(default_factory=list)
+    wait_until: dict[int, float] = field(default_factory=dict)  # user index -> end of its Retry-After
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed_version": self.seed_version,
+            "write_fields": ["version", "table", "row_id", "kind", "user", "device", "op", "base", "conflict",
+                             "digest"],
+            "writes": [w.to_list() for w in self.writes],
+            "refusal_fields": ["at_version", "table", "row_id", "user", "device", "op", "status", "code"],
+            "refusals": [r.to_list() for r in self.refusals],
+            "early_requests": [[e.user, e.route, e.early_s] for e in self.early],
+        }
