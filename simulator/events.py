@@ -35,8 +35,10 @@ class Events:
     - first_sync_done(record: FirstSync): once per device, when its first sync completes, or at
       the end of the run for a first sync still unfinished (record.finished False).
     - device_event(event: DeviceEvent): airplane toggles, throttles, storage full, restarts, retries.
-    - request(method: str, name: str, status: int, elapsed_s: float, bytes: int, error: str | None):
-      one per HTTP request a device makes (Locust forwards these to its statistics).
+    - request(method: str, name: str, status: int, elapsed_s: float, bytes: int, error: str | None,
+      device: str, started_at: float, ended_at: float): one per HTTP request a device sends, also
+      one cut by airplane mode or failed in the network (status 0, error the failure's kind);
+      started_at / ended_at are the device's lived time (`clock.Timeline`), elapsed_s their difference.
     - edit_made(device: str, op: Op): the user made an offline edit (it is now in the outbox).
     - edit_settled(device: str, op: Op, base: int | None, outcome: Outcome | None): the server
       answered the op (outcome = (status, new version, conflict flag, error code), `base` the

@@ -28,10 +28,11 @@ from simulator.device.client import ApiClient, Identity
 from simulator.device.device import Device
 from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
+from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.metrics import Metrics
 from simulator.network import Link, NetworkModel
 from simulator.progress import Progress
-from simulator.reports import render_table, summarize, write_all
+from simulator.reports import render_ledger, render_table, summarize, write_all
 from simulator.scenario import Scenario
 from simulator.server.serve import start_server
 
@@ -63,8 +64,12 @@ class Admin:
     async def token(self, user: str) -> str:
         return str((await self._call("POST", "/_syncsim/token", json={"user": user}))["access_token"])
 
-    async def snapshot(self, user: str) -> dict[str, dict[str, int]]:
-        return dict((await self._call("GET", "/_syncsim/snapshot", params={"user": user}))["tables"])
+    async def snapshot(self, user: str) -> dict[str, Any]:
+        """What the user's device should hold: {"tables": {table: {id: version}}, "files": {key: [size, crc]}}."""
+        return dict(await self._call("GET", "/_syncsim/snapshot", params={"user": user}))
+
+    async def ledger(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/_syncsim/ledger"))
 
     async def counters(self) -> dict[str, Any]:
         return dict(await self._call("GET", "/_syncsim/counters"))
@@ -101,6 +106,7 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
     clock = RealClock(scenario.time_scale)
     events = Events()
     metrics = Metrics(events)
+    journal = Journal().attach(events)
     fleet = build_fleet(scenario)
     limit = raise_fd_limit()
     console.print(f"[bold]{scenario.name}[/]: {len(fleet)} devices, {scenario.duration_s:g}s of scenario time "
@@ -122,13 +128,23 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
                 watch.phase("quiet period: final syncs")
                 await admin.back_office(False)
                 skipped = await _quiet_period(devices, clock, scenario.quiet_period_s)
-            checks = [compare(d.spec.name, d.store.snapshot(), await admin.snapshot(d.spec.user), len(d.outbox))
-                      for d in devices if d.spec.name not in skipped]
-            check = summarize_checks(checks, skipped)
+            checked = [d for d in devices if d.spec.name not in skipped]
+            expected = {d.spec.name: await admin.snapshot(d.spec.user) for d in checked}
+            check = summarize_checks([compare(d.spec.name, d.store.snapshot(), expected[d.spec.name]["tables"],
+                                              len(d.outbox)) for d in checked], skipped)
+            ledger = check_run(journal, await admin.ledger(), [device_end(d, skipped) for d in devices], expected)
             counters = await admin.counters()
     finally:
         await server.close()
-    return _report(scenario, metrics, check, counters, out_root, console)
+    return _report(scenario, metrics, check, ledger, counters, out_root, console)
+
+
+def device_end(device: Device, skipped: dict[str, str]) -> DeviceEnd:
+    """How a device ended the run, for the ledger."""
+    return DeviceEnd(name=device.spec.name, user=device.spec.user, pending=[o.op_id for o in device.outbox.pending()],
+                     rows=device.store.snapshot(), files=device.store.file_snapshot(),
+                     token_regressions=list(device.engine.state.token_regressions), stopped=device.gave_up,
+                     checked=device.spec.name not in skipped)
 
 
 async def _run_fleet(devices: list[Device], fleet: list[FleetEntry], clock: Clock, stop_at: float) -> None:
@@ -185,8 +201,8 @@ def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str
     return out
 
 
-def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counters: dict[str, Any],
-            out_root: Path, console: Console) -> RunResult:
+def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger: dict[str, Any],
+            counters: dict[str, Any], out_root: Path, console: Console) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
 
     def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
@@ -194,7 +210,7 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counter
 
     extra = {
         "scenario": scenario.name, "seed": scenario.seed, "duration_s": scenario.duration_s,
-        "time_scale": scenario.time_scale, "end_of_run_check": check,
+        "time_scale": scenario.time_scale, "ledger": ledger, "end_of_run_check": check,
         "server": {"conflicts": by_devices(counters.get("conflicts", {})),
                    "rejections": by_devices(counters.get("rejections", {})),
                    "back_office_refusals": sum(
@@ -216,5 +232,6 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], counter
                   f"unfinished {len(check['unfinished_devices'])}, skipped {len(check['devices_skipped'])}")
     for failing in check["failing_devices"][:5]:
         console.print(f"  {failing['device']}: {'; '.join(failing['examples'])}")
+    render_ledger(ledger, console)
     console.print(f"reports: {paths['html'].parent}")
-    return RunResult(out_dir, summary, bool(check["passed"]))
+    return RunResult(out_dir, summary, bool(check["passed"]) and bool(ledger["passed"]))

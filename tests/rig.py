@@ -14,10 +14,13 @@ from simulator.clock import ManualClock
 from simulator.device.client import ApiClient, Identity
 from simulator.device.device import Device, DeviceSpec
 from simulator.events import Events
+from simulator.ledger import Journal, check_run
 from simulator.metrics import Metrics
 from simulator.network import Link, NetworkModel
+from simulator.runner import device_end
 from simulator.scenario import Scenario
 from simulator.server.app import make_app
+from simulator.server.mutations import Writer
 from simulator.server.seed import build_store
 from simulator.server.state import STATE, ServerState
 from tests.conftest import small_scenario
@@ -32,6 +35,7 @@ class Rig:
         self.base = str(server.make_url("")).rstrip("/")
         self.events = Events()
         self.metrics = Metrics(self.events)
+        self.journal = Journal().attach(self.events)
 
     def device(self, user: str, storage_bytes: int = 1 << 30, page_size: int = 5000,
                network: NetworkModel | None = None) -> Device:
@@ -53,6 +57,24 @@ class Rig:
     def check(self, device: Device) -> Any:
         user = self.state.store.users_by_name[device.spec.user]
         return compare(device.spec.name, device.store.snapshot(), self.state.access.snapshot(user), len(device.outbox))
+
+
+    def back_office_update(self, table: str, row_id: str, values: dict[str, Any] | None = None) -> None:
+        """The back office changes a row, through the server's write path (so the write log has it)."""
+        writer = Writer(self.state, self.state.store.users_by_name["backoffice"])
+        writer.update(self.state.store.table(table), row_id, values or {}, if_match="*")
+
+    async def ledger(self, *devices: Device) -> dict[str, Any]:
+        """The run's ledger for these devices, from the server's /_syncsim/ endpoints, as the runner checks it."""
+        headers = {"Authorization": "Bearer admin"}
+        async with self.session.get(f"{self.base}/_syncsim/ledger", headers=headers) as resp:
+            server = await resp.json()
+        expected = {}
+        for d in devices:
+            async with self.session.get(f"{self.base}/_syncsim/snapshot", params={"user": d.spec.user},
+                                        headers=headers) as resp:
+                expected[d.spec.name] = await resp.json()
+        return check_run(self.journal, server, [device_end(d, {}) for d in devices], expected)
 
 
 @pytest.fixture

@@ -51,3 +51,14 @@ def test_summary_agrees_with_the_per_sync_csv(smoke_run: tuple[int, Path]) -> No
     first = [r for r in rows if r["mode"] == "FIRST_SYNC" and r["result"] == "success"]
     assert {r["device"] for r in first} == {"dev-technician-0001", "dev-technician-0002", "dev-manager-0001"}
     assert summary["classes"]["technician"]["first_sync"]["count"] == 2
+
+
+def test_the_runs_own_ledger_passes_and_recomputes_the_reported_conflicts(smoke_run: tuple[int, Path]) -> None:
+    summary = orjson.loads((smoke_run[1] / "summary.json").read_bytes())
+    ledger = summary["ledger"]
+    assert ledger["passed"], {k: v for k, v in ledger["invariants"].items() if v["violations"]}
+    assert ledger["conflicts"]["reported"] == ledger["conflicts"]["ledger"] == summary["totals"]["conflicts"]
+    assert ledger["invariants"]["first_sync_durations_match"]["checked"] == 3
+    with (smoke_run[1] / "first_syncs.csv").open() as f:
+        firsts = list(csv.DictReader(f))
+    assert len(firsts) == 3 and all(r["finished"] == "1" for r in firsts)

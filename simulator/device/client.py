@@ -93,31 +93,32 @@ class ApiClient:
         refreshed = False
         while True:
             if self._token is None:
-                self._token = await self.tokens()
+                self._token = await self._new_token()
             hdrs = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
                     H.ODATA_VERSION: "4.0", "OData-MaxVersion": "4.0", H.DEVICE_ID: self.who.device,
                     **((headers() if callable(headers) else headers) or {})}
             if json is not None:
                 hdrs["Content-Type"] = "application/json"
+            sent_at = self.timeline.now()
             try:
                 resp = await self.link.request(method, url, headers=hdrs, body=payload, sink=sink)
-            except AirplaneModeError as exc:
+            except NetworkError as exc:
+                self._fired(method, path, 0, sent_at, exc.bytes_down, type(exc).__name__)
+                if not isinstance(exc, AirplaneModeError):
+                    tally.refetched_bytes += 0 if sink else exc.bytes_down
+                    attempt = await self._backoff(attempt, f"{method} {path}: {exc}", "NETWORK")
+                    continue
                 tally.restarts += 1
                 tally.refetched_bytes += 0 if sink else exc.bytes_down
                 self._event("restart", f"{method} {path}: cut by airplane mode")
                 await self.timeline.wait(self.link.wait_online(), "offline")
-                continue
-            except NetworkError as exc:
-                tally.refetched_bytes += 0 if sink else exc.bytes_down
-                attempt = await self._backoff(attempt, f"{method} {path}: {exc}", "NETWORK")
                 continue
             tally.requests += 1
             tally.active_s += resp.elapsed_s
             nbytes = resp.bytes_down + resp.bytes_up
             if table is not None:
                 tally.bytes_by_table[table] = tally.bytes_by_table.get(table, 0) + nbytes
-            self.events.request.fire(method=method, name=_name(path), status=resp.status, elapsed_s=resp.elapsed_s,
-                                     bytes=nbytes, error=None if resp.status < 400 else str(resp.status))
+            self._fired(method, path, resp.status, sent_at, nbytes, None if resp.status < 400 else str(resp.status))
             if resp.status < 400 or resp.status in accept:
                 return resp
             if resp.status == 429:
@@ -133,6 +134,20 @@ class ApiClient:
                 attempt = await self._backoff(attempt, f"{method} {path}: HTTP {resp.status}", f"HTTP_{resp.status}")
                 continue
             raise SyncFailed(_error_code(resp), f"{method} {path}: HTTP {resp.status} {_error_message(resp)}")
+
+    def _fired(self, method: str, path: str, status: int, sent_at: float, nbytes: int, error: str | None) -> None:
+        """The request event: status 0 when the network failed or airplane mode cut it."""
+        ended_at = self.timeline.now()
+        self.events.request.fire(method=method, name=_name(path), status=status, elapsed_s=ended_at - sent_at,
+                                 bytes=nbytes, error=error, device=self.who.device, started_at=sent_at,
+                                 ended_at=ended_at)
+
+    async def _new_token(self) -> str:
+        """A bearer token from the provider; a provider that fails fails the sync (cause AUTH)."""
+        try:
+            return await self.tokens()
+        except Exception as exc:  # the provider's own transport: any failure is the sync's failure
+            raise SyncFailed("AUTH", f"could not get a token: {type(exc).__name__}: {exc}") from exc
 
     async def _backoff(self, attempt: int, what: str, code: str) -> int:
         if attempt >= self.max_retries:

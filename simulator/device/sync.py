@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -17,7 +18,7 @@ from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, Outbox
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.upload import Outcome, upload_ops
-from simulator.protocol import ErrorCode
+from simulator.protocol import DeltaToken, ErrorCode
 from simulator.protocol.odata import API_ROOT, FILE_CHUNK_BYTES
 from simulator.scenario import ProfileTable
 
@@ -60,6 +61,7 @@ class SyncState:
     metadata_done: bool = False
     resync: set[str] = field(default_factory=set)  # tables a forced resync still has to read in full
     refresh: set[tuple[str, str]] = field(default_factory=set)  # (table, row id) to re-read after a refused edit
+    token_regressions: list[str] = field(default_factory=list)  # tables whose new delta token was older (ledger)
 
 
 @dataclass(slots=True)
@@ -251,8 +253,15 @@ class SyncEngine:
                 self.state.resume_links[pt.table] = link = nxt
                 continue
             self.state.resume_links.pop(pt.table, None)
-            self.state.delta_links[pt.table] = page["@odata.deltaLink"]
+            self._new_token(pt.table, page["@odata.deltaLink"])
             return
+
+    def _new_token(self, table: str, link: str) -> None:
+        """Keep a table's new deltaLink; note it if its token is older than the one it replaces."""
+        old = self.state.delta_links.get(table)
+        if old is not None and _token_version(link) < _token_version(old):
+            self.state.token_regressions.append(table)
+        self.state.delta_links[table] = link
 
     def _apply_page(self, info: TableInfo, pt: ProfileTable, values: list[dict[str, Any]], per_row: int,
                     rows: dict[str, int], seen: set[str] | None) -> None:
@@ -290,6 +299,15 @@ class SyncEngine:
                 self.state.files.pop(key, None)
             elif self.store.file_ids.get(key) != file_id or self.store.files.get(key, 0) < size:
                 self.state.files[key] = PendingFile(pt.table, info.entity_set, row_id, col, str(file_id), size)
+
+
+def _token_version(link: str) -> int:
+    """The row version a deltaLink's token stands for (syncsim's Dataverse-shaped tokens; -1 if opaque)."""
+    raw = parse_qs(urlsplit(link).query).get("$deltatoken", [""])[0]
+    try:
+        return DeltaToken.decode(raw).version
+    except ValueError:
+        return -1
 
 
 def _file_total(content_range: str | None) -> int | None:

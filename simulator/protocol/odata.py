@@ -5,8 +5,12 @@ from __future__ import annotations
 import calendar
 import re
 import time
+import zlib
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
+
+import orjson
 
 API_ROOT = "/api/data/v9.2"
 SYNCSIM_ROOT = "/_syncsim"
@@ -122,3 +126,9 @@ def split_entity_ref(segment: str) -> tuple[str, str] | None:
     """'accounts(<guid>)' -> ('accounts', '<guid>'); None when the segment has no key."""
     m = _KEY.match(segment)
     return (m.group("set"), m.group("key")) if m else None
+
+
+def body_digest(payload: Any) -> int:
+    """CRC-32 of a JSON body re-encoded with sorted keys: the same edit gives the same digest on the
+    device that sent it and in the server's write log (a syncsim extension for the run's ledger)."""
+    return zlib.crc32(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))

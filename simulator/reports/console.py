@@ -86,3 +86,20 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
         table.add_row(*class_row(name, c))
     console.print(table)
     console.print(totals_line(summary["totals"]))
+
+
+def render_ledger(ledger: Mapping[str, Any], console: Console | None = None) -> None:
+    """Print the ledger's invariants (checked, violations, first examples) and the conflict recount."""
+    console = console or Console()
+    verdict = "[green]passed[/]" if ledger["passed"] else "[red]FAILED[/]"
+    table = Table(title=f"Ledger: every run checks its own numbers ({verdict})", title_justify="left")
+    for header in ("Invariant", "Checked", "Violations", "First examples"):
+        table.add_column(header, justify="left" if header in ("Invariant", "First examples") else "right")
+    for name, result in ledger["invariants"].items():
+        examples = "; ".join(result["examples"][:2]) or DASH
+        style = "red" if result["violations"] else None
+        table.add_row(name.replace("_", " "), f"{result['checked']:,}", str(result["violations"]), examples, style=style)
+    console.print(table)
+    c = ledger["conflicts"]
+    console.print(f"Conflicts: {c['reported']} reported by devices, {c['ledger']} recomputed from the ledger, "
+                  f"of {c['uploaded']} uploads ({fmt_percent(c['reported_rate'])}% / {fmt_percent(c['ledger_rate'])}%)")

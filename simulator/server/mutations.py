@@ -16,12 +16,12 @@ from typing import Any
 from simulator.protocol import ErrorCode, parse_etag
 from simulator.protocol.errors import CONCURRENCY_MESSAGE
 from simulator.protocol.ids import new_guid
-from simulator.protocol.odata import GUID_RE
+from simulator.protocol.odata import GUID_RE, body_digest
 from simulator.scenario import ColumnDef
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.state import ServerState
 from simulator.server.store import FileInfo, LogEntry, Row, TableStore, User, lookup_key
-from simulator.server.write_log import Origin, Refusal, Write, payload_digest
+from simulator.server.write_log import Origin, Refusal, Write
 
 _BIND = re.compile(r"^/?(?P<set>[A-Za-z_]\w*)\((?P<id>[0-9a-fA-F-]{36})\)$")
 
@@ -80,7 +80,7 @@ class Writer:
     def create(self, table: TableStore, payload: dict[str, Any], if_none_match: str | None = None) -> WriteResult:
         """POST: a new row; a client-given primary id is used (a repeat gives 412 DuplicateRecord)."""
         row_id = payload.get(table.meta.id_column) if isinstance(payload, dict) else None
-        note = _Note("create", str(row_id).strip("{}").lower() if row_id else None, None, payload_digest(payload))
+        note = _Note("create", str(row_id).strip("{}").lower() if row_id else None, None, body_digest(payload))
         return self._counted(table, lambda: self._create(table, payload), note)
 
     def update(
@@ -88,7 +88,7 @@ class Writer:
         if_match: str | None = None, if_none_match: str | None = None,
     ) -> WriteResult:
         """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
-        note = _Note("update", row_id, _base(if_match), payload_digest(payload))
+        note = _Note("update", row_id, _base(if_match), body_digest(payload))
         return self._counted(table, lambda: self._update(table, row_id, payload, if_match, if_none_match), note)
 
     def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:

@@ -131,6 +131,7 @@ class ServerState:
         self.page_cache = PageCache(256 * 1024 * 1024)  # non-final initial-read pages  # plain queries: sorted keys and counts per store version
         self.upload_sessions: dict[str, Any] = {}  # chunked file uploads by session token
         self.write_log = WriteLog(seed_version=store.version)  # the server's side of the run's ledger
+        self.file_crcs: dict[str, int] = {}  # file id -> CRC-32 of its bytes (end-of-run snapshots)
         for table in store.tables.values():
             detect = table.meta.conflict_detection
             table.conflict_detection = self.settings.conflict_detection if detect is None else detect

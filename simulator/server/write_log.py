@@ -8,16 +8,8 @@ counts, exactly-once delivery and the rest from them and from what devices recor
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
-
-
-def payload_digest(payload: Any) -> int:
-    """CRC-32 of a JSON body with sorted keys: the same edit gives the same digest on both sides."""
-    return zlib.crc32(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +34,7 @@ class Write:
     op: str | None
     base: int | None  # If-Match version (None: none, or "*")
     conflict: bool  # it overwrote a newer version (conflict detection off)
-    digest: int | None  # payload_digest of the body (creates and updates)
+    digest: int | None  # protocol.odata.body_digest of the body (creates and updates)
 
     def to_list(self) -> list[Any]:
         return [self.version, self.table, self.row_id, self.kind, self.user, self.device, self.op, self.base,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
@@ -12,8 +13,9 @@ from simulator.scenario import Depth, Faults
 from simulator.server.errors import DataverseError
 from simulator.server.handlers.common import state_of
 from simulator.server.middlewares import json_response
+from simulator.server.seed import file_bytes
 from simulator.server.state import ServerState
-from simulator.server.store import User
+from simulator.server.store import FileInfo, User
 
 routes = web.RouteTableDef()
 _DEPTHS = ("none", "user", "team", "org")
@@ -126,7 +128,37 @@ async def snapshot(request: web.Request) -> web.Response:
     """?user=<name>: {"version": v, "tables": {table: {row id: version}}} the user's device should hold."""
     state = state_of(request)
     user = _user(state, request.query.get("user"))
-    return json_response({"user": user.name, "version": state.store.version, "tables": state.access.snapshot(user)})
+    tables = state.access.snapshot(user)
+    return json_response({"user": user.name, "version": state.store.version, "tables": tables,
+                          "files": _files(state, user, tables)})
+
+
+def _files(state: ServerState, user: User, tables: dict[str, dict[str, int]]) -> dict[str, list[int]]:
+    """The files a device of `user` should hold: key -> [size, CRC-32] (CRCs cached per file id)."""
+    out: dict[str, list[int]] = {}
+    for name, rows in tables.items():
+        pt = state.access.profile(user, name)
+        table = state.store.table(name)
+        if pt is None or not pt.files or not table.file_columns:
+            continue
+        limit = None if pt.max_file_kb is None else pt.max_file_kb * 1024
+        for row_id in rows:
+            files = table.rows[row_id].files or {}
+            for column in table.file_columns:
+                info = files.get(column)
+                if info is not None and info.size > 0 and (limit is None or info.size <= limit):
+                    out[f"{name}/{row_id}/{column}"] = [info.size, _crc(state, info)]
+    return out
+
+
+def _crc(state: ServerState, info: FileInfo) -> int:
+    crc = state.file_crcs.get(info.file_id)
+    if crc is None:
+        crc = 0
+        for start in range(0, info.size, 1 << 20):
+            crc = zlib.crc32(file_bytes(info, start, min(info.size, start + (1 << 20))), crc)
+        state.file_crcs[info.file_id] = crc
+    return crc
 
 
 @routes.put("/_syncsim/activity", name="activity")

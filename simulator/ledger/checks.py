@@ -1,0 +1,303 @@
+"""The run's invariants, checked after the quiet period from the server's write log, what devices
+recorded (the journal) and how devices ended. Each violation names device, row and operation.
+
+Conflicts and first-sync times are recomputed here from facts (who wrote which version when; when
+each request started and ended) and compared with the figures devices reported.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.ledger.journal import Intent, Journal
+
+EXAMPLES = 5
+FIRST_SYNC_TOLERANCE_S = 0.25  # plus 1% of the duration: the device's own work before the first
+# request and after the last one of a first sync is part of its time but of no request
+
+
+@dataclass(slots=True)
+class DeviceEnd:
+    """How a device ended the run, as the runner read it: ops still in its outbox, what it holds."""
+
+    name: str
+    user: str
+    pending: list[str]  # op ids still in the outbox
+    rows: dict[str, dict[str, int]]  # table -> row id -> version
+    files: dict[str, tuple[int, int]]  # key -> (bytes held, CRC-32)
+    token_regressions: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why it stopped syncing (STORAGE_FULL), if it did
+    checked: bool = True  # False: left out of the view checks (stopped, or unfinished final syncs)
+
+
+@dataclass(slots=True)
+class Invariant:
+    """One invariant's result: how many things were checked, how many broke it, the first examples."""
+
+    checked: int = 0
+    violations: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def fail(self, text: str) -> None:
+        self.violations += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(text)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "violations": self.violations, "examples": self.examples}
+
+
+@dataclass(slots=True)
+class _Write:
+    version: int
+    table: str
+    row_id: str
+    kind: str
+    user: str
+    device: str | None
+    op: str | None
+    base: int | None
+    conflict: bool
+    digest: int | None
+
+
+class _ServerFacts:
+    """The server's ledger (GET /_syncsim/ledger), indexed for the checks."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.seed_version: int = raw["seed_version"]
+        self.writes = [_Write(*w) for w in raw["writes"]]
+        self.by_op: dict[str, list[_Write]] = defaultdict(list)
+        self.by_row: dict[tuple[str, str], list[_Write]] = defaultdict(list)
+        for w in self.writes:
+            if w.op is not None:
+                self.by_op[w.op].append(w)
+            self.by_row[(w.table, w.row_id)].append(w)
+        for writes in self.by_row.values():
+            writes.sort(key=lambda w: w.version)
+        fields = raw["refusal_fields"]
+        self.refused_at = {r[fields.index("op")]: r[fields.index("at_version")] for r in raw["refusals"]}
+        self.early: list[list[Any]] = raw["early_requests"]
+        self.current: dict[str, dict[str, int]] = raw["current"]
+        self.deleted: dict[str, list[str]] = raw["deleted"]
+
+    def others_between(self, intent: Intent, low: int, high: int, inclusive: bool) -> list[_Write]:
+        """Writes to the intent's row by anyone but its device with low < version < high (or <= high)."""
+        writes = self.by_row.get((intent.table, intent.row_id), [])
+        versions = [w.version for w in writes]
+        end = bisect_right(versions, high) if inclusive else bisect_left(versions, high)
+        return [w for w in writes[bisect_right(versions, low):end] if w.device != intent.device]
+
+
+def check_run(journal: Journal, server: dict[str, Any], devices: list[DeviceEnd],
+              expected: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every invariant of the run. `expected`: device name -> the server's snapshot for its user
+    ({"tables": ..., "files": ...}), for the devices that are checked."""
+    facts = _ServerFacts(server)
+    ends = {d.name: d for d in devices}
+    conflicts, recomputed = _conflicts_match(journal, facts)
+    results = {
+        "nothing_lost": _nothing_lost(journal, facts, ends),
+        "no_phantom_writes": _no_phantom_writes(journal, facts),
+        "exactly_once": _exactly_once(journal, facts),
+        "outboxes_drain": _outboxes_drain(devices),
+        "devices_hold_their_view": _devices_hold_their_view(devices, expected),
+        "conflicts_match_ledger": conflicts,
+        "first_sync_durations_match": _first_syncs_match(journal),
+        "deleted_rows_stay_deleted": _deleted_stay_deleted(facts, devices),
+        "tokens_forward_storage_within_quota": _tokens_and_storage(journal, devices),
+        "throttling_honoured": _throttling(facts, journal),
+    }
+    reported = sum(r.conflicts for r in journal.records)
+    uploaded = sum(r.uploaded for r in journal.records)
+    return {
+        "passed": all(r.violations == 0 for r in results.values()),
+        "invariants": {name: r.to_dict() for name, r in results.items()},
+        "conflicts": {"reported": reported, "ledger": recomputed, "uploaded": uploaded,
+                      "reported_rate": round(reported / uploaded, 4) if uploaded else 0.0,
+                      "ledger_rate": round(recomputed / uploaded, 4) if uploaded else 0.0},
+        "kept_in_stopped_outboxes": sum(len(d.pending) for d in devices if d.stopped),
+    }
+
+
+def _nothing_lost(journal: Journal, facts: _ServerFacts, ends: dict[str, DeviceEnd]) -> Invariant:
+    """Every accepted edit was applied, or seen refused (conflict, rejection), or is still queued."""
+    out = Invariant()
+    pending = {op for d in ends.values() for op in d.pending}
+    for intent in journal.intents.values():
+        out.checked += 1
+        where = f"{intent.device} op {intent.op} ({intent.kind} {intent.table}/{intent.row_id})"
+        if not intent.settled:
+            if intent.op not in pending:
+                out.fail(f"{where}: neither answered nor in the outbox: lost")
+        elif not intent.cancelled and intent.status < 300 and not facts.by_op.get(intent.op):
+            out.fail(f"{where}: the device saw {intent.status}, the server's log has no such write")
+    return out
+
+
+def _no_phantom_writes(journal: Journal, facts: _ServerFacts) -> Invariant:
+    """Every device write is an edit some device made, with its content; every row version written
+    during the run comes from a logged write."""
+    out = Invariant()
+    for w in facts.writes:
+        if w.device is None:
+            continue
+        out.checked += 1
+        intent = journal.intents.get(w.op or "")
+        where = f"{w.device} wrote {w.table}/{w.row_id} v{w.version} (op {w.op})"
+        if intent is None or intent.device != w.device:
+            out.fail(f"{where}: no edit of that device has this op id")
+        elif w.digest is not None and intent.digest is not None and w.digest != intent.digest:
+            out.fail(f"{where}: the content differs from the edit the device made")
+    written = {(w.table, w.row_id, w.version) for w in facts.writes}
+    for table, rows in facts.current.items():
+        for row_id, version in rows.items():
+            out.checked += 1
+            if (table, row_id, version) not in written:
+                out.fail(f"server row {table}/{row_id} v{version}: written by nobody in the write log")
+    return out
+
+
+def _exactly_once(journal: Journal, facts: _ServerFacts) -> Invariant:
+    """An op is applied at most once, and the device got the version of that one write."""
+    out = Invariant()
+    for op, writes in facts.by_op.items():
+        out.checked += 1
+        if len(writes) > 1:
+            out.fail(f"op {op} on {writes[0].table}/{writes[0].row_id}: applied {len(writes)} times "
+                     f"(v{', v'.join(str(w.version) for w in writes)})")
+            continue
+        intent = journal.intents.get(op)
+        if intent is not None and intent.settled and intent.kind != "delete" and intent.version not in (
+                None, writes[0].version):
+            out.fail(f"{intent.device} op {op} ({intent.table}/{intent.row_id}): the device was told "
+                     f"v{intent.version}, the write made v{writes[0].version}")
+    for op in journal.settled_twice:
+        out.fail(f"op {op}: answered twice on the device")
+    return out
+
+
+def _outboxes_drain(devices: list[DeviceEnd]) -> Invariant:
+    out = Invariant()
+    for d in devices:
+        out.checked += 1
+        if d.pending and not d.stopped:
+            out.fail(f"{d.name}: {len(d.pending)} edits never delivered (first: op {d.pending[0]})")
+    return out
+
+
+def _devices_hold_their_view(devices: list[DeviceEnd], expected: dict[str, dict[str, Any]]) -> Invariant:
+    """Rows and versions, and files byte for byte (size and CRC-32), equal the server's view."""
+    out = Invariant()
+    for d in devices:
+        want = expected.get(d.name)
+        if not d.checked or want is None:
+            continue
+        out.checked += 1
+        for table in sorted(set(d.rows) | set(want["tables"])):
+            have, should = d.rows.get(table, {}), want["tables"].get(table, {})
+            for row_id, version in should.items():
+                got = have.get(row_id)
+                if got != version:
+                    out.fail(f"{d.name} {table}/{row_id}: " + ("missing" if got is None else f"v{got}, server v{version}"))
+            for row_id in have.keys() - should.keys():
+                out.fail(f"{d.name} {table}/{row_id}: held, not in the user's view")
+        files = {k: tuple(v) for k, v in want["files"].items()}
+        for key in sorted(set(files) | set(d.files)):
+            if files.get(key) != d.files.get(key):
+                out.fail(f"{d.name} file {key}: device (bytes, crc) {d.files.get(key)}, server {files.get(key)}")
+    return out
+
+
+def _conflicts_match(journal: Journal, facts: _ServerFacts) -> tuple[Invariant, int]:
+    """An upload is a conflict exactly when another writer changed the row after the device's base
+    version (and before the upload was applied or refused); device and ledger agree op by op.
+    Returns the result and the number of conflicts recomputed from the ledger."""
+    out, recomputed = Invariant(), 0
+    for intent in journal.intents.values():
+        if not intent.settled or intent.cancelled or not (intent.status < 300 or intent.status == 412):
+            continue
+        out.checked += 1
+        device_says = intent.status == 412 or intent.conflict
+        ledger_says, why = _ledger_conflict(intent, facts)
+        recomputed += ledger_says
+        if device_says != ledger_says:
+            out.fail(f"{intent.device} op {intent.op} ({intent.kind} {intent.table}/{intent.row_id}, base "
+                     f"v{intent.base}): device counted {'a' if device_says else 'no'} conflict, ledger: {why}")
+    reported = sum(r.conflicts for r in journal.records)
+    if reported != recomputed:
+        out.fail(f"reported conflicts {reported} != {recomputed} recomputed from the ledger")
+    return out, recomputed
+
+
+def _ledger_conflict(intent: Intent, facts: _ServerFacts) -> tuple[bool, str]:
+    if intent.base is None or intent.kind == "create":
+        return False, "no base version, nothing to conflict with"
+    if intent.status == 412:
+        at = facts.refused_at.get(intent.op)
+        if at is None:
+            return False, "no refusal of this op in the server's log"
+        others = facts.others_between(intent, intent.base, at, inclusive=True)
+    else:
+        own = facts.by_op.get(intent.op)
+        if not own:
+            return False, "no write of this op in the server's log"
+        others = facts.others_between(intent, intent.base, own[0].version, inclusive=False)
+    if others:
+        w = others[0]
+        return True, f"changed by {w.device or w.user} at v{w.version}"
+    return False, "no other writer changed the row after its base"
+
+
+def _first_syncs_match(journal: Journal) -> Invariant:
+    """A finished first sync lasts from the first request of its first attempt to the end of the
+    last request of the attempt that completed it (on the device's lived timeline)."""
+    out = Invariant()
+    for device, first in journal.first_syncs.items():
+        span = journal.first_sync_spans.get(device)
+        if not first.finished or span is None:
+            continue
+        out.checked += 1
+        if abs(first.duration_s - span) > FIRST_SYNC_TOLERANCE_S + 0.01 * span:
+            out.fail(f"{device}: first sync reported {first.duration_s:.2f} s, requests span {span:.2f} s "
+                     f"({first.attempts} attempts)")
+    return out
+
+
+def _deleted_stay_deleted(facts: _ServerFacts, devices: list[DeviceEnd]) -> Invariant:
+    """A row deleted on the server is never written again and no device holds it at the end."""
+    out = Invariant()
+    for table, ids in facts.deleted.items():
+        gone = set(ids)
+        out.checked += len(gone)
+        for row_id in gone:
+            writes = facts.by_row.get((table, row_id), [])
+            deletes = [w.version for w in writes if w.kind == "delete"]
+            if deletes and any(w.version > deletes[-1] for w in writes):
+                out.fail(f"{table}/{row_id}: written again after its delete at v{deletes[-1]}")
+        for d in devices:
+            if not d.checked:
+                continue
+            for row_id in gone & d.rows.get(table, {}).keys():
+                out.fail(f"{d.name} {table}/{row_id}: deleted on the server, still on the device")
+    return out
+
+
+def _tokens_and_storage(journal: Journal, devices: list[DeviceEnd]) -> Invariant:
+    out = Invariant(checked=len(devices) + len(journal.records))
+    for d in devices:
+        for table in d.token_regressions:
+            out.fail(f"{d.name} {table}: a delta token went backwards")
+    for text in journal.over_quota:
+        out.fail(f"storage over quota: {text}")
+    return out
+
+
+def _throttling(facts: _ServerFacts, journal: Journal) -> Invariant:
+    out = Invariant(checked=len(journal.records))
+    for user, route, early_s in facts.early:
+        out.fail(f"{user}: {route} sent {early_s:.2f} s before its Retry-After was over")
+    return out

@@ -1,0 +1,99 @@
+"""What devices did, recorded from the engine's events, independently of the numbers they report.
+
+The journal keeps each edit a device accepted (its intent), how it was settled (the server's answer
+as the device saw it, with the base version it was sent with), the lived time of every request of
+each device, and the device-reported figures it will be checked against (sync records, first
+syncs). It reads only events; it never looks inside a device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.events import Events
+from simulator.metrics import FirstSync, SyncRecord
+from simulator.protocol.odata import body_digest
+
+
+@dataclass(slots=True)
+class Intent:
+    """An edit a device accepted into its outbox, and how it was settled (None while pending)."""
+
+    device: str
+    op: str
+    kind: str
+    table: str
+    row_id: str
+    digest: int | None
+    settled: bool = False
+    cancelled: bool = False  # a delete of a row created offline and never sent cancelled it
+    status: int = 0
+    version: int | None = None
+    conflict: bool = False
+    code: str | None = None
+    base: int | None = None  # the version it was sent with
+
+
+@dataclass(slots=True)
+class _Requests:
+    """One device's requests on its lived timeline: the first one's start, the latest one's end."""
+
+    first_start: float | None = None
+    last_end: float = 0.0
+
+
+@dataclass(slots=True)
+class Journal:
+    """Listens to a fleet's events (attach) and keeps what the ledger checks."""
+
+    intents: dict[str, Intent] = field(default_factory=dict)  # op id -> intent
+    settled_twice: list[str] = field(default_factory=list)  # op ids settled more than once
+    records: list[SyncRecord] = field(default_factory=list)
+    first_syncs: dict[str, FirstSync] = field(default_factory=dict)  # device -> its reported first sync
+    first_sync_spans: dict[str, float] = field(default_factory=dict)  # device -> first request to completion
+    over_quota: list[str] = field(default_factory=list)  # "device: used > capacity" seen in a record
+    _requests: dict[str, _Requests] = field(default_factory=dict)
+
+    def attach(self, events: Events) -> Journal:
+        events.edit_made.add_listener(self._made)
+        events.edit_settled.add_listener(self._settled)
+        events.request.add_listener(self._request)
+        events.sync_finished.add_listener(self._record)
+        events.first_sync_done.add_listener(self._first)
+        return self
+
+    def _made(self, device: str, op: Any) -> None:
+        digest = body_digest(op.payload) if op.payload is not None else None
+        self.intents[op.op_id] = Intent(device, op.op_id, op.kind, op.table, op.row_id, digest)
+
+    def _settled(self, device: str, op: Any, base: int | None, outcome: tuple[Any, ...] | None) -> None:
+        intent = self.intents.get(op.op_id)
+        if intent is None:
+            return
+        if intent.settled:
+            self.settled_twice.append(op.op_id)
+        intent.settled, intent.base = True, base
+        if outcome is None:
+            intent.cancelled = True
+        else:
+            intent.status, intent.version, intent.conflict, intent.code = outcome
+
+    def _request(self, device: str = "", started_at: float = 0.0, ended_at: float = 0.0, **_: Any) -> None:
+        seen = self._requests.setdefault(device, _Requests())
+        if seen.first_start is None:
+            seen.first_start = started_at
+        seen.last_end = max(seen.last_end, ended_at)
+
+    def _record(self, record: SyncRecord) -> None:
+        self.records.append(record)
+        if record.storage_used_bytes > record.storage_capacity_bytes > 0:
+            self.over_quota.append(f"{record.device}: {record.storage_used_bytes:,} bytes used, "
+                                   f"capacity {record.storage_capacity_bytes:,}")
+        if record.mode == "FIRST_SYNC" and record.result == "success" and record.device not in self.first_sync_spans:
+            seen = self._requests.get(record.device)
+            if seen is not None and seen.first_start is not None:
+                self.first_sync_spans[record.device] = seen.last_end - seen.first_start
+
+    def _first(self, record: FirstSync) -> None:
+        self.first_syncs[record.device] = record
