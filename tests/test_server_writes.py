@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from simulator.server.app import make_app
+from simulator.server.seed import build_store
 from tests.conftest import Api, small_scenario
 
 WO = "/api/data/v9.2/msdyn_workorders"
@@ -146,3 +148,27 @@ async def test_the_write_log_names_the_device_op_and_base_of_each_write_and_refu
     (refusal,) = api.state.write_log.refusals
     assert (refusal.op, refusal.status, refusal.code, refusal.at_version) == (
         "dev-technician-0001-2", 412, "ConcurrencyVersionMismatch", write.version)
+
+
+async def test_execution_time_stops_when_a_streamed_answer_starts_not_when_a_slow_client_has_read_it(
+        aiohttp_client: Callable[..., Any], clock: Any) -> None:
+    from simulator.server.middlewares import PROTECTION
+
+    scenario = small_scenario()
+    app = make_app(scenario, build_store(scenario, clock.now()), clock, admin_key="admin")
+
+    async def slow_stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await clock.sleep_real(30)  # the client reads slowly: 30 s of transfer after the answer started
+        await response.write(b"x")
+        return response
+
+    app.router.add_get("/api/data/v9.2/slow", slow_stream)
+    recorded: list[float] = []
+    guard = app[PROTECTION]
+    real_release = guard.release
+    guard.release = lambda user, now, exec_s: (recorded.append(exec_s), real_release(user, now, exec_s))[1]  # type: ignore[method-assign]
+    client = Api(await aiohttp_client(app))
+    resp = await client.call("GET", "/api/data/v9.2/slow")
+    assert resp.status == 200 and recorded == [0.0]

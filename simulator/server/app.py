@@ -25,6 +25,7 @@ def make_app(scenario: Scenario, store: Store, clock: Clock, admin_key: str | No
     )
     app[STATE] = ServerState(scenario, store, clock, admin_key)
     app[middlewares.PROTECTION] = ServiceProtection(scenario.server.limits)
+    app.on_response_prepare.append(middlewares.mark_prepared)
     app.cleanup_ctx.append(activity_ctx)
     # route tables in match order: fixed paths before the generic <set> and <set>(<id>) routes
     for module in (admin, metadata, batch, bulk, files, count, reads, writes):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -21,6 +20,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 USER: web.RequestKey[User] = web.RequestKey("syncsim_user", User)
 BATCH_PART: web.RequestKey[bool] = web.RequestKey("syncsim_batch_part", bool)  # set on $batch inner requests
 PROTECTION: web.AppKey[ServiceProtection] = web.AppKey("syncsim_protection", ServiceProtection)
+PREPARED_AT: web.RequestKey[float] = web.RequestKey("syncsim_prepared_at", float)  # clock.monotonic()
 
 
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -120,11 +120,18 @@ async def protection(request: web.Request, handler: Handler) -> web.StreamRespon
         state.counters.throttles[refused.code.value[2]] += 1
         state.write_log.wait_until[user.index] = now + refused.retry_after_s
         raise DataverseError(refused.code, refused.message, {H.RETRY_AFTER: str(refused.retry_after_s)})
-    started = time.perf_counter()
+    started = state.clock.monotonic()
     try:
         return await handler(request)
     finally:
-        guard.release(user.index, state.clock.now(), time.perf_counter() - started)
+        ended = request.get(PREPARED_AT, state.clock.monotonic())  # a streamed answer: until it started
+        guard.release(user.index, state.clock.now(), ended - started)
+
+
+async def mark_prepared(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: when the answer starts. What follows is transfer to the client, whose
+    speed is the client's network, not server execution time (service protection counts server time)."""
+    request[PREPARED_AT] = request.app[STATE].clock.monotonic()
 
 
 EARLY_TOLERANCE_S = 0.01  # scenario seconds: timer rounding, not a client ignoring Retry-After
