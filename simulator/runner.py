@@ -29,9 +29,11 @@ from simulator.device.device import Device
 from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
 from simulator.ledger import DeviceEnd, Journal, check_run
+from simulator.ledger.journal import Probe
 from simulator.metrics import Metrics
 from simulator.network import Link, NetworkModel
 from simulator.progress import Progress
+from simulator.protocol.odata import delta_link_version
 from simulator.reports import render_ledger, render_table, summarize, write_all
 from simulator.scenario import Scenario
 from simulator.server.serve import start_server
@@ -120,6 +122,7 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             admin = Admin(session, server.base_url, server.admin_key)
             origin = clock.now()
             devices = [make_device(e, clock, session, admin, server.base_url, events, origin) for e in fleet]
+            watch_revocations(journal, scenario, devices)
             watch = Progress(metrics, len(devices), clock, origin, scenario.duration_s, enabled=progress, console=console)
             async with watch:
                 await _run_fleet(devices, fleet, clock, origin + scenario.duration_s)
@@ -137,6 +140,22 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
     finally:
         await server.close()
     return _report(scenario, metrics, check, ledger, counters, out_root, console)
+
+
+def held_probe(device: Device) -> Probe:
+    """What a device holds after a sync, per table: (its delta token's version, row ids)."""
+    def probe() -> dict[str, tuple[int, frozenset[str]]]:
+        links = device.engine.state.delta_links
+        return {t: (delta_link_version(link), frozenset(device.store.ids(t))) for t, link in links.items()}
+    return probe
+
+
+def watch_revocations(journal: Journal, scenario: Scenario, devices: list[Device]) -> None:
+    """Let the ledger see, after each sync, what the devices of users who lose read access hold."""
+    for change in scenario.privilege_changes:
+        if change.read is not None:
+            for device in [d for d in devices if d.spec.user_class == change.user_class][: change.users]:
+                journal.watch(device.spec.name, held_probe(device))
 
 
 def device_end(device: Device, skipped: dict[str, str]) -> DeviceEnd:

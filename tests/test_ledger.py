@@ -53,7 +53,7 @@ async def test_a_clean_run_passes_and_its_conflicts_are_the_ledgers(rig_factory:
     assert ledger["passed"], _violations(ledger)
     assert ledger["conflicts"]["reported"] == ledger["conflicts"]["ledger"] > 0
     unchecked = {name for name, r in ledger["invariants"].items() if not r["checked"]}
-    assert unchecked == {"deleted_rows_stay_deleted"}  # nothing was deleted
+    assert unchecked == {"deleted_rows_stay_deleted", "revoked_rows_gone_after_next_sync"}  # none in this run
 
 
 async def test_a_self_conflict_is_caught_by_the_conflict_recount(rig_factory: Any, monkeypatch: Any) -> None:
@@ -176,3 +176,27 @@ async def test_every_invariant_holds_with_a_back_office_writer_and_both_edit_kin
         await device.sync_once()
     ledger = await rig.ledger(device)
     assert ledger["passed"], _violations(ledger)
+
+
+async def test_a_revoked_row_kept_after_the_next_sync_is_caught(rig_factory: Any, monkeypatch: Any) -> None:
+    from simulator.runner import held_probe
+    from simulator.server.handlers import changes
+    from simulator.server.handlers.admin import change_privilege
+
+    rig: Rig = await rig_factory()
+    device = rig.device("technician-0001")
+    rig.journal.watch(device.spec.name, held_probe(device))
+    await device.sync_once()
+    change_privilege(rig.state, rig.state.store.users_by_name["technician-0001"], "account", {"read": "none"})
+    assert (await device.sync_once()).result == "success"
+    assert (await rig.ledger(device))["invariants"]["revoked_rows_gone_after_next_sync"] == {
+        "checked": 1, "violations": 0, "examples": []}
+    # now a server that forgets tombstones for privilege changes: the rows stay on a second device
+    monkeypatch.setattr(changes, "_version_of", lambda entry: 10**12)  # the view log is never read
+    other = rig.device("technician-0002")
+    rig.journal.watch(other.spec.name, held_probe(other))
+    await other.sync_once()
+    change_privilege(rig.state, rig.state.store.users_by_name["technician-0002"], "account", {"read": "none"})
+    await other.sync_once()
+    invariant = (await rig.ledger(device, other))["invariants"]["revoked_rows_gone_after_next_sync"]
+    assert invariant["violations"] == 20 and "dev-technician-0002 account/" in invariant["examples"][0]

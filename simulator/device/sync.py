@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -18,8 +17,8 @@ from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, Outbox
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.upload import Outcome, upload_ops
-from simulator.protocol import DeltaToken, ErrorCode
-from simulator.protocol.odata import API_ROOT, FILE_CHUNK_BYTES
+from simulator.protocol import ErrorCode
+from simulator.protocol.odata import API_ROOT, FILE_CHUNK_BYTES, delta_link_version
 from simulator.scenario import ProfileTable
 
 EXPIRED = ErrorCode.EXPIRED_VERSION_STAMP.code
@@ -259,7 +258,7 @@ class SyncEngine:
     def _new_token(self, table: str, link: str) -> None:
         """Keep a table's new deltaLink; note it if its token is older than the one it replaces."""
         old = self.state.delta_links.get(table)
-        if old is not None and _token_version(link) < _token_version(old):
+        if old is not None and delta_link_version(link) < delta_link_version(old):
             self.state.token_regressions.append(table)
         self.state.delta_links[table] = link
 
@@ -299,15 +298,6 @@ class SyncEngine:
                 self.state.files.pop(key, None)
             elif self.store.file_ids.get(key) != file_id or self.store.files.get(key, 0) < size:
                 self.state.files[key] = PendingFile(pt.table, info.entity_set, row_id, col, str(file_id), size)
-
-
-def _token_version(link: str) -> int:
-    """The row version a deltaLink's token stands for (syncsim's Dataverse-shaped tokens; -1 if opaque)."""
-    raw = parse_qs(urlsplit(link).query).get("$deltatoken", [""])[0]
-    try:
-        return DeltaToken.decode(raw).version
-    except ValueError:
-        return -1
 
 
 def _file_total(content_range: str | None) -> int | None:

@@ -83,6 +83,7 @@ class _ServerFacts:
         self.early: list[list[Any]] = raw["early_requests"]
         self.current: dict[str, dict[str, int]] = raw["current"]
         self.deleted: dict[str, list[str]] = raw["deleted"]
+        self.views: list[list[Any]] = raw["view_changes"]
 
     def others_between(self, intent: Intent, low: int, high: int, inclusive: bool) -> list[_Write]:
         """Writes to the intent's row by anyone but its device with low < version < high (or <= high)."""
@@ -107,6 +108,7 @@ def check_run(journal: Journal, server: dict[str, Any], devices: list[DeviceEnd]
         "devices_hold_their_view": _devices_hold_their_view(devices, expected),
         "conflicts_match_ledger": conflicts,
         "first_sync_durations_match": _first_syncs_match(journal),
+        "revoked_rows_gone_after_next_sync": _revoked_gone(journal, facts, devices),
         "deleted_rows_stay_deleted": _deleted_stay_deleted(facts, devices),
         "tokens_forward_storage_within_quota": _tokens_and_storage(journal, devices),
         "throttling_honoured": _throttling(facts, journal),
@@ -264,6 +266,30 @@ def _first_syncs_match(journal: Journal) -> Invariant:
         if abs(first.duration_s - span) > FIRST_SYNC_TOLERANCE_S + 0.01 * span:
             out.fail(f"{device}: first sync reported {first.duration_s:.2f} s, requests span {span:.2f} s "
                      f"({first.attempts} attempts)")
+    return out
+
+
+def _revoked_gone(journal: Journal, facts: _ServerFacts, devices: list[DeviceEnd]) -> Invariant:
+    """After the first sync whose delta covers a privilege change (its token at or past the change's
+    version), no row that left the user's view is on the device, unless it came back since (it
+    entered again, or was written anew)."""
+    out = Invariant()
+    by_user = {d.user: d.name for d in devices}
+    for version, user, table, left, _ in facts.views:
+        device = by_user.get(user)
+        if device is None or not left:
+            continue
+        for held in journal.held_after_sync.get(device, []):
+            token, ids = held.get(table, (-1, frozenset()))
+            if token < version:
+                continue
+            out.checked += 1
+            back = {i for v, u, t, _, entered in facts.views if u == user and t == table and version < v <= token
+                    for i in entered}
+            for row_id in sorted(set(left) & ids - back):
+                if not any(version < w.version <= token for w in facts.by_row.get((table, row_id), [])):
+                    out.fail(f"{device} {table}/{row_id}: left {user}'s view at v{version}, still held after a "
+                             f"sync up to v{token}")
     return out
 
 

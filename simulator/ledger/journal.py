@@ -8,12 +8,15 @@ syncs). It reads only events; it never looks inside a device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.events import Events
 from simulator.metrics import FirstSync, SyncRecord
 from simulator.protocol.odata import body_digest
+
+Probe = Callable[[], dict[str, tuple[int, frozenset[str]]]]
 
 
 @dataclass(slots=True)
@@ -53,7 +56,14 @@ class Journal:
     first_syncs: dict[str, FirstSync] = field(default_factory=dict)  # device -> its reported first sync
     first_sync_spans: dict[str, float] = field(default_factory=dict)  # device -> first request to completion
     over_quota: list[str] = field(default_factory=list)  # "device: used > capacity" seen in a record
+    held_after_sync: dict[str, list[dict[str, tuple[int, frozenset[str]]]]] = field(default_factory=dict)
     _requests: dict[str, _Requests] = field(default_factory=dict)
+    _probes: dict[str, Probe] = field(default_factory=dict)
+
+    def watch(self, device: str, probe: Probe) -> None:
+        """After each successful sync of `device`, keep what `probe` says it holds: {table: (token
+        version, row ids)}. Used for devices whose user loses read access during the run."""
+        self._probes[device] = probe
 
     def attach(self, events: Events) -> Journal:
         events.edit_made.add_listener(self._made)
@@ -90,6 +100,9 @@ class Journal:
         if record.storage_used_bytes > record.storage_capacity_bytes > 0:
             self.over_quota.append(f"{record.device}: {record.storage_used_bytes:,} bytes used, "
                                    f"capacity {record.storage_capacity_bytes:,}")
+        probe = self._probes.get(record.device)
+        if probe is not None and record.result == "success":
+            self.held_after_sync.setdefault(record.device, []).append(probe())
         if record.mode == "FIRST_SYNC" and record.result == "success" and record.device not in self.first_sync_spans:
             seen = self._requests.get(record.device)
             if seen is not None and seen.first_start is not None:

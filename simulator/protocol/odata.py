@@ -8,7 +8,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
@@ -112,6 +112,15 @@ class DeltaToken:
 
 
 _TOKEN = re.compile(r"^(\d+)!(\d{2})/(\d{2})/(\d{4}) (\d{2}):(\d{2}):(\d{2})$")
+
+
+def delta_link_version(link: str) -> int:
+    """The row version the `$deltatoken` of a deltaLink stands for; -1 when it is not one of ours."""
+    raw = parse_qs(urlsplit(link).query).get("$deltatoken", [""])[0]
+    try:
+        return DeltaToken.decode(raw).version
+    except ValueError:
+        return -1
 
 
 def entity_url(base_url: str, entity_set: str, row_id: str) -> str:

@@ -68,6 +68,17 @@ class EarlyRequest:
 
 
 @dataclass(slots=True)
+class ViewChange:
+    """A privilege change moved rows out of (and into) a user's view of a table at `version`."""
+
+    version: int
+    user: str
+    table: str
+    left: list[str]
+    entered: list[str]
+
+
+@dataclass(slots=True)
 class WriteLog:
     """Everything the ledger needs from the server. `seed_version`: rows at or below it are seeded."""
 
@@ -75,6 +86,7 @@ class WriteLog:
     writes: list[Write] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     early: list[EarlyRequest] = field(default_factory=list)
+    views: list[ViewChange] = field(default_factory=list)
     wait_until: dict[int, float] = field(default_factory=dict)  # user index -> end of its Retry-After
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,4 +98,5 @@ class WriteLog:
             "refusal_fields": ["at_version", "table", "row_id", "user", "device", "op", "status", "code"],
             "refusals": [r.to_list() for r in self.refusals],
             "early_requests": [[e.user, e.route, e.early_s] for e in self.early],
+            "view_changes": [[v.version, v.user, v.table, v.left, v.entered] for v in self.views],
         }

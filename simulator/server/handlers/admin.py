@@ -16,6 +16,7 @@ from simulator.server.middlewares import json_response
 from simulator.server.seed import file_bytes
 from simulator.server.state import ServerState
 from simulator.server.store import FileInfo, User
+from simulator.server.write_log import ViewChange
 
 routes = web.RouteTableDef()
 _DEPTHS = ("none", "user", "team", "org")
@@ -121,6 +122,8 @@ def change_privilege(state: ServerState, user: User, table: str, changes: dict[s
         flipped = before[t] ^ after
         if flipped:
             user.view_log.setdefault(t, []).extend((version, i) for i in sorted(flipped))
+            state.write_log.views.append(ViewChange(version, user.name, t, sorted(before[t] - after),
+                                                    sorted(after - before[t])))
 
 
 @routes.get("/_syncsim/snapshot", name="snapshot")
