@@ -1,13 +1,22 @@
-"""The `syncsim` command: thin subcommands over the runner and the server."""
+"""The `syncsim` command: thin subcommands over the runner and the server.
+
+Bad input (a scenario file, an override, a host or port, an --out folder) ends the command with one
+`syncsim: ...` message that names it and what is allowed, and exit status 2, before any long work.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import tempfile
 from pathlib import Path
 
 from simulator.scenario import ScenarioError, load_scenario
+
+
+class UsageError(Exception):
+    """An option the command cannot use; the message names it and what is allowed."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -15,16 +24,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario against the embedded mock server and write reports")
     run.add_argument("scenario", type=Path)
-    run.add_argument("--seed", type=int, help="override the scenario's seed")
-    run.add_argument("--devices", type=int, help="override the total device count (classes given by share)")
-    run.add_argument("--duration", type=float, help="override duration_s (scenario seconds)")
-    run.add_argument("--time-scale", type=float, help="override time_scale")
+    run.add_argument("--seed", type=int, help="override the scenario's seed (an integer >= 0)")
+    run.add_argument("--devices", type=int,
+                     help="override the total device count (an integer from 1 to the scenario's max_devices)")
+    run.add_argument("--duration", type=float, help="override duration_s (scenario seconds, > 0)")
+    run.add_argument("--time-scale", type=float, help="override time_scale (> 0)")
     run.add_argument("--out", type=Path, default=Path("reports"), help="folder for run reports (default: reports)")
     run.add_argument("--no-progress", action="store_true", help="do not print progress lines")
     serve = sub.add_parser("serve", help="run the mock Dataverse server standalone")
     serve.add_argument("scenario", type=Path)
     serve.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8443 if "--tls" in sys.argv else 8080)
+    serve.add_argument("--port", type=int, help="0..65535 (default 8080, or 8443 with --tls; 0 picks a free one)")
     serve.add_argument("--tls", action="store_true", help="serve https with a self-signed CA (needed by the SDK)")
     serve.add_argument("--admin-key", help="admin key for /_syncsim/ (default: random, printed)")
     sub.add_parser("validate", help="check scenario files and print what they define").add_argument(
@@ -34,22 +44,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    command = {"run": _run, "serve": _serve, "validate": _validate}[args.command]
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "serve":
-            from simulator.server.serve import serve_forever
-
-            serve_forever(load_scenario(args.scenario), host=args.host, port=args.port, tls=args.tls,
-                          admin_key=args.admin_key)
-            return 0
-        for path in args.scenarios:
-            s = load_scenario(path)
-            counts = s.class_counts()
-            print(f"{path}: ok: {len(s.tables)} tables, {sum(t.rows for t in s.tables):,} rows, "
-                  f"{sum(counts.values())} devices ({', '.join(f'{k} {v}' for k, v in counts.items())})")
-        return 0
-    except ScenarioError as exc:
+        return command(args)
+    except (ScenarioError, UsageError) as exc:
         print(f"syncsim: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -61,8 +59,45 @@ def _run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario, seed=args.seed, devices=args.devices, duration_s=args.duration,
                              time_scale=args.time_scale)
+    _check_writable(args.out)
     result = asyncio.run(run_scenario(scenario, args.out, progress=not args.no_progress))
     return result.exit_code
+
+
+def _check_writable(folder: Path) -> None:
+    """Create `folder` and write and remove a probe file in it, so that a run cannot end unable to save.
+
+    Raises UsageError naming the folder and the system's reason.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".syncsim-probe-"):
+            pass
+    except OSError as exc:
+        reason = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != folder else ""
+        raise UsageError(f"--out {folder}: cannot write reports there: {reason}{where}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from simulator.server.serve import ServeError, serve_forever
+
+    scenario = load_scenario(args.scenario)
+    port = args.port if args.port is not None else 8443 if args.tls else 8080
+    try:
+        serve_forever(scenario, host=args.host, port=port, tls=args.tls, admin_key=args.admin_key)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    for path in args.scenarios:
+        s = load_scenario(path)
+        counts = s.class_counts()
+        print(f"{path}: ok: {len(s.tables)} tables, {sum(t.rows for t in s.tables):,} rows, "
+              f"{sum(counts.values())} devices ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    return 0
 
 
 if __name__ == "__main__":

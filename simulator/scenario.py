@@ -6,12 +6,14 @@ KiB (`_kb`) or MiB (`_mb`), rates per scenario hour or second as their names say
 
 from __future__ import annotations
 
+import operator
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulator.yaml_file import YamlFileError, read_yaml
 
 Depth = Literal["none", "user", "team", "org"]
 ColumnType = Literal["text", "integer", "decimal", "datetime", "choice", "lookup", "file"]
@@ -24,7 +26,7 @@ class ScenarioError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .inf and .nan are refused
 
 
 class SizeDistribution(_Model):
@@ -254,7 +256,7 @@ class BackOffice(_Model):
 class Scenario(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy seeds every generator from it: non-negative
     duration_s: float = Field(default=3600, gt=0)
     time_scale: float = Field(default=60, gt=0)
     quiet_period_s: float = Field(default=600, ge=0)
@@ -435,7 +437,11 @@ def _format_error(path: Path, err: Any) -> str:
 
 
 def parse_scenario(data: Any, path: Path | str = "<scenario>", **overrides: Any) -> Scenario:
-    """Validate a scenario mapping. Raises ScenarioError naming file, field path and allowed values."""
+    """Validate a scenario mapping. Raises ScenarioError naming file, field path and allowed values.
+
+    `overrides` replace top-level fields before validation (None keeps the file's value); `devices`
+    must be an integer from 1 to the scenario's max_devices.
+    """
     path = Path(path)
     if data is None:
         raise ScenarioError(f"{path}: the file is empty; a scenario needs at least name, tables and user_classes")
@@ -443,7 +449,8 @@ def parse_scenario(data: Any, path: Path | str = "<scenario>", **overrides: Any)
         raise ScenarioError(f"{path}: a scenario must be a mapping of fields, got {type(data).__name__}")
     merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     if overrides.get("devices") is not None:
-        merged = _scale_counts(merged, int(overrides["devices"]))
+        devices = _devices_override(path, overrides["devices"], merged.get("max_devices", _DEFAULT_MAX_DEVICES))
+        merged = _scale_counts({**merged, "devices": devices}, devices)
     try:
         return Scenario.model_validate(merged)
     except ValidationError as exc:
@@ -451,32 +458,44 @@ def parse_scenario(data: Any, path: Path | str = "<scenario>", **overrides: Any)
         raise ScenarioError("invalid scenario\n  " + "\n  ".join(lines)) from None
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (YAML would keep the last)."""
+_DEFAULT_MAX_DEVICES: int = Scenario.model_fields["max_devices"].default
 
 
-def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+def _as_int(value: Any) -> int | None:
+    """`value` as an int if it is one (numpy integers too), else None; booleans and floats are not."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+def _devices_override(path: Path, value: Any, max_devices: Any) -> int:
+    """The devices override as an int from 1 to max_devices, or a ScenarioError saying what is allowed."""
+    devices, limit = _as_int(value), _as_int(max_devices)
+    if limit is not None and limit > 0 and devices is not None and devices > limit:
+        raise ScenarioError(f"{path}: devices override: {devices} devices exceed max_devices={limit}; "
+                            f"give an integer from 1 to {limit}, or raise max_devices in the scenario")
+    if devices is None or devices < 1:
+        raise ScenarioError(f"{path}: devices override: must be an integer >= 1 (got {value!r})")
+    return devices
 
 
 def _scale_counts(data: dict[str, Any], devices: int) -> dict[str, Any]:
-    """--devices on a scenario whose classes have counts: scale them to that total (largest remainder)."""
+    """--devices on a scenario whose classes have counts: scale them to that total (largest remainder).
+
+    Only valid counts (integers >= 0) are scaled; otherwise the data is returned as is, so validation
+    reports the file's own count rather than a scaled one.
+    """
     classes = data.get("user_classes")
-    if not isinstance(classes, list) or not all(isinstance(c, dict) and "count" in c for c in classes):
+    if not isinstance(classes, list) or not all(_count_of(c) is not None for c in classes):
         return data
-    total = sum(int(c["count"] or 0) for c in classes)
+    given = [_count_of(c) or 0 for c in classes]
+    total = sum(given)
     if total <= 0:
         return data
-    exact = [devices * int(c["count"] or 0) / total for c in classes]
+    exact = [devices * n / total for n in given]
     counts = [int(x) for x in exact]
     for i in sorted(range(len(exact)), key=lambda i: exact[i] - counts[i], reverse=True)[: devices - sum(counts)]:
         counts[i] += 1
@@ -485,18 +504,17 @@ def _scale_counts(data: dict[str, Any], devices: int) -> dict[str, Any]:
     return {**rest, "user_classes": scaled}
 
 
+def _count_of(user_class: Any) -> int | None:
+    """A user class mapping's `count` if it is an integer >= 0, else None."""
+    count = _as_int(user_class.get("count")) if isinstance(user_class, dict) else None
+    return count if count is not None and count >= 0 else None
+
+
 def load_scenario(path: Path | str, **overrides: Any) -> Scenario:
     """Read and validate a scenario YAML file; `overrides` replace top-level fields (seed, devices...)."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ScenarioError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        data = read_yaml(path)
+    except YamlFileError as exc:
+        raise ScenarioError(str(exc)) from None
     return parse_scenario(data, path, **overrides)
-

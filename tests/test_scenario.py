@@ -457,3 +457,140 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
     path = write(tmp_path, "name: a\nseed: 1\nname: b\n")
     with pytest.raises(ScenarioError, match=re.escape(f"{path}: line 3 column 1: not valid YAML: key 'name' appears twice")):
         load_scenario(path)
+
+
+# --- files and YAML that cannot be read as a scenario ---------------------------------------------------
+MERGED = """\
+name: merged
+tables:
+  - logical_name: account
+    rows: 10
+user_classes:
+  - &technician
+    name: technician
+    count: 2
+    profile: [{table: account}]
+    behaviour: &often {sync_interval_s: 60, edits_per_hour: 10}
+  - <<: *technician
+    name: manager
+    count: 1
+    behaviour: &rare
+      <<: *often
+      edits_per_hour: 0
+      upload_mode: one_by_one
+"""
+
+
+def test_a_file_that_is_not_utf8_names_the_byte_its_offset_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: café\n".encode("latin-1"))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 0xe9 at offset 9, line 1); save the scenario as UTF-8"
+
+
+@pytest.mark.parametrize(("text", "where", "kind"), [
+    ("name: a\n[x, y]: 1\n", "line 2 column 1", "list"),
+    ("name: a\n? {x: 1}\n: 1\n", "line 2 column 3", "mapping"),
+], ids=["list", "mapping"])
+def test_a_list_or_mapping_used_as_a_key_is_refused_with_its_line_and_column(
+    tmp_path: Path, text: str, where: str, kind: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == (f"{path}: {where}: not valid YAML: "
+                               f"a key must be a plain value such as a name or a number, not a {kind}")
+
+
+def test_merge_keys_share_settings_and_the_mappings_own_keys_override_merged_ones(tmp_path: Path) -> None:
+    s = load_scenario(write(tmp_path, MERGED))
+    assert s.class_counts() == {"technician": 2, "manager": 1}
+    manager = s.user_class("manager")
+    assert manager.profile == s.user_class("technician").profile
+    assert (manager.behaviour.sync_interval_s, manager.behaviour.edits_per_hour) == (60, 0)
+    assert manager.behaviour.upload_mode == "one_by_one"
+    assert s.user_class("technician").behaviour.edits_per_hour == 10
+
+
+def test_of_several_merged_mappings_the_first_one_wins(tmp_path: Path) -> None:
+    text = MERGED + "  - {name: dispatcher, count: 1, profile: [{table: account}], behaviour: {<<: [*rare, *often]}}\n"
+    behaviour = load_scenario(write(tmp_path, text)).user_class("dispatcher").behaviour
+    assert (behaviour.sync_interval_s, behaviour.edits_per_hour, behaviour.upload_mode) == (60, 0, "one_by_one")
+
+
+def test_a_key_given_twice_beside_a_merge_key_is_still_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, MERGED.replace("    count: 1\n", "    count: 1\n    count: 3\n"))
+    with pytest.raises(ScenarioError, match=re.escape(f"{path}: line 14 column 5: not valid YAML: "
+                                                      "key 'count' appears twice")):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2024-13-01", "cannot read '2024-13-01' as timestamp (month must be in 1..12); put it in quotes"),
+    ("9" * 5000, "as int (Exceeds the limit (4300 digits)"),
+], ids=["month-13", "5000-digits"])
+def test_a_value_yaml_cannot_convert_is_refused_with_its_line(tmp_path: Path, value: str, expected: str) -> None:
+    path = write(tmp_path, f"name: a\ndescription: {value}\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value).startswith(f"{path}: line 2 column 14: not valid YAML: ")
+    assert expected in str(info.value)
+
+
+def test_yaml_nested_thousands_deep_is_refused_not_a_crash(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ScenarioError, match=re.escape(f"{path}: not valid YAML: nested too deeply")):
+        load_scenario(path)
+
+
+def test_a_control_character_is_reported_on_one_line_with_its_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\nseed: 1\x07\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == (f"{path}: line 2 column 8: not valid YAML: "
+                               "unacceptable character #x0007: special characters are not allowed")
+
+
+# --- numbers and overrides that would crash or run silently wrong ---------------------------------------
+@pytest.mark.parametrize("devices", ["ten", 2.5, True, 0, -3], ids=["text", "fraction", "bool", "zero", "negative"])
+def test_a_devices_override_must_be_an_integer_of_at_least_one(devices: Any) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(base(), "mine.yaml", devices=devices)
+    assert str(info.value) == f"mine.yaml: devices override: must be an integer >= 1 (got {devices!r})"
+
+
+def test_a_devices_override_above_max_devices_names_the_allowed_range() -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario({**base(), "max_devices": 50}, "mine.yaml", devices=51)
+    assert str(info.value).startswith("mine.yaml: devices override: 51 devices exceed max_devices=50; "
+                                      "give an integer from 1 to 50")
+
+
+@pytest.mark.parametrize("count", ["many", 1.5, -1], ids=["text", "fraction", "negative"])
+def test_a_devices_override_does_not_hide_a_bad_count_in_the_file(count: Any) -> None:
+    data = base()
+    data["user_classes"][0]["count"] = count
+    data["user_classes"][1]["count"] = 5
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data, "mine.yaml", devices=10)
+    assert "mine.yaml: user_classes.0.count:" in str(info.value) and f"(got {count!r})" in str(info.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("duration_s", float("inf")), ("time_scale", float("inf")), ("duration_s", float("nan")),
+    ("time_scale", float("nan")),
+], ids=["duration-inf", "time-scale-inf", "duration-nan", "time-scale-nan"])
+def test_an_override_that_is_not_a_finite_number_is_refused(field: str, value: float) -> None:
+    with pytest.raises(ScenarioError, match=re.escape(f"mine.yaml: {field}: Input should be a finite number")):
+        parse_scenario(base(), "mine.yaml", **{field: value})
+
+
+def test_an_infinite_number_in_the_file_is_refused_with_its_field(tmp_path: Path) -> None:
+    _, msg = error_for(tmp_path, lambda d: d.update(server={"max_body_mb": float("inf")}))
+    assert "server.max_body_mb: Input should be a finite number (got inf)" in msg
+
+
+def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
+    _, msg = error_for(tmp_path, lambda d: d.update(seed=-1))
+    assert "seed: Input should be greater than or equal to 0 (got -1)" in msg

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import socket
 import ssl
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+import simulator.server.serve as serve_module
 from simulator.clock import ManualClock
 from simulator.server.serve import (
     describe,
@@ -115,3 +117,28 @@ def test_serve_forever_reports_bad_port() -> None:
     out = io.StringIO()
     with pytest.raises(ValueError, match="port"):
         serve_forever(small_scenario(), port=70000, out=out)
+
+
+async def test_start_server_on_a_port_in_use_names_the_port_and_the_host() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"^port {port} on 127.0.0.1 is already in use; choose another port"):
+            await start_server(small_scenario(), port=port)
+
+
+async def test_a_port_taken_after_the_check_is_still_reported_as_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve_module, "_check_free", lambda bind, port: None)  # as if taken just after it
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"^port {port} on 127.0.0.1 is already in use"):
+            await start_server(small_scenario(), port=port)
+
+
+@pytest.mark.parametrize("port", [65536, -1, True])
+def test_a_port_outside_0_to_65535_names_the_allowed_range(port: int) -> None:
+    with pytest.raises(ValueError, match=r"is not allowed; give a port from 0 to 65535 \(0 picks a free one\)"):
+        serve_forever(small_scenario(), port=port, out=io.StringIO())
