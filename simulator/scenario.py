@@ -113,6 +113,8 @@ class Faults(_Model):
     latency_ms: float = Field(default=0, ge=0)
     error_rate: float = Field(default=0, ge=0, le=1)  # share of requests answered 503
     drop_rate: float = Field(default=0, ge=0, le=1)  # share of connections closed without answer
+    lose_answer_rate: float = Field(default=0, ge=0, le=1)  # share of writes applied, then the connection closed
+    cut_rate: float = Field(default=0, ge=0, le=1)  # share of answers (pages, files) cut half-way through
 
 
 class ServerSettings(_Model):

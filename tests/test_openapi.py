@@ -1004,7 +1004,8 @@ async def test_ledger_lists_writes_with_their_device_and_op(client: Client) -> N
 
 
 async def test_faults_read_and_change(client: Client) -> None:
-    assert (await client.admin("GET", "/_syncsim/faults")).json() == {"latency_ms": 0, "error_rate": 0, "drop_rate": 0}
+    assert (await client.admin("GET", "/_syncsim/faults")).json() == {
+        "latency_ms": 0, "error_rate": 0, "drop_rate": 0, "lose_answer_rate": 0, "cut_rate": 0}
     assert (await client.admin("PUT", "/_syncsim/faults", json={"latency_ms": 1})).json()["latency_ms"] == 1
     await client.admin("PUT", "/_syncsim/faults", 400, json={"error_rate": 2})
     await client.admin("PUT", "/_syncsim/faults", 400, json={"bogus": 1})

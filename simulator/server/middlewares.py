@@ -10,6 +10,7 @@ from aiohttp import web
 
 from simulator.protocol import ErrorCode, H, error_body
 from simulator.protocol.odata import API_ROOT, JSON_CONTENT_TYPE, SYNCSIM_ROOT
+from simulator.server import faults as injected
 from simulator.server.errors import DataverseError
 from simulator.server.limits import ServiceProtection
 from simulator.server.state import STATE, ServerState
@@ -61,20 +62,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Injected faults (scenario `server.faults` or /_syncsim/faults): latency, 503s, dropped connections."""
+    """Injected faults (scenario `server.faults` or /_syncsim/faults); see simulator/server/faults.py."""
     state = request.app[STATE]
-    f = state.faults
-    if request.path.startswith(SYNCSIM_ROOT) or (f.latency_ms == 0 and f.error_rate == 0 and f.drop_rate == 0):
+    if request.path.startswith(SYNCSIM_ROOT) or not state.faults_on:
         return await handler(request)
-    if f.latency_ms:
-        await state.clock.sleep_real(f.latency_ms / 1000)
-    if f.drop_rate and state.rng.random() < f.drop_rate:
-        if request.transport is not None:
-            request.transport.close()
-        raise DataverseError(ErrorCode.SERVICE_UNAVAILABLE, "Connection dropped by fault injection.")
-    if f.error_rate and state.rng.random() < f.error_rate:
-        raise DataverseError(ErrorCode.SERVICE_UNAVAILABLE, "Service unavailable (fault injection).")
-    return await handler(request)
+    await injected.before(state, request)
+    return await injected.after(state, request, await handler(request))
 
 
 def _bearer(request: web.Request) -> str | None:

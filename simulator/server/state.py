@@ -28,6 +28,7 @@ class Counters:
     conflicts: Counter[str] = field(default_factory=Counter)  # "<table>/<user>"
     rejections: Counter[str] = field(default_factory=Counter)  # "<table>/<user>"
     throttles: Counter[str] = field(default_factory=Counter)  # "<limit>"
+    faults: Counter[str] = field(default_factory=Counter)  # injected fault kind -> times
     writes_applied: int = 0
 
     def to_dict(self) -> dict[str, object]:
@@ -41,6 +42,7 @@ class Counters:
             "rejections": dict(self.rejections),
             "rejections_total": sum(self.rejections.values()),
             "throttles": dict(self.throttles),
+            "faults": dict(self.faults),
             "writes_applied": self.writes_applied,
         }
 
@@ -135,6 +137,12 @@ class ServerState:
         for table in store.tables.values():
             detect = table.meta.conflict_detection
             table.conflict_detection = self.settings.conflict_detection if detect is None else detect
+
+    @property
+    def faults_on(self) -> bool:
+        """Whether any server fault is set."""
+        f = self.faults
+        return bool(f.latency_ms or f.error_rate or f.drop_rate or f.lose_answer_rate or f.cut_rate)
 
     def issue_token(self, user: User) -> tuple[str, float]:
         """A new bearer token for a user; returns (token, lifetime in scenario seconds)."""

@@ -23,6 +23,7 @@ from simulator.protocol.errors import EXPIRED_TOKEN_MESSAGE
 from simulator.protocol.odata import JSON_CONTENT_TYPE
 from simulator.server.access import Access
 from simulator.server.errors import DataverseError
+from simulator.server.faults import CutShort, CuttableStream, cut_point
 from simulator.server.handlers.common import (
     is_device,
     page_size,
@@ -270,12 +271,16 @@ async def _stream_page(request: web.Request, state: ServerState, table: TableSto
                                            H.PREFERENCE_APPLIED: "odata.track-changes"})
     response.content_length = length
     await response.prepare(request)
-    await response.write(head)
-    for i in range(0, len(parts), STREAM_GROUP):
-        group = b",".join(parts[i : i + STREAM_GROUP])
-        await response.write(group if i == 0 else b"," + group)
-    await response.write(tail)
-    await response.write_eof()
+    out = CuttableStream(request, response, cut_point(state, length) if state.faults_on else None)
+    try:
+        await out.write(head)
+        for i in range(0, len(parts), STREAM_GROUP):
+            group = b",".join(parts[i : i + STREAM_GROUP])
+            await out.write(group if i == 0 else b"," + group)
+        await out.write(tail)
+        await response.write_eof()
+    except CutShort:
+        return response
     state.counters.rows_served += len(rows)
     state.counters.bytes_served += length
     return response

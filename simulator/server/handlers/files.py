@@ -25,6 +25,7 @@ from simulator.protocol import ErrorCode, H, format_etag
 from simulator.protocol.ids import new_guid
 from simulator.protocol.odata import FILE_CHUNK_BYTES
 from simulator.server.errors import DataverseError, not_found
+from simulator.server.faults import CutShort, CuttableStream, cut_point
 from simulator.server.handlers.common import base_url, origin_of, row_key, state_of, table_for, user_of
 from simulator.server.handlers.writes import ROW
 from simulator.server.mutations import Writer, WriteResult
@@ -194,17 +195,18 @@ async def download(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":
         return response
     pos = start
+    out = CuttableStream(request, response, cut_point(state, end - start + 1) if state.faults_on else None)
     try:
         while pos <= end:
             chunk = file_bytes(info, pos, min(pos + STREAM_CHUNK, end + 1))
             if not chunk:
                 break
-            await response.write(chunk)
+            await out.write(chunk)
             state.counters.file_bytes_served += len(chunk)
             pos += len(chunk)
         await response.write_eof()
-    except ConnectionResetError:
-        pass  # the client went away mid-download; it resumes with a Range request
+    except (ConnectionResetError, CutShort):
+        pass  # the client went away mid-download (or a fault cut it); it resumes with a Range request
     return response
 
 
