@@ -127,3 +127,40 @@ async def test_a_file_removed_on_the_server_is_removed_from_the_device(rig_facto
     await device.sync_once()
     assert f"annotation/{row.id}/documentbody" not in device.store.files
     assert device.store.file_snapshot() == _expected_files(rig) and len(_expected_files(rig)) == 3
+
+
+def _note_editor(delete_depth: str = "org") -> Scenario:
+    """A manager who edits notes (updates or deletes) under last writer wins."""
+    s = _notes()
+    cls = {**s.user_classes[0].model_dump(), "privileges": {"annotation": {"read": "org", "write": "org",
+                                                                            "delete": delete_depth}},
+           "behaviour": {"edit_mix": {"update": 1 if delete_depth == "org" else 0, "create": 0,
+                                      "delete": 0 if delete_depth == "org" else 1}}}
+    return s.model_copy(update={"user_classes": [type(s.user_classes[0])(**cls)]})
+
+
+async def test_an_overwrite_of_someone_elses_change_brings_their_change_to_the_device(rig_factory: Any) -> None:
+    rig: Rig = await rig_factory(_note_editor())
+    device = rig.device("manager-0001")
+    await device.sync_once()
+    op = device.edit()
+    assert op is not None and op.kind == "update"
+    table = rig.state.store.table("annotation")
+    row = table.rows[op.row_id]  # the back office removes the note's file before the device uploads
+    rig.state.store.write(table, Row(row.id, rig.state.store.next_version(), row.owner, row.team,
+                                     row.modified, dict(row.values), None))
+    record = await device.sync_once()
+    assert record.conflicts == 1  # last writer wins: applied over the newer version
+    assert f"annotation/{op.row_id}/documentbody" not in device.store.files  # the merged row came down
+    assert device.store.file_snapshot() == _expected_files(rig) and rig.check(device).ok
+
+
+async def test_a_refused_delete_restores_the_row_and_its_file(rig_factory: Any) -> None:
+    rig: Rig = await rig_factory(_note_editor(delete_depth="none"))
+    device = rig.device("manager-0001")
+    await device.sync_once()
+    op = device.edit()
+    assert op is not None and op.kind == "delete" and device.store.version("annotation", op.row_id) is None
+    record = await device.sync_once()
+    assert record.rejections == 1
+    assert device.store.file_snapshot() == _expected_files(rig) and rig.check(device).ok

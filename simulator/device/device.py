@@ -78,7 +78,8 @@ class Device:
         try:
             while self.clock.now() < stop_at and self.gave_up is None:
                 if not self.link.online:
-                    await self.timeline.wait(self.link.wait_online(), "offline")
+                    await self._offline_until_online(stop_at)
+                    continue
                 await self.sync_once()
                 b = self.cls.behaviour
                 interval = b.sync_interval_s * (1 + b.sync_jitter * (2 * self.rng_sched.random() - 1))
@@ -226,6 +227,14 @@ class Device:
         if kind == "decimal":
             return {name: round(float(r.uniform(0, 1000)), 2)}
         return {name: f"edited on {self.spec.name} #{self._edits}"[: int(extra or 100)]}
+
+    async def _offline_until_online(self, stop_at: float) -> None:
+        """No network: the user keeps working (edits after the first sync) until it comes back."""
+        if not self.engine.state.first_sync_done:
+            await self.timeline.wait(self.link.wait_online(), "offline")
+            return
+        while not self.link.online and self.clock.now() < stop_at:
+            await self._idle_until(stop_at)
 
     async def _idle_until(self, t: float) -> None:
         """Wait until scenario time t, making edits on the way; return early on reconnect."""

@@ -9,7 +9,6 @@ keeps its idempotency key even if new edits arrived after a lost answer.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,21 +37,27 @@ class Group:
 
 
 class Outbox:
-    """FIFO of pending ops. A delete of a row created offline cancels the create and its updates."""
+    """FIFO of pending ops, indexed by row. A delete of a row created offline cancels the create and
+    its updates. Every operation costs time in the ops it touches, not in the outbox's length (a
+    device may queue 10,000 edits offline)."""
 
-    __slots__ = ("_ops", "_sent")
+    __slots__ = ("_ops", "_rows", "_sent")
 
     def __init__(self) -> None:
-        self._ops: deque[Op] = deque()
+        self._ops: dict[str, Op] = {}  # op id -> op, oldest first
+        self._rows: dict[tuple[str, str], list[Op]] = {}  # (table, row id) -> its pending ops, oldest first
         self._sent: Group | None = None  # sent and not answered yet
 
     def add(self, op: Op) -> list[Op]:
         """Queue an op; returns the ops it cancelled (a delete of a row created offline and not sent)."""
-        if op.kind == "delete" and self.created_offline(op.row_id) and not self._in_flight(op.row_id):
-            cancelled = [o for o in self._ops if o.row_id == op.row_id]
-            self._ops = deque(o for o in self._ops if o.row_id != op.row_id)
-            return [*cancelled, op]
-        self._ops.append(op)
+        row = self._rows.get((op.table, op.row_id), [])
+        if op.kind == "delete" and row and row[0].kind == "create" and not self._in_flight(row[0]):
+            for o in row:
+                del self._ops[o.op_id]
+            del self._rows[(op.table, op.row_id)]
+            return [*row, op]
+        self._ops[op.op_id] = op
+        self._rows.setdefault((op.table, op.row_id), []).append(op)
         return []
 
     def next_group(self, limit: int) -> Group | None:
@@ -62,12 +67,10 @@ class Outbox:
         if not self._ops:
             return None
         ops: list[Op] = []
-        rows: set[tuple[str, str]] = set()
-        for op in self._ops:
+        for op in self._ops.values():
             if len(ops) == limit:
                 break
-            if (op.table, op.row_id) not in rows:
-                rows.add((op.table, op.row_id))
+            if self._rows[(op.table, op.row_id)][0] is op:  # the oldest op of its row
                 ops.append(op)
         key = ops[0].op_id if len(ops) == 1 else "batch_" + hashlib.sha1(
             "".join(o.op_id for o in ops).encode()).hexdigest()[:24]
@@ -76,25 +79,30 @@ class Outbox:
 
     def done(self, group: Group) -> None:
         """The group was answered (each op applied, conflicted or rejected): drop its ops."""
-        ids = {o.op_id for o in group.ops}
-        self._ops = deque(o for o in self._ops if o.op_id not in ids)
+        for op in group.ops:
+            if self._ops.pop(op.op_id, None) is not None:
+                row = self._rows[(op.table, op.row_id)]
+                row.remove(op)
+                if not row:
+                    del self._rows[(op.table, op.row_id)]
         if self._sent is group:
             self._sent = None
 
     def chain(self, table: str, row_id: str, version: int) -> None:
         """The device's own write of a row produced `version`: later edits of that row build on it."""
-        for op in self._ops:
-            if op.row_id == row_id and op.table == table:
-                op.base_version = version
+        for op in self._rows.get((table, row_id), ()):
+            op.base_version = version
 
-    def created_offline(self, row_id: str) -> bool:
-        return any(o.kind == "create" and o.row_id == row_id for o in self._ops)
+    def created_offline(self, table: str, row_id: str) -> bool:
+        """Whether the row was created on the device and its create is still pending."""
+        row = self._rows.get((table, row_id))
+        return row is not None and row[0].kind == "create"
 
-    def _in_flight(self, row_id: str) -> bool:
-        return self._sent is not None and any(o.row_id == row_id for o in self._sent.ops)
+    def _in_flight(self, op: Op) -> bool:
+        return self._sent is not None and op in self._sent.ops
 
     def pending(self) -> list[Op]:
-        return list(self._ops)
+        return list(self._ops.values())
 
     def __len__(self) -> int:
         return len(self._ops)

@@ -128,7 +128,7 @@ class SyncEngine:
             self.state.resume_links.pop(pt.table, None)
             await self._follow(info, pt, f"{API_ROOT}/{info.entity_set}", tally, rows, tracked=True, seen=seen)
             held = self.store.ids(pt.table)
-            for row_id in [i for i in held if i not in seen and not self.outbox.created_offline(i)]:
+            for row_id in [i for i in held if i not in seen and not self.outbox.created_offline(pt.table, i)]:
                 self.store.remove(pt.table, row_id)
             self.state.resync.discard(pt.table)
 
@@ -210,9 +210,9 @@ class SyncEngine:
                                        table=table, accept=(403, 404))
             if resp.status != 200:
                 self.store.remove(table, row_id)
-            else:
-                item = orjson.loads(resp.body)
-                self.store.put(table, row_id, int(item["versionnumber"]), len(resp.body))
+            else:  # like a page of one row: the row back at the server's version, its files planned again
+                pt = next(p for p in self.profile if p.table == table)
+                self._apply_page(info, pt, [orjson.loads(resp.body)], len(resp.body), {}, None)
             self.state.refresh.discard((table, row_id))
 
     # --- internals ----------------------------------------------------------------------------
@@ -224,7 +224,9 @@ class SyncEngine:
             result.applied += 1
             result.conflicts += int(conflict)
             if version is not None and op.kind != "delete":
-                self.store.set_version(op.table, op.row_id, version)
+                if not conflict:  # the new version is exactly the device's row; after an overwrite
+                    # (last writer wins) it also holds the other writer's columns: the next delta brings it
+                    self.store.set_version(op.table, op.row_id, version)
                 self.outbox.chain(op.table, op.row_id, version)
         elif status == 412:
             result.conflicts += 1  # detection on: server wins, the next delta brings its version
