@@ -40,6 +40,8 @@ class Events:
       one cut by airplane mode or failed in the network (status 0, error the failure's kind);
       started_at / ended_at are the device's lived time (`clock.Timeline`), elapsed_s their difference.
     - edit_made(device: str, op: Op): the user made an offline edit (it is now in the outbox).
+    - edit_merged(device: str, op: Op, into: Op): the edit was merged into `into`, a waiting
+      create or update of the same row (whose payload now holds both); `into` carries it.
     - edit_settled(device: str, op: Op, base: int | None, outcome: Outcome | None): the server
       answered the op (outcome = (status, new version, conflict flag, error code), `base` the
       version it was sent with), or the device cancelled it (outcome None: a delete of a row created
@@ -52,4 +54,5 @@ class Events:
         self.device_event = EventHook()
         self.request = EventHook()
         self.edit_made = EventHook()
+        self.edit_merged = EventHook()
         self.edit_settled = EventHook()

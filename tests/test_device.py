@@ -152,11 +152,13 @@ async def test_edits_after_losing_write_privilege_are_rejected_and_rows_restored
     device = rig.device("technician-0001")
     await device.sync_once()
     held_before = dict(device.store.ids("msdyn_workorder"))
-    kinds = [op.kind for op in (device.edit() for _ in range(12)) if op is not None]
+    for _ in range(12):
+        device.edit()
+    queued = len(device.outbox)  # edits of one row waiting together go up as one
     user = rig.state.store.users_by_name["technician-0001"]
     change_privilege(rig.state, user, "msdyn_workorder", {"write": "none", "delete": "none"})
     record = await device.sync_once()
-    assert record.rejections == len(kinds) > 0  # creates need write privilege too
+    assert record.rejections == queued > 0  # creates need write privilege too
     assert record.rejection_codes == {"PrivilegeDenied": record.rejections}
     assert set(held_before) <= set(device.store.ids("msdyn_workorder"))  # deleted rows came back
     assert rig.check(device).ok
@@ -172,8 +174,9 @@ async def test_devices_only_edit_columns_the_server_accepts(rig_factory: Any) ->
     await device.sync_once()
     for _ in range(60):
         device.edit()
+    queued = len(device.outbox)
     record = await device.sync_once()
-    assert record.uploaded == 60 and record.rejections == 0, record.rejection_codes
+    assert record.uploaded == queued > 40 and record.rejections == 0, record.rejection_codes
     assert rig.check(device).ok
 
 

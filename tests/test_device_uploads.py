@@ -31,19 +31,46 @@ async def test_a_device_editing_the_same_rows_again_and_again_never_conflicts_wi
     rig: Rig = await rig_factory(_one_writer(mode, detect))
     device = rig.device("technician-0001")
     await device.sync_once()
-    assert len(device.store.ids("msdyn_workorder")) == 5
-    uploaded = conflicts = 0
+    assert len(device.outbox) == 0 and len(device.store.ids("msdyn_workorder")) == 5
+    conflicts = 0
     for _ in range(4):  # several syncs, each with 10 edits on 5 rows: every row edited twice or more
         for _ in range(10):
             device.edit()
+        assert len(device.outbox) <= 5  # a row's waiting edits go up as one
         record = await device.sync_once()
         assert record.result == "success", record
-        uploaded += record.uploaded
         conflicts += record.conflicts
         assert record.applied == record.uploaded and record.rejections == 0
-    assert uploaded == 40 and conflicts == 0
+    assert len(rig.journal.intents) == 40 and conflicts == 0
     assert rig.state.counters.conflicts.total() == 0
-    assert rig.check(device).ok
+    assert rig.check(device).ok and (await rig.ledger(device))["passed"]
+
+
+@pytest.mark.parametrize("detect", [True, False])
+async def test_an_edit_of_a_row_whose_upload_is_unanswered_builds_on_that_upload(rig_factory: Any, detect: bool) -> None:
+    lost = {"left": 1}
+
+    @web.middleware
+    async def lose_first_answer(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if request.method == "PATCH" and lost["left"]:
+            lost["left"] -= 1
+            return web.Response(status=503)  # applied, but the device hears a failure
+        return response
+
+    rig: Rig = await rig_factory(_one_writer("one_by_one", detect), middlewares=[lose_first_answer])
+    device = rig.device("technician-0001")
+    device.api.max_retries = 0
+    await device.sync_once()
+    first = device.edit()
+    assert first is not None and (await device.sync_once()).result == "failed"
+    again = device.edit()
+    while again is not None and again.row_id != first.row_id:  # the same row again, its upload unanswered
+        again = device.edit()
+    assert again is not None and again in device.outbox.pending()  # not merged into the op in flight
+    records = [await device.sync_once(), await device.sync_once()]
+    assert all(r.result == "success" for r in records) and sum(r.conflicts for r in records) == 0
+    assert rig.check(device).ok and (await rig.ledger(device))["passed"]
 
 
 async def test_a_batch_resent_after_a_lost_answer_is_the_same_batch_even_with_new_edits(rig_factory: Any) -> None:

@@ -200,7 +200,10 @@ class Device:
             if kind == "delete":
                 self.store.remove(table, row_id)
         self.events.edit_made.fire(device=self.spec.name, op=op)
-        for cancelled in self.outbox.add(op):
+        added = self.outbox.add(op)
+        if added.merged_into is not None:
+            self.events.edit_merged.fire(device=self.spec.name, op=op, into=added.merged_into)
+        for cancelled in added.cancelled:
             self.events.edit_settled.fire(device=self.spec.name, op=cancelled, base=cancelled.base_version, outcome=None)
         return op
 

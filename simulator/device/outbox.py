@@ -1,7 +1,9 @@
 """Offline edits waiting for upload. Nothing leaves the outbox until the server has answered it.
 
+An update of a row whose create or update is still waiting (not sent yet) is merged into it: the
+row's pending changes go up as one operation, as offline apps keep one pending change per record.
 Uploads go in groups. A group holds at most one op per row, so every op is sent with the version
-the device's own earlier edit of that row produced (`chain`): a device's own write is never a
+the device's own earlier write of that row produced (`chain`): a device's own write is never a
 conflict. A group, once sent, is sent again unchanged until it is answered, so a re-sent `$batch`
 keeps its idempotency key even if new edits arrived after a lost answer.
 """
@@ -29,6 +31,15 @@ class Op:
 
 
 @dataclass(frozen=True, slots=True)
+class Added:
+    """What queuing an edit did: merged it into a waiting op of its row, or cancelled ops (a delete
+    of a row created offline and never sent cancels the create, its updates and itself)."""
+
+    merged_into: Op | None = None
+    cancelled: tuple[Op, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     """Ops sent together (one `$batch`, or one request) under one idempotency key."""
 
@@ -48,17 +59,21 @@ class Outbox:
         self._rows: dict[tuple[str, str], list[Op]] = {}  # (table, row id) -> its pending ops, oldest first
         self._sent: Group | None = None  # sent and not answered yet
 
-    def add(self, op: Op) -> list[Op]:
-        """Queue an op; returns the ops it cancelled (a delete of a row created offline and not sent)."""
+    def add(self, op: Op) -> Added:
+        """Queue an edit: merged into the row's waiting create or update, cancelling, or appended."""
         row = self._rows.get((op.table, op.row_id), [])
+        last = row[-1] if row else None
+        if op.kind == "update" and last is not None and last.kind != "delete" and not self._in_flight(last):
+            last.payload = {**(last.payload or {}), **(op.payload or {})}
+            return Added(merged_into=last)
         if op.kind == "delete" and row and row[0].kind == "create" and not self._in_flight(row[0]):
             for o in row:
                 del self._ops[o.op_id]
             del self._rows[(op.table, op.row_id)]
-            return [*row, op]
+            return Added(cancelled=(*row, op))
         self._ops[op.op_id] = op
         self._rows.setdefault((op.table, op.row_id), []).append(op)
-        return []
+        return Added()
 
     def next_group(self, limit: int) -> Group | None:
         """The group to send: the unanswered one again, else up to `limit` ops, one per row, oldest first."""

@@ -132,7 +132,11 @@ def _nothing_lost(journal: Journal, facts: _ServerFacts, ends: dict[str, DeviceE
     for intent in journal.intents.values():
         out.checked += 1
         where = f"{intent.device} op {intent.op} ({intent.kind} {intent.table}/{intent.row_id})"
-        if not intent.settled:
+        if intent.merged_into is not None:
+            carrier = journal.intents.get(intent.merged_into)
+            if carrier is None or not (carrier.settled or carrier.op in pending):
+                out.fail(f"{where}: merged into op {intent.merged_into}, which was lost")
+        elif not intent.settled:
             if intent.op not in pending:
                 out.fail(f"{where}: neither answered nor in the outbox: lost")
         elif not intent.cancelled and intent.status < 300 and not facts.by_op.get(intent.op):
@@ -220,7 +224,8 @@ def _conflicts_match(journal: Journal, facts: _ServerFacts) -> tuple[Invariant, 
     Returns the result and the number of conflicts recomputed from the ledger."""
     out, recomputed = Invariant(), 0
     for intent in journal.intents.values():
-        if not intent.settled or intent.cancelled or not (intent.status < 300 or intent.status == 412):
+        if not intent.settled or intent.cancelled or intent.merged_into is not None or not (
+                intent.status < 300 or intent.status == 412):
             continue
         out.checked += 1
         device_says = intent.status == 412 or intent.conflict
@@ -323,7 +328,9 @@ def _tokens_and_storage(journal: Journal, devices: list[DeviceEnd]) -> Invariant
 
 
 def _throttling(facts: _ServerFacts, journal: Journal) -> Invariant:
+    """No device sends a request while it is told to wait (other clients are not the device's doing)."""
     out = Invariant(checked=len(journal.records))
-    for user, route, early_s in facts.early:
-        out.fail(f"{user}: {route} sent {early_s:.2f} s before its Retry-After was over")
+    for user, device, route, early_s in facts.early:
+        if device is not None:
+            out.fail(f"{device} ({user}): {route} sent {early_s:.2f} s before its Retry-After was over")
     return out

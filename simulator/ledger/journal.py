@@ -31,6 +31,7 @@ class Intent:
     digest: int | None
     settled: bool = False
     cancelled: bool = False  # a delete of a row created offline and never sent cancelled it
+    merged_into: str | None = None  # the op that carries this edit (merged into a waiting op of its row)
     status: int = 0
     version: int | None = None
     conflict: bool = False
@@ -67,6 +68,7 @@ class Journal:
 
     def attach(self, events: Events) -> Journal:
         events.edit_made.add_listener(self._made)
+        events.edit_merged.add_listener(self._merged)
         events.edit_settled.add_listener(self._settled)
         events.request.add_listener(self._request)
         events.sync_finished.add_listener(self._record)
@@ -76,6 +78,13 @@ class Journal:
     def _made(self, device: str, op: Any) -> None:
         digest = body_digest(op.payload) if op.payload is not None else None
         self.intents[op.op_id] = Intent(device, op.op_id, op.kind, op.table, op.row_id, digest)
+
+    def _merged(self, device: str, op: Any, into: Any) -> None:
+        intent, carrier = self.intents.get(op.op_id), self.intents.get(into.op_id)
+        if intent is None or carrier is None:
+            return
+        intent.merged_into, intent.settled = into.op_id, True
+        carrier.digest = body_digest(into.payload)  # the carrier now sends both edits
 
     def _settled(self, device: str, op: Any, base: int | None, outcome: tuple[Any, ...] | None) -> None:
         intent = self.intents.get(op.op_id)
