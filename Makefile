@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCENARIO ?= scenarios/field_service.yaml
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench chaos clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ typecheck:
 
 bench:
 	$(BIN)/python -m bench
+
+# The fault matrix: every fault kind at once; prints faults injected by kind and every invariant
+# checked; exits 1 on any violation.
+chaos: install
+	$(BIN)/syncsim run scenarios/chaos.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

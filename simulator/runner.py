@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import resource
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from simulator.protocol.odata import delta_link_version
 from simulator.reports import render_ledger, render_table, summarize, write_all
 from simulator.scenario import Scenario
 from simulator.server.serve import start_server
+from simulator.storms import run_storms
 
 
 @dataclass(slots=True)
@@ -124,8 +126,17 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             devices = [make_device(e, clock, session, admin, server.base_url, events, origin) for e in fleet]
             watch_revocations(journal, scenario, devices)
             watch = Progress(metrics, len(devices), clock, origin, scenario.duration_s, enabled=progress, console=console)
+            storms: Counter[str] = Counter()
             async with watch:
-                await _run_fleet(devices, fleet, clock, origin + scenario.duration_s)
+                stop_at = origin + scenario.duration_s
+                storming = asyncio.ensure_future(
+                    run_storms(scenario, session, server.base_url, admin.token, clock, stop_at, storms))
+                try:
+                    await _run_fleet(devices, fleet, clock, stop_at)
+                finally:
+                    storming.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await storming
                 for device in devices:
                     device.end_of_run()
                 watch.phase("quiet period: final syncs")
@@ -139,7 +150,20 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             counters = await admin.counters()
     finally:
         await server.close()
+    counters["faults_injected"] = faults_injected(counters, storms, metrics)
     return _report(scenario, metrics, check, ledger, counters, out_root, console)
+
+
+def faults_injected(counters: dict[str, Any], storms: Counter[str], metrics: Metrics) -> dict[str, int]:
+    """Every fault the run injected, by kind: the server's, the storms', and the devices' own
+    (airplane mode, cuts that made a request restart, 429s met)."""
+    kinds = Counter(e.kind for e in metrics.events)
+    out = {f"server {k}": n for k, n in sorted(counters.get("faults", {}).items())}
+    out.update({k.replace("_", " "): n for k, n in sorted(storms.items())})
+    out.update({"airplane mode on": kinds["airplane_on"], "requests cut by airplane mode": kinds["restart"],
+                "429s met by devices": kinds["throttled"], "retries after network errors or 5xx": kinds["retry"],
+                "delta tokens expired": kinds["token_expired"]})
+    return {k: n for k, n in out.items() if n}
 
 
 def held_probe(device: Device) -> Probe:
@@ -238,6 +262,7 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
                    "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0)},
         "device_conflicts": device_conflicts,
         "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
+        "faults_injected": counters["faults_injected"],
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -251,6 +276,6 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
                   f"unfinished {len(check['unfinished_devices'])}, skipped {len(check['devices_skipped'])}")
     for failing in check["failing_devices"][:5]:
         console.print(f"  {failing['device']}: {'; '.join(failing['examples'])}")
-    render_ledger(ledger, console)
+    render_ledger(ledger, counters["faults_injected"], console)
     console.print(f"reports: {paths['html'].parent}")
     return RunResult(out_dir, summary, bool(check["passed"]) and bool(ledger["passed"]))

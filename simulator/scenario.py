@@ -253,6 +253,16 @@ class BackOffice(_Model):
     tables: list[str] = Field(default_factory=list)  # [] = every table
     mix: EditMix = EditMix(update=0.8, create=0.15, delete=0.05)
     hot_rows: HotRows | None = None
+    file_deletes_per_s: float = Field(default=0, ge=0)  # files removed from rows, scenario time
+
+
+class Storms(_Model):
+    """Bursts of extra requests from another client of the same users (e.g. a second app): 429 storms."""
+
+    every_s: float = Field(gt=0)  # scenario seconds between bursts (the first after every_s)
+    user_class: str
+    users: int = Field(default=1, ge=1)  # the first N users of the class
+    requests: int = Field(default=53, ge=1, le=1000)  # concurrent requests per burst and user
 
 
 class Scenario(_Model):
@@ -270,6 +280,7 @@ class Scenario(_Model):
     rollout: list[Wave] = Field(default_factory=lambda: [Wave(at_s=0)])
     privilege_changes: list[PrivilegeChange] = Field(default_factory=list)
     back_office: BackOffice = BackOffice()
+    storms: Storms | None = None
 
     @model_validator(mode="after")
     def _check_references(self) -> Scenario:
@@ -344,6 +355,8 @@ def _check_scenario(s: Scenario) -> None:
             raise ValueError(f"privilege change at {p.at_s}s: table {p.table!r} is not one of {sorted(tables)}")
         if p.read is None and p.write is None:
             raise ValueError(f"privilege change at {p.at_s:g}s changes nothing: set read and/or write")
+    if s.storms is not None and s.storms.user_class not in classes:
+        raise ValueError(f"storms.user_class: {s.storms.user_class!r} is not one of {sorted(classes)}")
     for name in s.back_office.tables:
         if name not in tables:
             raise ValueError(f"back_office.tables: {name!r} is not one of {sorted(tables)}")

@@ -8,7 +8,7 @@ each request started and ended) and compared with the figures devices reported.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +122,18 @@ def check_run(journal: Journal, server: dict[str, Any], devices: list[DeviceEnd]
                       "reported_rate": round(reported / uploaded, 4) if uploaded else 0.0,
                       "ledger_rate": round(recomputed / uploaded, 4) if uploaded else 0.0},
         "kept_in_stopped_outboxes": sum(len(d.pending) for d in devices if d.stopped),
+        "edits": _edit_counts(journal),
     }
+
+
+def _edit_counts(journal: Journal) -> dict[str, Any]:
+    """Edits the devices made: merged into a waiting op of their row, cancelled, most by one device."""
+    per_device = Counter(i.device for i in journal.intents.values())
+    busiest = per_device.most_common(1)
+    return {"made": len(journal.intents),
+            "merged": sum(1 for i in journal.intents.values() if i.merged_into is not None),
+            "cancelled": sum(1 for i in journal.intents.values() if i.cancelled),
+            "most_by_one_device": {"device": busiest[0][0], "edits": busiest[0][1]} if busiest else None}
 
 
 def _nothing_lost(journal: Journal, facts: _ServerFacts, ends: dict[str, DeviceEnd]) -> Invariant:

@@ -88,9 +88,17 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
     console.print(totals_line(summary["totals"]))
 
 
-def render_ledger(ledger: Mapping[str, Any], console: Console | None = None) -> None:
-    """Print the ledger's invariants (checked, violations, first examples) and the conflict recount."""
+def render_ledger(ledger: Mapping[str, Any], faults: Mapping[str, int], console: Console | None = None) -> None:
+    """Print the faults injected (if any), the ledger's invariants (checked, violations, first
+    examples) and the conflict recount."""
     console = console or Console()
+    if faults:
+        injected = Table(title="Faults injected", title_justify="left")
+        injected.add_column("Fault")
+        injected.add_column("Times", justify="right")
+        for kind, n in faults.items():
+            injected.add_row(kind, f"{n:,}")
+        console.print(injected)
     verdict = "[green]passed[/]" if ledger["passed"] else "[red]FAILED[/]"
     table = Table(title=f"Ledger: every run checks its own numbers ({verdict})", title_justify="left")
     for header in ("Invariant", "Checked", "Violations", "First examples"):

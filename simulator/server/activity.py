@@ -27,7 +27,7 @@ TICK_REAL_S = 0.05  # the writer wakes at most this often in real time and catch
 async def activity_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     tasks = [asyncio.create_task(_privilege_schedule(state))]
-    if state.scenario.back_office.writes_per_s > 0:
+    if state.scenario.back_office.writes_per_s > 0 or state.scenario.back_office.file_deletes_per_s > 0:
         tasks.append(asyncio.create_task(BackOffice(state).run()))
     yield
     for task in tasks:
@@ -65,19 +65,39 @@ class BackOffice:
             count = min(cfg.hot_rows.count, len(ids))
             self.hot = [ids[int(i)] for i in self.rng.choice(len(ids), size=count, replace=False)] if ids else []
         self.writes = 0
+        self.files_deleted = 0
 
     async def run(self) -> None:
-        due = 0.0
+        due = files_due = 0.0
         last = self.state.clock.now()
         while True:
             await self.state.clock.sleep_real(TICK_REAL_S)
             now = self.state.clock.now()
             due += (now - last) * self.cfg.writes_per_s
+            files_due += (now - last) * self.cfg.file_deletes_per_s
             last = now
             while due >= 1:
                 due -= 1
                 if self.state.back_office_enabled:
                     self.write_one()
+            while files_due >= 1:
+                files_due -= 1
+                if self.state.back_office_enabled:
+                    self.delete_file()
+
+    def delete_file(self) -> None:
+        """Remove the file of a random row that has one (a note's image deleted in the back office)."""
+        tables = [t for t in self.state.store.tables.values() if t.file_columns and t.rows]
+        if not tables:
+            return
+        table = tables[int(self.rng.integers(len(tables)))]
+        row_id = _random_id(table.rows, self.rng)
+        row = table.rows[row_id] if row_id is not None else None
+        if row is None or not row.files:
+            return
+        column = sorted(row.files)[int(self.rng.integers(len(row.files)))]
+        Writer(self.state, self.user).set_file(table, row.id, column, None)
+        self.files_deleted += 1
 
     def write_one(self) -> None:
         """One back-office write; refusals (a row gone meanwhile) are simply skipped."""

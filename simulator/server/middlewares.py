@@ -111,7 +111,7 @@ async def protection(request: web.Request, handler: Handler) -> web.StreamRespon
     refused = guard.admit(user.index, now)
     if refused is not None:
         state.counters.throttles[refused.code.value[2]] += 1
-        state.write_log.wait_until[user.index] = now + refused.retry_after_s
+        state.write_log.wait_until[(user.index, request.headers.get(H.DEVICE_ID))] = now + refused.retry_after_s
         raise DataverseError(refused.code, refused.message, {H.RETRY_AFTER: str(refused.retry_after_s)})
     started = state.clock.monotonic()
     try:
@@ -131,10 +131,12 @@ EARLY_TOLERANCE_S = 0.01  # scenario seconds: timer rounding, not a client ignor
 
 
 def _note_early(state: ServerState, user: User, request: web.Request, now: float) -> None:
-    """Log a request that arrives before the end of the wait its user was told (the ledger checks it)."""
-    until = state.write_log.wait_until.get(user.index)
+    """Log a request that arrives before the end of the wait its client (the user's device, or its
+    other clients together) was told (the ledger checks devices)."""
+    device = request.headers.get(H.DEVICE_ID)
+    until = state.write_log.wait_until.get((user.index, device))
     if until is not None and now < until - EARLY_TOLERANCE_S:
-        state.write_log.early.append(EarlyRequest(user.name, f"{request.method} {request.path}", until - now))
+        state.write_log.early.append(EarlyRequest(user.name, device, f"{request.method} {request.path}", until - now))
 
 
 @web.middleware

@@ -60,9 +60,10 @@ class Refusal:
 
 @dataclass(slots=True)
 class EarlyRequest:
-    """A request that arrived while its user was told to wait (a 429's Retry-After not yet over)."""
+    """A request that arrived while its client was told to wait (a 429's Retry-After not yet over)."""
 
     user: str
+    device: str | None  # the client: a device (x-syncsim-device-id), or None for any other
     route: str
     early_s: float  # scenario seconds before the end of the wait
 
@@ -87,7 +88,7 @@ class WriteLog:
     refusals: list[Refusal] = field(default_factory=list)
     early: list[EarlyRequest] = field(default_factory=list)
     views: list[ViewChange] = field(default_factory=list)
-    wait_until: dict[int, float] = field(default_factory=dict)  # user index -> end of its Retry-After
+    wait_until: dict[tuple[int, str | None], float] = field(default_factory=dict)  # (user, device) -> end of wait
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +98,6 @@ class WriteLog:
             "writes": [w.to_list() for w in self.writes],
             "refusal_fields": ["at_version", "table", "row_id", "user", "device", "op", "status", "code"],
             "refusals": [r.to_list() for r in self.refusals],
-            "early_requests": [[e.user, e.route, e.early_s] for e in self.early],
+            "early_requests": [[e.user, e.device, e.route, e.early_s] for e in self.early],
             "view_changes": [[v.version, v.user, v.table, v.left, v.entered] for v in self.views],
         }
