@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import settings
 
 from simulator.clock import ManualClock
 from simulator.scenario import Scenario, parse_scenario
@@ -16,6 +18,11 @@ from simulator.server.seed import build_store
 from simulator.server.state import STATE, ServerState
 
 pytest_plugins = ["tests.rig"]
+
+# Property tests without their own max_examples run 30 examples ("ci"); HYPOTHESIS_PROFILE=deep runs 500.
+settings.register_profile("ci", max_examples=30, deadline=None)
+settings.register_profile("deep", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SMALL: dict[str, Any] = {
     "name": "unit",

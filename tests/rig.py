@@ -42,7 +42,8 @@ class Rig:
         """A device for `user` on a loopback link (or `network`, e.g. NetworkModel(rng, down_kbps=100))."""
         cls = self.state.scenario.user_class(user.rsplit("-", 1)[0])
         model = network or NetworkModel.from_preset("loopback", np.random.default_rng(0))
-        spec = DeviceSpec(f"dev-{user}", user, cls.name, storage_bytes, model.name, (1, 2))
+        number = self.state.store.users_by_name[user].index  # each device its own draws, as in a run
+        spec = DeviceSpec(f"dev-{user}", user, cls.name, storage_bytes, model.name, (1, number))
         link = Link(model, self.clock, self.session)
         state = self.state
 

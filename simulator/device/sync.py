@@ -228,7 +228,7 @@ class SyncEngine:
                     # (last writer wins) it also holds the other writer's columns: the next delta brings it
                     self.store.set_version(op.table, op.row_id, version)
                 self.outbox.chain(op.table, op.row_id, version)
-        elif status == 412:
+        elif status == 412 and op.kind != "create":
             result.conflicts += 1  # detection on: server wins, the next delta brings its version
         else:
             result.rejections += 1
