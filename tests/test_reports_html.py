@@ -119,3 +119,15 @@ def test_delta_scatter_thins_large_runs_and_says_so(monkeypatch: Any) -> None:
     monkeypatch.setattr(charts_module, "MAX_POINTS", 50)
     svg = charts_module.delta_scatter(fleet(devices=20, deltas=10), ["manager", "technician"])
     assert "50 of 201 shown" in svg
+
+
+def test_report_shows_the_ledger_invariants_and_faults_as_tables(tmp_path: Path) -> None:
+    ledger = {"passed": False, "conflicts": {"reported": 3, "ledger": 2, "uploaded": 40},
+              "invariants": {"nothing_lost": {"checked": 40, "violations": 0, "examples": []},
+                             "conflicts_match_ledger": {"checked": 40, "violations": 1,
+                                                        "examples": ["dev-1 op dev-1-7 (update t/r): <no>"]}}}
+    summary = summarize([], [], extra={"ledger": ledger, "faults_injected": {"server cut": 4}})
+    page = write_html(summary, [], tmp_path / "r.html", "Run").read_text(encoding="utf-8")
+    assert "Ledger: FAILED" in page and "conflicts match ledger" in page and "<td>4</td>" in page
+    assert "dev-1 op dev-1-7 (update t/r): &lt;no&gt;" in page  # examples escaped
+    assert "3 reported by devices, 2 recomputed" in page

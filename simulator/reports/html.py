@@ -76,9 +76,39 @@ def _value(value: Any, depth: int = 0) -> str:
     return escape(str(value))
 
 
+SHOWN_APART = ("ledger", "faults_injected")  # summary keys with a section of their own
+
+
+def ledger_section(summary: Mapping[str, Any]) -> str:
+    """The run's ledger as tables: faults injected by kind, every invariant (checked, violations,
+    first examples), and the conflict recount. Empty when the summary has no ledger."""
+    ledger = summary.get("ledger")
+    if not ledger:
+        return ""
+    verdict = "passed" if ledger["passed"] else "FAILED"
+    rows = "".join(
+        f"<tr><td>{escape(name.replace('_', ' '))}</td><td>{r['checked']:,}</td><td>{r['violations']:,}</td>"
+        f'<td class="text">{escape("; ".join(r["examples"]) or "–")}</td></tr>'
+        for name, r in ledger["invariants"].items())
+    c = ledger["conflicts"]
+    faults = summary.get("faults_injected") or {}
+    injected = "".join(f"<tr><td>{escape(k)}</td><td>{n:,}</td></tr>" for k, n in faults.items())
+    fault_table = (f'<div class="table"><table><thead><tr><th>Fault injected</th><th>Times</th></tr></thead>'
+                   f"<tbody>{injected}</tbody></table></div>") if faults else ""
+    return (
+        f"<h2>Ledger: {verdict}</h2>"
+        '<p class="caption">The run checks its own numbers against an independent record (the server\'s '
+        "write log, each device's edits and request times): conflicts and first-sync times are recomputed "
+        f"from facts. Conflicts: {c['reported']:,} reported by devices, {c['ledger']:,} recomputed, of "
+        f"{c['uploaded']:,} uploads. See docs/ledger.md.</p>{fault_table}"
+        '<div class="table"><table><thead><tr><th>Invariant</th><th>Checked</th><th>Violations</th>'
+        f"<th>First examples</th></tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
 def run_details(summary: Mapping[str, Any]) -> str:
     """The `extra` entries of a summary (scenario, seed, checks...) and its mode counts as a list."""
-    items = {k: v for k, v in summary.items() if k not in RESERVED_KEYS}
+    items = {k: v for k, v in summary.items() if k not in RESERVED_KEYS and k not in SHOWN_APART}
     items["syncs by mode"] = summary.get("mode_counts", {})
     rows = "".join(f"<dt>{escape(str(k))}</dt><dd>{_value(v)}</dd>" for k, v in items.items())
     return f'<dl class="run">{rows}</dl>'
@@ -130,7 +160,7 @@ def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title
         "Durations are lived seconds of successful syncs: transfers at their real length plus every wait "
         "inside the sync (Retry-After, backoff, offline) at its full scenario length; first syncs span all "
         "their attempts. Rates are shares of uploaded operations.</p>"
-        f"{class_table(summary)}{''.join(sections)}</body></html>\n"
+        f"{class_table(summary)}{ledger_section(summary)}{''.join(sections)}</body></html>\n"
     )
 
 
