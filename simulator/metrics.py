@@ -55,6 +55,7 @@ class SyncRecord:
     waits_s: dict[str, float] = field(default_factory=dict)
     refetched_bytes: int = 0
     final: bool = False
+    ended_at: float = 0.0  # lived seconds on the device's timeline (clock.Timeline.now()) at the end
 
     @property
     def rows(self) -> int:
@@ -72,8 +73,8 @@ class SyncRecord:
 class FirstSync:
     """A device's first sync as its user lives it, over every attempt it took.
 
-    `duration_s` is lived seconds from the first request of the first attempt to the end of the
-    attempt that completed it; or, when `finished` is False, to the end of the run. It includes the
+    `duration_s` is lived seconds from the first request of the first attempt (sent, even if it was
+    then cut) to the end of the attempt that completed it; or, when `finished` is False, to the end of the run. It includes the
     pauses between attempts (`waits_s["between_attempts"]`, the device's idle time after a failed
     attempt) and the waits inside attempts (retry_after, backoff, offline). `phases` sums lived
     seconds per phase (metadata, data, files) over the attempts; rows and bytes are everything the

@@ -112,13 +112,17 @@ async def test_an_upload_applied_twice_is_caught(rig_factory: Any) -> None:
 async def test_a_first_sync_timed_from_its_last_attempt_is_caught(rig_factory: Any, monkeypatch: Any) -> None:
     from simulator.device.first_sync import FirstSyncTracker
 
-    real_begin = FirstSyncTracker.begin
+    real_begin, real_result = FirstSyncTracker.begin, FirstSyncTracker.result
 
     def restart_every_attempt(self: FirstSyncTracker, scenario_now: float, lived_now: float) -> None:
         self.started_at = None  # the old bug: each attempt starts the clock again
         real_begin(self, scenario_now, lived_now)
 
+    def from_the_attempt(self: FirstSyncTracker, lived_now: float, finished: bool, first: float | None) -> Any:
+        return real_result(self, lived_now, finished, None)
+
     monkeypatch.setattr(FirstSyncTracker, "begin", restart_every_attempt)
+    monkeypatch.setattr(FirstSyncTracker, "result", from_the_attempt)
     failing = {"left": 1}
 
     @web.middleware

@@ -251,7 +251,7 @@ def sample_records() -> list[SyncRecord]:
             file_bytes=2048, network="4g", storage_used_bytes=5000, storage_capacity_bytes=64_000_000_000),
         rec("d1", mode="DELTA_SYNC", start=T0 + 600, uploaded=4, applied=3, conflicts=1, rejections=0, restarts=1,
             phases={"upload": 0.3, "data": 0.2}, network="3g", waits_s={"retry_after": 105.0, "backoff": 2.5},
-            refetched_bytes=4096, final=True),
+            refetched_bytes=4096, final=True, ended_at=1234.5),
         failed("d2", "STORAGE_FULL", "sales"),
         rec("d3", "sales", user="user, with \"quotes\"", duration_s=0.1 + 0.2),
     ]  # fmt: skip
@@ -281,7 +281,7 @@ def test_csv_has_the_documented_columns_and_one_row_per_sync(tmp_path: Path) -> 
     assert lines[0] == (
         "device,user,user_class,mode,result,start,duration_s,active_s,phase_metadata_s,phase_data_s,"
         "phase_files_s,phase_upload_s,rows,bytes,file_bytes,uploaded,applied,conflicts,rejections,restarts,"
-        "error_code,network,storage_used_bytes,storage_capacity_bytes,rejection_codes,waits_s,refetched_bytes,final"
+        "error_code,network,storage_used_bytes,storage_capacity_bytes,rejection_codes,waits_s,refetched_bytes,final,ended_at"
     )
     assert len(lines) == 1 + len(sample_records())
 

@@ -57,7 +57,7 @@ class ApiClient:
     """Sends requests for one device through its Link."""
 
     __slots__ = ("link", "clock", "timeline", "base_url", "tokens", "who", "events", "max_retries", "_token",
-                 "backoff_s")
+                 "backoff_s", "first_sent_at")
 
     def __init__(self, link: Link, clock: Clock, base_url: str, tokens: TokenProvider, who: Identity,
                  events: Events, max_retries: int = 6, backoff_s: float = 2.0) -> None:
@@ -71,6 +71,7 @@ class ApiClient:
         self.max_retries = max_retries
         self.backoff_s = backoff_s  # first retry wait, scenario seconds; doubles per attempt
         self._token: str | None = None
+        self.first_sent_at: float | None = None  # lived time the device's first request was sent
 
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base_url}{path}"
@@ -100,6 +101,8 @@ class ApiClient:
             if json is not None:
                 hdrs["Content-Type"] = "application/json"
             sent_at = self.timeline.now()
+            if self.first_sent_at is None:
+                self.first_sent_at = sent_at
             try:
                 resp = await self.link.request(method, url, headers=hdrs, body=payload, sink=sink)
             except NetworkError as exc:

@@ -93,7 +93,8 @@ class Device:
     def end_of_run(self) -> None:
         """The scenario's time is up: a first sync not completed by now is reported as unfinished."""
         if not self.first.reported:
-            self.events.first_sync_done.fire(record=self.first.result(self.timeline.now(), finished=False))
+            self.events.first_sync_done.fire(
+                record=self.first.result(self.timeline.now(), False, self.api.first_sent_at))
 
     async def final_sync(self, attempts: int = 3) -> SyncRecord | None:
         """End of run: back online, then sync until one succeeds (at most `attempts`). Records are final."""
@@ -146,7 +147,7 @@ class Device:
         if mode == "FIRST_SYNC":
             self.first.add(record)
             if error is None and not self.first.reported:
-                self.events.first_sync_done.fire(record=self.first.result(self.timeline.now(), finished=True))
+                self.events.first_sync_done.fire(record=self.first.result(record.ended_at, True, self.api.first_sent_at))
         self.events.sync_finished.fire(record=record)
         return record
 
@@ -154,13 +155,13 @@ class Device:
                 tally: Tally, phases: dict[str, float], rows: dict[str, int], up: UploadResult) -> SyncRecord:
         return SyncRecord(
             device=self.spec.name, user=self.spec.user, user_class=self.spec.user_class, mode=mode,
-            result="failed" if error else "success", start=start, duration_s=self.timeline.now() - t0,
+            result="failed" if error else "success", start=start, duration_s=(ended := self.timeline.now()) - t0,
             active_s=tally.active_s, phases=phases, rows_by_table=rows, bytes_by_table=tally.bytes_by_table,
             file_bytes=tally.file_bytes, uploaded=up.uploaded, applied=up.applied, conflicts=up.conflicts,
             rejections=up.rejections, rejection_codes=up.rejection_codes, restarts=tally.restarts,
             error_code=error, network=self.spec.network, storage_used_bytes=self.store.used_bytes,
             storage_capacity_bytes=self.store.capacity_bytes, waits_s=self.timeline.waits_since(waits0),
-            refetched_bytes=tally.refetched_bytes, final=self.final)
+            refetched_bytes=tally.refetched_bytes, final=self.final, ended_at=ended)
 
     async def _phase(self, phases: dict[str, float], name: str, work: Awaitable[T]) -> T:
         """Await one phase's work, adding its lived duration to phases[name]."""

@@ -30,10 +30,12 @@ class FirstSyncTracker:
         """An attempt ended (completed, failed, or cut by the end of the run)."""
         self.attempts.append(attempt)
 
-    def result(self, lived_now: float, finished: bool) -> FirstSync:
-        """The first sync so far, as a record; `lived_now` is its end. Marks it reported."""
+    def result(self, lived_now: float, finished: bool, first_request_at: float | None) -> FirstSync:
+        """The first sync so far, as a record: from the first request of its first attempt (or the
+        attempt's start, if no request went out) to `lived_now`. Marks it reported."""
         self.reported = True
-        duration = 0.0 if self.started_at is None else lived_now - self.started_at
+        start = first_request_at if first_request_at is not None else self.started_at
+        duration = 0.0 if start is None else lived_now - start
         phases: dict[str, float] = {}
         waits: dict[str, float] = {}
         for a in self.attempts:
@@ -41,9 +43,8 @@ class FirstSyncTracker:
                 phases[name] = phases.get(name, 0.0) + seconds
             for kind, seconds in a.waits_s.items():
                 waits[kind] = waits.get(kind, 0.0) + seconds
-        between = duration - sum(a.duration_s for a in self.attempts)
-        if between > 1e-9:
-            waits["between_attempts"] = between
+        if len(self.attempts) > 1:  # the device's idle or offline time between its attempts
+            waits["between_attempts"] = max(0.0, duration - sum(a.duration_s for a in self.attempts))
         failed = [a for a in self.attempts if a.result == "failed"]
         return FirstSync(
             device=self.device, user=self.user, user_class=self.user_class, network=self.network,

@@ -40,14 +40,6 @@ class Intent:
 
 
 @dataclass(slots=True)
-class _Requests:
-    """One device's requests on its lived timeline: the first one's start, the latest one's end."""
-
-    first_start: float | None = None
-    last_end: float = 0.0
-
-
-@dataclass(slots=True)
 class Journal:
     """Listens to a fleet's events (attach) and keeps what the ledger checks."""
 
@@ -58,7 +50,7 @@ class Journal:
     first_sync_spans: dict[str, float] = field(default_factory=dict)  # device -> first request to completion
     over_quota: list[str] = field(default_factory=list)  # "device: used > capacity" seen in a record
     held_after_sync: dict[str, list[dict[str, tuple[int, frozenset[str]]]]] = field(default_factory=dict)
-    _requests: dict[str, _Requests] = field(default_factory=dict)
+    _first_request: dict[str, float] = field(default_factory=dict)  # device -> lived start of its first request
     _probes: dict[str, Probe] = field(default_factory=dict)
 
     def watch(self, device: str, probe: Probe) -> None:
@@ -98,11 +90,8 @@ class Journal:
         else:
             intent.status, intent.version, intent.conflict, intent.code = outcome
 
-    def _request(self, device: str = "", started_at: float = 0.0, ended_at: float = 0.0, **_: Any) -> None:
-        seen = self._requests.setdefault(device, _Requests())
-        if seen.first_start is None:
-            seen.first_start = started_at
-        seen.last_end = max(seen.last_end, ended_at)
+    def _request(self, device: str = "", started_at: float = 0.0, **_: Any) -> None:
+        self._first_request.setdefault(device, started_at)
 
     def _record(self, record: SyncRecord) -> None:
         self.records.append(record)
@@ -113,9 +102,9 @@ class Journal:
         if probe is not None and record.result == "success":
             self.held_after_sync.setdefault(record.device, []).append(probe())
         if record.mode == "FIRST_SYNC" and record.result == "success" and record.device not in self.first_sync_spans:
-            seen = self._requests.get(record.device)
-            if seen is not None and seen.first_start is not None:
-                self.first_sync_spans[record.device] = seen.last_end - seen.first_start
+            first = self._first_request.get(record.device)
+            if first is not None:
+                self.first_sync_spans[record.device] = record.ended_at - first
 
     def _first(self, record: FirstSync) -> None:
         self.first_syncs[record.device] = record

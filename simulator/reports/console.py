@@ -86,6 +86,11 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
         table.add_row(*class_row(name, c))
     console.print(table)
     console.print(totals_line(summary["totals"]))
+    unfinished = sum(c["first_sync_detail"]["unfinished"]["count"] for c in summary["classes"].values())
+    if unfinished:
+        console.print(f"[yellow]{unfinished} first syncs were still running when the scenario's time was up[/]: "
+                      "they are reported as unfinished and left out of the first-sync percentiles. Transfers "
+                      "take real time, so give them more: a longer duration_s or a lower time_scale.")
 
 
 def render_ledger(ledger: Mapping[str, Any], faults: Mapping[str, int], console: Console | None = None) -> None:

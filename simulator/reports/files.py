@@ -33,7 +33,7 @@ RECORD_COLUMNS = (
     *(f"phase_{phase}_s" for phase in PHASES),
     "rows", "bytes", "file_bytes", "uploaded", "applied", "conflicts", "rejections", "restarts",
     "error_code", "network", "storage_used_bytes", "storage_capacity_bytes", "rejection_codes",
-    "waits_s", "refetched_bytes", "final",
+    "waits_s", "refetched_bytes", "final", "ended_at",
 )  # fmt: skip
 FIRST_SYNC_COLUMNS = (
     "device", "user", "user_class", "network", "start", "duration_s", "finished", "attempts",
@@ -42,7 +42,7 @@ FIRST_SYNC_COLUMNS = (
 )  # fmt: skip
 EVENT_COLUMNS = ("device", "user_class", "kind", "at", "detail")
 _TEXT = ("device", "user", "user_class", "mode", "result", "network")
-_FLOATS = ("start", "duration_s", "active_s")
+_FLOATS = ("start", "duration_s", "active_s", "ended_at")
 _INTS = ("file_bytes", "uploaded", "applied", "conflicts", "rejections", "restarts",
          "storage_used_bytes", "storage_capacity_bytes", "refetched_bytes")  # fmt: skip
 
