@@ -186,7 +186,9 @@ def device_end(device: Device, skipped: dict[str, str]) -> DeviceEnd:
     """How a device ended the run, for the ledger."""
     return DeviceEnd(name=device.spec.name, user=device.spec.user, pending=[o.op_id for o in device.outbox.pending()],
                      rows=device.store.snapshot(), files=device.store.file_snapshot(),
-                     token_regressions=list(device.engine.state.token_regressions), stopped=device.gave_up,
+                     token_regressions=list(device.engine.state.token_regressions),
+                     stopped=device.gave_up or ("STORAGE_FULL" if skipped.get(device.spec.name, "").startswith(
+                         "STORAGE_FULL") else None),
                      checked=device.spec.name not in skipped)
 
 
@@ -208,14 +210,18 @@ async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> 
     """Two rounds of final syncs, bounded by limit_s scenario seconds.
 
     Returns the devices left out of the check, with why: those that stopped syncing (storage
-    full) and those whose final syncs did not finish in time (these fail the check).
+    full at first sync), those whose storage is full at their final syncs, and those whose final
+    syncs did not finish in time (these fail the check).
     """
     finished: dict[str, int] = {d.spec.name: 0 for d in devices}
+    full: set[str] = set()  # devices whose storage cannot take their view any more
 
     async def final(device: Device) -> None:
         record = await device.final_sync()
         if record is not None and record.result == "success":
             finished[device.spec.name] += 1
+        elif record is not None and record.error_code == "STORAGE_FULL":
+            full.add(device.spec.name)
 
     with contextlib.suppress(TimeoutError):
         async with clock.timeout(limit_s):
@@ -225,6 +231,8 @@ async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> 
     for d in devices:
         if d.gave_up:
             skipped[d.spec.name] = f"{d.gave_up}: stopped syncing"
+        elif d.spec.name in full and finished[d.spec.name] < 2:
+            skipped[d.spec.name] = "STORAGE_FULL: its storage cannot hold its view (edits kept in the outbox)"
         elif finished[d.spec.name] < 2:
             skipped[d.spec.name] = f"UNFINISHED: final syncs not done within quiet_period_s={limit_s:g}"
     return skipped
