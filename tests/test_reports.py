@@ -69,7 +69,7 @@ def test_first_sync_time_spans_attempts_and_unfinished_ones_are_counted_not_left
     assert c["first_sync"]["count"] == 2 and c["first_sync"]["p50"] == 46.5  # not the 20 s of the last attempt
     assert c["rows_per_device"] == {"p50": 600.0, "max": 600.0}
     detail = c["first_sync_detail"]
-    assert detail["unfinished"] == {"count": 1, "elapsed_max": 70.0, "devices": ["d3"]}
+    assert detail["unfinished"] == {"count": 1, "elapsed_max": 70.0, "by_cause": {"STILL_RUNNING": 1}, "devices": ["d3"]}
     assert detail["attempts"] == {"mean": 1.5, "max": 2.0}
     assert detail["waits_s"]["between_attempts"]["max"] == 20.0
     assert c["failures_by_cause"] == {"NETWORK": 1}  # the failed attempt is still a failed sync

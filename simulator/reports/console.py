@@ -86,9 +86,10 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
         table.add_row(*class_row(name, c))
     console.print(table)
     console.print(totals_line(summary["totals"]))
-    unfinished = sum(c["first_sync_detail"]["unfinished"]["count"] for c in summary["classes"].values())
-    if unfinished:
-        console.print(f"[yellow]{unfinished} first syncs were still running when the scenario's time was up[/]: "
+    running = sum(c["first_sync_detail"]["unfinished"]["by_cause"].get("STILL_RUNNING", 0)
+                  for c in summary["classes"].values())
+    if running:
+        console.print(f"[yellow]{running} first syncs were still running when the scenario's time was up[/]: "
                       "they are reported as unfinished and left out of the first-sync percentiles. Transfers "
                       "take real time, so give them more: a longer duration_s or a lower time_scale.")
 

@@ -31,6 +31,7 @@ from simulator.reports.inputs import (
 
 FIRST_SYNC_PHASES = ("metadata", "data", "files")
 UNKNOWN_CAUSE = "UNKNOWN"  # failures_by_cause key for a failed record without an error_code
+STILL_RUNNING = "STILL_RUNNING"  # an unfinished first sync that had not failed: the run's time was up
 RESERVED_KEYS = ("classes", "totals", "mode_counts")
 DIGITS = 4
 
@@ -158,6 +159,7 @@ def _first_sync_detail(group: _ClassGroup) -> dict[str, Any]:
         "refetched_bytes": sum(f.refetched_bytes for f in group.first),
         "unfinished": {"count": len(group.unfinished),
                        "elapsed_max": _round(max(f.duration_s for f in group.unfinished)) if group.unfinished else None,
+                       "by_cause": dict(Counter(f.error_code or STILL_RUNNING for f in group.unfinished)),
                        "devices": sorted(f.device for f in group.unfinished)[:20]},
     }
 
