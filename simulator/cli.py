@@ -31,8 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--time-scale", type=float, help="override time_scale (> 0)")
     run.add_argument("--out", type=Path, default=Path("reports"), help="folder for run reports (default: reports)")
     run.add_argument("--no-progress", action="store_true", help="do not print progress lines")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--target", metavar="URL",
+                       help="drive an already running `syncsim serve` of the same scenario (loopback URL)")
+    where.add_argument("--in-process", action="store_true",
+                       help="run the embedded server on the devices' event loop (default: its own process)")
+    run.add_argument("--admin-key", help="with --target: the admin key `syncsim serve` printed")
+    run.add_argument("--ca-file", type=Path, help="with an https --target: the CA file `syncsim serve --tls` printed")
     serve = sub.add_parser("serve", help="run the mock Dataverse server standalone")
     serve.add_argument("scenario", type=Path)
+    serve.add_argument("--seed", type=int, help="override the scenario's seed (as `syncsim run --seed`)")
+    serve.add_argument("--devices", type=int, help="override the total device count (as `syncsim run --devices`)")
     serve.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="0..65535 (default 8080, or 8443 with --tls; 0 picks a free one)")
     serve.add_argument("--tls", action="store_true", help="serve https with a self-signed CA (needed by the SDK)")
@@ -56,11 +65,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from simulator.runner import run_scenario
+    from simulator.server.process import ServerProcessError
+    from simulator.target import Target, TargetError, Where
 
     scenario = load_scenario(args.scenario, seed=args.seed, devices=args.devices, duration_s=args.duration,
                              time_scale=args.time_scale)
+    if (args.admin_key or args.ca_file) and not args.target:
+        raise UsageError("--admin-key and --ca-file go with --target URL (a running `syncsim serve`)")
+    if args.target and not args.admin_key:
+        raise UsageError(f"--target {args.target}: give --admin-key, the key `syncsim serve` printed")
+    server: Where | Target = "in_process" if args.in_process else "process"
+    if args.target:
+        server = Target(args.target, args.admin_key, args.ca_file)
     _check_writable(args.out)
-    result = asyncio.run(run_scenario(scenario, args.out, progress=not args.no_progress))
+    try:
+        result = asyncio.run(run_scenario(scenario, args.out, progress=not args.no_progress, server=server))
+    except (TargetError, ServerProcessError) as exc:
+        raise UsageError(str(exc)) from None
     return result.exit_code
 
 
@@ -82,7 +103,7 @@ def _check_writable(folder: Path) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from simulator.server.serve import ServeError, serve_forever
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, seed=args.seed, devices=args.devices)
     port = args.port if args.port is not None else 8443 if args.tls else 8080
     try:
         serve_forever(scenario, host=args.host, port=port, tls=args.tls, admin_key=args.admin_key)

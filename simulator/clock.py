@@ -78,6 +78,15 @@ class RealClock:
     def timeout(self, scenario_seconds: float) -> AbstractAsyncContextManager[object]:
         return asyncio.timeout(max(0.0, scenario_seconds) / self.time_scale)
 
+    def rebase(self, time_scale: float, scenario_now: float) -> None:
+        """From now on run at `time_scale`, reading `scenario_now` at this moment: how a server in
+        another process joins a run's timeline (PUT /_syncsim/clock)."""
+        if time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {time_scale}")
+        self.time_scale = time_scale
+        self._origin_real = time.monotonic()
+        self._origin_scenario = scenario_now
+
 
 class ManualClock:
     """A clock for tests: time moves only when `advance` is called or a sleeper is woken.
@@ -109,6 +118,10 @@ class ManualClock:
         self._now += max(0.0, seconds) * self.time_scale
         self._mono += max(0.0, seconds)
         await asyncio.sleep(0)
+
+    def rebase(self, time_scale: float, scenario_now: float) -> None:
+        """Run at `time_scale` from `scenario_now` (as RealClock.rebase)."""
+        self.time_scale, self._now = time_scale, scenario_now
 
     def timeout(self, scenario_seconds: float) -> AbstractAsyncContextManager[object]:
         """Never fires: time on this clock moves only when something sleeps, so a deadline here
@@ -163,3 +176,19 @@ class Timeline:
         """Lived seconds waited per kind since `before` (an earlier copy of `waited`); zeros left out."""
         out = {k: v - before.get(k, 0.0) for k, v in self.waited.items()}
         return {k: v for k, v in out.items() if v > 0}
+
+
+# --- the generator's own time: real seconds and CPU of this process, whatever the Clock ---------
+def wall_s() -> float:
+    """Real seconds from an arbitrary origin (monotonic): for measuring the generator itself."""
+    return time.monotonic()
+
+
+def cpu_s() -> float:
+    """CPU seconds this process has used (all threads)."""
+    return time.process_time()
+
+
+async def sleep_wall(seconds: float) -> None:
+    """Wait real seconds: for the generator's own sampling and display, never for simulated time."""
+    await asyncio.sleep(seconds)

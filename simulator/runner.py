@@ -1,6 +1,7 @@
-"""`syncsim run`: compose the embedded server, the fleet and the reports for one scenario.
+"""`syncsim run`: compose the server, the fleet and the reports for one scenario.
 
-1. Start the mock server on an ephemeral loopback port (seeded from the scenario).
+1. Start the mock server in its own process on an ephemeral loopback port (seeded from the
+   scenario), or use one already running (`--target`); join its clock and start the run.
 2. Start each device at its rollout wave; devices sync and edit until the scenario's duration.
 3. Quiet period: pause the back office, bring every device online, sync every device twice
    (round one delivers all edits, round two downloads everybody's), bounded by quiet_period_s.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import resource
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -37,8 +37,9 @@ from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
 from simulator.reports import render_ledger, render_table, summarize, write_all
 from simulator.scenario import Scenario
-from simulator.server.serve import start_server
+from simulator.server.serve import raise_fd_limit
 from simulator.storms import run_storms
+from simulator.target import Admin, Target, Where, check_same_scenario, server_for_run
 
 
 @dataclass(slots=True)
@@ -50,44 +51,6 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         return 0 if self.passed else 1
-
-
-class Admin:
-    """The runner's own calls to the server's /_syncsim/ extensions."""
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, key: str) -> None:
-        self.session, self.base, self.headers = session, base_url, {"Authorization": f"Bearer {key}"}
-
-    async def _call(self, method: str, path: str, **kw: Any) -> Any:
-        async with self.session.request(method, f"{self.base}{path}", headers=self.headers, **kw) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise RuntimeError(f"{method} {path}: HTTP {resp.status} {body}")
-            return body
-
-    async def token(self, user: str) -> str:
-        return str((await self._call("POST", "/_syncsim/token", json={"user": user}))["access_token"])
-
-    async def snapshot(self, user: str) -> dict[str, Any]:
-        """What the user's device should hold: {"tables": {table: {id: version}}, "files": {key: [size, crc]}}."""
-        return dict(await self._call("GET", "/_syncsim/snapshot", params={"user": user}))
-
-    async def ledger(self) -> dict[str, Any]:
-        return dict(await self._call("GET", "/_syncsim/ledger"))
-
-    async def counters(self) -> dict[str, Any]:
-        return dict(await self._call("GET", "/_syncsim/counters"))
-
-    async def back_office(self, enabled: bool) -> None:
-        await self._call("PUT", "/_syncsim/activity", json={"back_office": enabled})
-
-
-def raise_fd_limit() -> int:
-    """Let one process hold a socket per device: raise the open-file limit to its hard maximum."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession, admin: Admin,
@@ -105,7 +68,8 @@ def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession,
 
 
 async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, progress: bool = True,
-                       console: Console | None = None) -> RunResult:
+                       console: Console | None = None, server: Where | Target = "process") -> RunResult:
+    """Run a scenario against `server` (default: the embedded server in its own process) and report."""
     console = console or Console(stderr=True)
     clock = RealClock(scenario.time_scale)
     events = Events()
@@ -114,23 +78,27 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
     fleet = build_fleet(scenario)
     limit = raise_fd_limit()
     console.print(f"[bold]{scenario.name}[/]: {len(fleet)} devices, {scenario.duration_s:g}s of scenario time "
-                  f"at x{scenario.time_scale:g} (~{scenario.duration_s / scenario.time_scale:.0f}s real); seeding data...")
+                  f"at x{scenario.time_scale:g} (~{scenario.duration_s / scenario.time_scale:.0f}s real); "
+                  f"{_server_words(server)}...")
     t_seed = time.perf_counter()
-    server = await start_server(scenario, clock=clock)
-    console.print(f"server {server.base_url} ready ({time.perf_counter() - t_seed:.1f}s to seed)")
-    connector = aiohttp.TCPConnector(limit=max(64, limit - 256), force_close=False)
-    try:
+    async with server_for_run(scenario, clock, server) as endpoint:
+        console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
+        connector = aiohttp.TCPConnector(limit=max(64, limit - 256), force_close=False, ssl=endpoint.ssl or True)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
-            admin = Admin(session, server.base_url, server.admin_key)
+            admin = Admin(session, endpoint.base_url, endpoint.admin_key)
+            await check_same_scenario(admin, scenario, endpoint.base_url)
+            if endpoint.joins_clock:
+                await admin.join_clock(clock)
             origin = clock.now()
-            devices = [make_device(e, clock, session, admin, server.base_url, events, origin) for e in fleet]
+            await admin.start_run(origin)
+            devices = [make_device(e, clock, session, admin, endpoint.base_url, events, origin) for e in fleet]
             watch_revocations(journal, scenario, devices)
             watch = Progress(metrics, len(devices), clock, origin, scenario.duration_s, enabled=progress, console=console)
             storms: Counter[str] = Counter()
             async with watch:
                 stop_at = origin + scenario.duration_s
                 storming = asyncio.ensure_future(
-                    run_storms(scenario, session, server.base_url, admin.token, clock, stop_at, storms))
+                    run_storms(scenario, session, endpoint.base_url, admin.token, clock, stop_at, storms))
                 try:
                     await _run_fleet(devices, fleet, clock, stop_at)
                 finally:
@@ -148,10 +116,14 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
                                               len(d.outbox)) for d in checked], skipped)
             ledger = check_run(journal, await admin.ledger(), [device_end(d, skipped) for d in devices], expected)
             counters = await admin.counters()
-    finally:
-        await server.close()
     counters["faults_injected"] = faults_injected(counters, storms, metrics)
     return _report(scenario, metrics, check, ledger, counters, out_root, console)
+
+
+def _server_words(server: Where | Target) -> str:
+    if isinstance(server, Target):
+        return f"driving the server at {server.url}"
+    return "seeding data (server in its own process)" if server == "process" else "seeding data (server in process)"
 
 
 def faults_injected(counters: dict[str, Any], storms: Counter[str], metrics: Metrics) -> dict[str, int]:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from simulator.clock import ManualClock
 from simulator.server.app import make_app
-from simulator.server.handlers.admin import change_privilege
 from simulator.server.mutations import Writer
+from simulator.server.privileges import change_privilege
 from simulator.server.seed import build_store
 from simulator.server.state import STATE, ServerState
 from tests.conftest import small_scenario

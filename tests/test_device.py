@@ -146,7 +146,7 @@ def _bumped(state: ServerState, table: Any, row_id: str, big: bool = False) -> A
 
 
 async def test_edits_after_losing_write_privilege_are_rejected_and_rows_restored(rig_factory: Any) -> None:
-    from simulator.server.handlers.admin import change_privilege
+    from simulator.server.privileges import change_privilege
 
     rig = await rig_factory()
     device = rig.device("technician-0001")

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from simulator.network import NetworkModel
 from simulator.scenario import Scenario, parse_scenario
-from simulator.server.handlers.admin import change_privilege
+from simulator.server.privileges import change_privilege
 from simulator.server.seed import file_bytes
 from simulator.server.state import STATE
 from simulator.server.store import Row

@@ -103,7 +103,7 @@ async def test_a_batch_resent_after_a_lost_answer_is_the_same_batch_even_with_ne
 
 
 async def test_a_row_refused_before_a_cut_is_still_re_read_by_the_next_sync(rig_factory: Any) -> None:
-    from simulator.server.handlers.admin import change_privilege
+    from simulator.server.privileges import change_privilege
 
     failing = {"on": False}
 

@@ -193,7 +193,7 @@ async def test_every_invariant_holds_with_a_back_office_writer_and_both_edit_kin
 async def test_a_revoked_row_kept_after_the_next_sync_is_caught(rig_factory: Any, monkeypatch: Any) -> None:
     from simulator.runner import held_probe
     from simulator.server.handlers import changes
-    from simulator.server.handlers.admin import change_privilege
+    from simulator.server.privileges import change_privilege
 
     rig: Rig = await rig_factory()
     device = rig.device("technician-0001")

@@ -19,8 +19,8 @@ from simulator.device.device import Device
 from simulator.runner import held_probe
 from simulator.server.app import make_app
 from simulator.server.errors import DataverseError
-from simulator.server.handlers.admin import change_privilege
 from simulator.server.mutations import Writer
+from simulator.server.privileges import change_privilege
 from simulator.server.seed import build_store
 from tests.conftest import SMALL, small_scenario
 from tests.rig import Rig

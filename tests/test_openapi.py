@@ -997,6 +997,18 @@ async def test_counters_after_traffic(client: Client) -> None:
     await client.send("GET", "/_syncsim/counters", 401, user=None)
 
 
+async def test_clock_and_run_start_join_a_runs_timeline(client: Client) -> None:
+    answer = await client.admin("PUT", "/_syncsim/clock", json={"time_scale": 60, "now": 1_800_000_000.0})
+    assert answer.json() == {"time_scale": 60.0, "now": 1_800_000_000.0}
+    await client.admin("PUT", "/_syncsim/clock", 400, json={"time_scale": 0, "now": 1.0})
+    await client.admin("PUT", "/_syncsim/clock", 400, json={"time_scale": 60})
+    await client.send("PUT", "/_syncsim/clock", 401, user=None, json={})
+    started = await client.admin("POST", "/_syncsim/run", json={"started_at": 1_800_000_010.0})
+    assert started.json() == {"started_at": 1_800_000_010.0} and client.state.started_at == 1_800_000_010.0
+    await client.admin("POST", "/_syncsim/run", 400, json={"started_at": "soon"})
+    await client.send("POST", "/_syncsim/run", 401, user=None, json={})
+
+
 async def test_ledger_lists_writes_with_their_device_and_op(client: Client) -> None:
     ledger = (await client.admin("GET", "/_syncsim/ledger")).json()
     assert ledger["writes"] == [] and ledger["seed_version"] == ledger["version"]

@@ -16,8 +16,8 @@ import numpy as np
 from aiohttp import web
 
 from simulator.server.errors import DataverseError
-from simulator.server.handlers.admin import change_privilege
 from simulator.server.mutations import Writer
+from simulator.server.privileges import change_privilege
 from simulator.server.state import STATE, ServerState
 from simulator.server.store import Row, TableStore
 
@@ -26,15 +26,37 @@ TICK_REAL_S = 0.05  # the writer wakes at most this often in real time and catch
 
 async def activity_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    tasks = [asyncio.create_task(_privilege_schedule(state))]
-    if state.scenario.back_office.writes_per_s > 0 or state.scenario.back_office.file_deletes_per_s > 0:
-        tasks.append(asyncio.create_task(BackOffice(state).run()))
+    start_activity(state)
+    sampling = asyncio.create_task(state.health.run())
     yield
+    sampling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampling
+    await stop_activity(state)
+
+
+def start_activity(state: ServerState) -> None:
+    """Start the privilege schedule (relative to `state.started_at`) and the back office."""
+    state.activity_tasks = [asyncio.create_task(_privilege_schedule(state))]
+    if state.scenario.back_office.writes_per_s > 0 or state.scenario.back_office.file_deletes_per_s > 0:
+        state.activity_tasks.append(asyncio.create_task(BackOffice(state).run()))
+
+
+async def stop_activity(state: ServerState) -> None:
+    tasks, state.activity_tasks = state.activity_tasks, []
     for task in tasks:
         task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def restart_run(state: ServerState, started_at: float) -> None:
+    """A run starts now: scheduled privilege changes count from `started_at` (scenario time) and
+    the back office starts afresh (POST /_syncsim/run; a server started before its run uses it)."""
+    await stop_activity(state)
+    state.started_at = started_at
+    start_activity(state)
 
 
 async def _privilege_schedule(state: ServerState) -> None:

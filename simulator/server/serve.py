@@ -14,6 +14,7 @@ import contextlib
 import errno
 import ipaddress
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -58,6 +59,14 @@ class RunningServer:
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
+
+
+def raise_fd_limit() -> int:
+    """Let one process hold a socket per device: raise the open-file limit to its hard maximum."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def loopback_host(host: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import numpy as np
 from aiohttp import web
 
 from simulator.clock import Clock
+from simulator.health import ProcessHealth
 from simulator.scenario import Faults, Scenario
 from simulator.server.access import Access
 from simulator.server.store import Store, User
@@ -134,6 +136,8 @@ class ServerState:
         self.upload_sessions: dict[str, Any] = {}  # chunked file uploads by session token
         self.write_log = WriteLog(seed_version=store.version)  # the server's side of the run's ledger
         self.file_crcs: dict[str, int] = {}  # file id -> CRC-32 of its bytes (end-of-run snapshots)
+        self.activity_tasks: list[asyncio.Task[None]] = []  # privilege schedule and back office
+        self.health = ProcessHealth()  # the server process's loop lag, CPU and memory, every second
         for table in store.tables.values():
             detect = table.meta.conflict_detection
             table.conflict_detection = self.settings.conflict_detection if detect is None else detect

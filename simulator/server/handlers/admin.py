@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any
 
@@ -10,13 +11,14 @@ from aiohttp import web
 
 from simulator.protocol import ErrorCode
 from simulator.scenario import Depth, Faults
+from simulator.server.activity import restart_run
 from simulator.server.errors import DataverseError
 from simulator.server.handlers.common import state_of
 from simulator.server.middlewares import json_response
+from simulator.server.privileges import change_privilege
 from simulator.server.seed import file_bytes
 from simulator.server.state import ServerState
 from simulator.server.store import FileInfo, User
-from simulator.server.write_log import ViewChange
 
 routes = web.RouteTableDef()
 _DEPTHS = ("none", "user", "team", "org")
@@ -41,9 +43,46 @@ def _user(state: ServerState, name: Any) -> User:
 
 @routes.get("/_syncsim/health", name="health")
 async def health(request: web.Request) -> web.Response:
+    """Liveness, which scenario is served, and the server process's last second (loop lag, CPU, memory)."""
     state = state_of(request)
-    return json_response({"status": "ok", "scenario": state.scenario.name, "version": state.store.version,
-                          "rows": sum(len(t) for t in state.store.tables.values())})
+    latest = state.health.latest
+    return json_response({"status": "ok", "scenario": state.scenario.name, "seed": state.scenario.seed,
+                          "users": state.scenario.class_counts(), "version": state.store.version,
+                          "rows": sum(len(t) for t in state.store.tables.values()),
+                          "process": None if latest is None else latest.to_dict()})
+
+
+@routes.put("/_syncsim/clock", name="clock")
+async def clock(request: web.Request) -> web.Response:
+    """{"time_scale", "now"}: the server's scenario clock joins a run's timeline."""
+    state = state_of(request)
+    data = await _json(request)
+    scale, now = _finite(data.get("time_scale")), _finite(data.get("now"))
+    if scale is None or scale <= 0 or now is None:
+        raise DataverseError(ErrorCode.VALIDATION, "time_scale (a number > 0) and now (scenario epoch seconds) are required.")
+    rebase = getattr(state.clock, "rebase", None)
+    if rebase is None:
+        raise DataverseError(ErrorCode.VALIDATION, "This server's clock cannot be set (it is not a real-time clock).")
+    rebase(scale, now)
+    return json_response({"time_scale": state.clock.time_scale, "now": state.clock.now()})
+
+
+@routes.post("/_syncsim/run", name="run")
+async def run(request: web.Request) -> web.Response:
+    """{"started_at"}: a run starts; the privilege schedule counts from it and the back office restarts."""
+    state = state_of(request)
+    started_at = _finite((await _json(request)).get("started_at"))
+    if started_at is None:
+        raise DataverseError(ErrorCode.VALIDATION, "started_at (scenario epoch seconds) is required.")
+    await restart_run(state, started_at)
+    return json_response({"started_at": state.started_at})
+
+
+def _finite(value: Any) -> float | None:
+    """A finite JSON number as a float, else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 @routes.post("/_syncsim/token", name="token")
@@ -107,23 +146,6 @@ async def privileges(request: web.Request) -> web.Response:
             changes[field] = data[field]
     change_privilege(state, user, table, changes)
     return json_response({"user": user.name, "table": table, **user.privilege(table).model_dump()})
-
-
-def change_privilege(state: ServerState, user: User, table: str, changes: dict[str, Any]) -> None:
-    """Change a user's privilege on a table; rows entering or leaving its view are logged for deltas."""
-    access = state.access
-    tables = access.profile_tables(user) or list(state.store.tables)
-    before = {t: access.visible_ids(user, state.store.table(t), True) for t in tables}
-    version = state.store.next_version()
-    user.privilege_log.setdefault(table, []).append((version, user.privilege(table)))
-    user.privileges[table] = user.privilege(table).model_copy(update=changes)
-    for t in tables:
-        after = access.visible_ids(user, state.store.table(t), True)
-        flipped = before[t] ^ after
-        if flipped:
-            user.view_log.setdefault(t, []).extend((version, i) for i in sorted(flipped))
-            state.write_log.views.append(ViewChange(version, user.name, t, sorted(before[t] - after),
-                                                    sorted(after - before[t])))
 
 
 @routes.get("/_syncsim/snapshot", name="snapshot")

@@ -1,0 +1,61 @@
+"""`syncsim run --target`: devices against an already running `syncsim serve` of the same scenario,
+and a clear error for a target the run cannot use."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from simulator.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = str(ROOT / "scenarios" / "smoke.yaml")
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    """`syncsim serve scenarios/smoke.yaml` in another process on a free port; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli", "serve", SMOKE, "--port", "0",
+                             "--admin-key", "k3y"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"serving at (http://\S+)", line)
+        assert match, line
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_run_drives_an_already_running_server_and_checks_it_through_its_extensions(
+        served: str, tmp_path: Path) -> None:
+    code = main(["run", SMOKE, "--target", served, "--admin-key", "k3y", "--out", str(tmp_path), "--no-progress"])
+    (run_dir,) = tmp_path.iterdir()
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    assert code == 0 and summary["ledger"]["passed"] and summary["end_of_run_check"]["devices_checked"] == 3
+
+
+def test_a_target_of_another_scenario_or_with_a_wrong_key_is_refused_before_the_run(
+        served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", SMOKE, "--seed", "43", "--target", served, "--admin-key", "k3y", "--out", str(tmp_path)]) == 2
+    assert "serves {'scenario': 'smoke', 'seed': 42" in capsys.readouterr().err
+    assert main(["run", SMOKE, "--target", served, "--admin-key", "wrong", "--out", str(tmp_path)]) == 2
+    assert "admin key" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no run, no report
+
+
+def test_a_target_that_is_not_loopback_or_lacks_its_key_gets_a_one_line_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", SMOKE, "--target", "http://10.0.0.1:8080", "--admin-key", "k", "--out", str(tmp_path)]) == 2
+    assert "not a loopback address" in capsys.readouterr().err
+    assert main(["run", SMOKE, "--target", "http://127.0.0.1:8080", "--out", str(tmp_path)]) == 2
+    assert "--admin-key" in capsys.readouterr().err
+    assert main(["run", SMOKE, "--target", "http://127.0.0.1:9", "--admin-key", "k", "--out", str(tmp_path)]) == 2
+    assert "cannot reach the server" in capsys.readouterr().err
