@@ -102,6 +102,29 @@ class FirstSync:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineSample:
+    """One second of a run. `t` is scenario seconds since the run's start; rates are per real second."""
+
+    t: float
+    devices_online: int
+    devices_offline: int
+    devices_syncing: int
+    syncs_done: int
+    rows_per_s: float
+    bytes_per_s: float
+    throttled: int  # 429s the server answered in this second
+    gen_loop_lag_ms: float
+    gen_cpu: float
+    gen_peak_rss_mb: float
+    server_loop_lag_ms: float | None
+    server_cpu: float | None
+    server_peak_rss_mb: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(slots=True)
 class DeviceEvent:
     """Something that happened to a device: kind, scenario time, and a detail text."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,15 +32,16 @@ from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
-from simulator.metrics import Metrics
+from simulator.metrics import Metrics, TimelineSample
 from simulator.network import Link, NetworkModel
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
-from simulator.reports import render_ledger, render_table, summarize, write_all
+from simulator.reports import render_generator, render_ledger, render_table, summarize, write_all
 from simulator.scenario import Scenario
 from simulator.server.serve import raise_fd_limit
 from simulator.storms import run_storms
 from simulator.target import Admin, Target, Where, check_same_scenario, server_for_run
+from simulator.timeline import FleetState, TimelineSampler, saturation
 
 
 @dataclass(slots=True)
@@ -95,7 +97,8 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             watch_revocations(journal, scenario, devices)
             watch = Progress(metrics, len(devices), clock, origin, scenario.duration_s, enabled=progress, console=console)
             storms: Counter[str] = Counter()
-            async with watch:
+            sampler = TimelineSampler(clock, origin, lambda: fleet_state(devices, metrics), admin.health, admin.counters)
+            async with watch, _running(sampler.run()):
                 stop_at = origin + scenario.duration_s
                 storming = asyncio.ensure_future(
                     run_storms(scenario, session, endpoint.base_url, admin.token, clock, stop_at, storms))
@@ -117,7 +120,34 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             ledger = check_run(journal, await admin.ledger(), [device_end(d, skipped) for d in devices], expected)
             counters = await admin.counters()
     counters["faults_injected"] = faults_injected(counters, storms, metrics)
-    return _report(scenario, metrics, check, ledger, counters, out_root, console)
+    return _report(scenario, metrics, check, ledger, counters, sampler.samples, out_root, console)
+
+
+def timeline_marks(scenario: Scenario) -> list[dict[str, Any]]:
+    """Rollout waves and privilege changes, in scenario seconds since the run's start, for the charts."""
+    marks = [{"t": w.at_s, "label": f"wave: {w.count if w.count is not None else 'all'} {w.user_class or 'users'}"}
+             for w in scenario.rollout if w.at_s > 0]
+    marks += [{"t": p.at_s, "label": f"{p.user_class} ×{p.users}: {p.table} "
+               + ", ".join(f"{k} {v}" for k, v in (("read", p.read), ("write", p.write)) if v)}
+              for p in scenario.privilege_changes]
+    return sorted(marks, key=lambda m: m["t"])
+
+
+def fleet_state(devices: list[Device], metrics: Metrics) -> FleetState:
+    online = sum(1 for d in devices if d.link.online)
+    return FleetState(online, len(devices) - online, sum(1 for d in devices if d.syncing), len(metrics.records))
+
+
+@contextlib.asynccontextmanager
+async def _running(work: Awaitable[None]) -> AsyncIterator[None]:
+    """Run `work` in the background for the block, then cancel it."""
+    task = asyncio.ensure_future(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _server_words(server: Where | Target) -> str:
@@ -225,7 +255,7 @@ def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str
 
 
 def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger: dict[str, Any],
-            counters: dict[str, Any], out_root: Path, console: Console) -> RunResult:
+            counters: dict[str, Any], timeline: list[TimelineSample], out_root: Path, console: Console) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
 
     def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
@@ -243,12 +273,15 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
         "device_conflicts": device_conflicts,
         "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
         "faults_injected": counters["faults_injected"],
+        "generator_saturated": (health := saturation(timeline))["saturated"],
+        "generator": health,
+        "timeline_marks": timeline_marks(scenario),
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out_root / f"{scenario.name}-{stamp}"
     paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}",
-                      first_syncs=metrics.first_syncs)
+                      first_syncs=metrics.first_syncs, timeline=timeline)
     render_table(summary, console=Console(width=max(140, Console().width)))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "
@@ -257,5 +290,6 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
     for failing in check["failing_devices"][:5]:
         console.print(f"  {failing['device']}: {'; '.join(failing['examples'])}")
     render_ledger(ledger, counters["faults_injected"], console)
+    render_generator(health, console)
     console.print(f"reports: {paths['html'].parent}")
     return RunResult(out_dir, summary, bool(check["passed"]) and bool(ledger["passed"]))

@@ -319,12 +319,12 @@ def test_console_table_renders_a_class_without_syncs_with_dashes() -> None:
     assert "idle" in text and "–" in text
 
 
-def test_write_all_writes_the_five_report_files(tmp_path: Path) -> None:
+def test_write_all_writes_the_six_report_files(tmp_path: Path) -> None:
     records = sample_records()
     events = [DeviceEvent("d1", "tech", "retry", T0)]
     paths = write_all(tmp_path / "run", summarize(records, events), records, events, "Run")
     assert {p.name for p in paths.values()} == {"summary.json", "syncs.csv", "first_syncs.csv", "events.csv",
-                                                 "report.html"}
+                                                 "timeline.csv", "report.html"}
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     assert len(read_records_csv(paths["syncs"])) == len(records)
 

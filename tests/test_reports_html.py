@@ -73,7 +73,7 @@ def render(tmp_path: Path, records: list[SyncRecord], title: str = "Field servic
 
 def test_report_has_an_inline_svg_for_each_chart_and_names_every_class(tmp_path: Path) -> None:
     page = render(tmp_path, fleet())
-    assert page.count("<svg") == len(CHARTS) == 5
+    assert page.count("<svg") == len(CHARTS) == 8
     for name in ("technician", "manager", "STORAGE_FULL", "NETWORK", "field_service"):
         assert name in page
     for heading, _, _ in CHARTS:
@@ -89,7 +89,7 @@ def test_report_is_self_contained_with_nothing_loaded_at_view_time(tmp_path: Pat
 
 def test_report_handles_runs_without_deltas_failures_or_uploads(tmp_path: Path) -> None:
     page = render(tmp_path, [rec("d1", "technician", duration_s=30.0, phases={"data": 25.0})])
-    assert page.count("<svg") == 5
+    assert page.count("<svg") == 8
     assert (
         "No delta syncs recorded" in page
         and "No failed syncs recorded" in page
@@ -99,7 +99,7 @@ def test_report_handles_runs_without_deltas_failures_or_uploads(tmp_path: Path) 
 
 def test_report_handles_a_run_without_any_records(tmp_path: Path) -> None:
     page = render(tmp_path, [])
-    assert page.count("<svg") == 5 and "No syncs recorded" in page
+    assert page.count("<svg") == 8 and "No syncs recorded" in page and "No timeline recorded" in page
     assert "No successful first syncs recorded" in page
 
 
@@ -131,3 +131,17 @@ def test_report_shows_the_ledger_invariants_and_faults_as_tables(tmp_path: Path)
     assert "Ledger: FAILED" in page and "conflicts match ledger" in page and "<td>4</td>" in page
     assert "dev-1 op dev-1-7 (update t/r): &lt;no&gt;" in page  # examples escaped
     assert "3 reported by devices, 2 recomputed" in page
+
+
+def test_the_page_starts_with_verdicts_a_person_reads_first(tmp_path: Path) -> None:
+    health = {"samples": 60, "saturated": True, "saturated_share": 0.4,
+              "devices_process": {"loop_lag_ms_p99": 340.0, "cpu_max": 1.0}}
+    check = {"passed": True, "devices_checked": 3, "missing": 0, "extra": 0, "stale": 0, "undelivered": 0,
+             "devices_skipped": {}}
+    summary = summarize([], [], extra={"scenario": "smoke", "seed": 42, "duration_s": 600.0, "time_scale": 60.0,
+                                       "end_of_run_check": check, "generator_saturated": True, "generator": health})
+    page = write_html(summary, [], tmp_path / "r.html", "Run").read_text(encoding="utf-8")
+    assert '<b class="ok">passed</b>' in page  # the devices converged
+    assert '<b class="bad">SATURATED</b>' in page and "loop lag p99 340 ms" in page
+    assert "600 s of scenario time at x60 (10 s real)" in page
+    assert "<details>" in page  # every raw field is still there, folded away

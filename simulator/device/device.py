@@ -70,6 +70,7 @@ class Device:
         self.timeline = api.timeline  # lived time: every wait of this device goes through it
         self.first = FirstSyncTracker(spec.name, spec.user, spec.user_class, spec.network)
         self.final = False  # set for the end-of-run syncs of the quiet period
+        self.syncing = False  # a sync is under way (the run's timeline counts them)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self, stop_at: float) -> None:
@@ -111,6 +112,14 @@ class Device:
 
     # --- one sync -------------------------------------------------------------------------------
     async def sync_once(self) -> SyncRecord:
+        """One sync: upload the outbox, then download (first sync, delta, or forced resync)."""
+        self.syncing = True
+        try:
+            return await self._sync()
+        finally:
+            self.syncing = False
+
+    async def _sync(self) -> SyncRecord:
         st = self.engine.state
         mode: SyncMode = "DELTA_SYNC" if st.first_sync_done else "FIRST_SYNC"
         start, t0, waits0 = self.clock.now(), self.timeline.now(), dict(self.timeline.waited)

@@ -4,7 +4,7 @@
 writes summary.json, syncs.csv, first_syncs.csv, events.csv and a self-contained report.html.
 """
 
-from simulator.reports.console import render_ledger, render_table
+from simulator.reports.console import render_generator, render_ledger, render_table
 from simulator.reports.files import (
     read_events_csv,
     read_first_syncs_csv,
@@ -22,6 +22,7 @@ __all__ = [
     "read_events_csv",
     "read_first_syncs_csv",
     "read_records_csv",
+    "render_generator",
     "render_ledger",
     "render_table",
     "summarize",

@@ -117,3 +117,22 @@ def render_ledger(ledger: Mapping[str, Any], faults: Mapping[str, int], console:
     c = ledger["conflicts"]
     console.print(f"Conflicts: {c['reported']} reported by devices, {c['ledger']} recomputed from the ledger, "
                   f"of {c['uploaded']} uploads ({fmt_percent(c['reported_rate'])}% / {fmt_percent(c['ledger_rate'])}%)")
+
+
+def render_generator(health: Mapping[str, Any], console: Console | None = None) -> None:
+    """One line on the generator's health, and a warning naming the figures when it was saturated."""
+    console = console or Console()
+    if not health.get("samples"):
+        return
+    d, srv = health["devices_process"], health["server_process"]
+    server = "" if srv["cpu_p50"] is None else (
+        f"; server process: loop lag p99 {srv['loop_lag_ms_p99']:.0f} ms, CPU p50 {srv['cpu_p50'] * 100:.0f}%"
+        f" (max {srv['cpu_max'] * 100:.0f}%), peak {srv['peak_rss_mb']:,.0f} MiB")
+    console.print(f"Generator: device process loop lag p50 {d['loop_lag_ms_p50']:.0f} ms / p99 "
+                  f"{d['loop_lag_ms_p99']:.0f} ms, CPU p50 {d['cpu_p50'] * 100:.0f}% (max {d['cpu_max'] * 100:.0f}%), "
+                  f"peak {d['peak_rss_mb']:,.0f} MiB{server}")
+    if health["saturated"]:
+        console.print(f"[bold yellow]Warning: the generator was saturated[/] (loop lag p99 {d['loop_lag_ms_p99']:.0f} ms, "
+                      f"CPU above 90% for {d['cpu_over_90pct_share'] * 100:.0f}% of the run; saturated "
+                      f"{health['saturated_share'] * 100:.0f}% of the time): sync durations include the "
+                      "generator's own delay. Run fewer devices per process, or a lower time_scale.")

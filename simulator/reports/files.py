@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from simulator.metrics import PHASES, DeviceEvent, FirstSync, SyncRecord
+from simulator.metrics import PHASES, DeviceEvent, FirstSync, SyncRecord, TimelineSample
 from simulator.reports.inputs import (
     EventLike,
     FirstSyncLike,
@@ -172,3 +173,13 @@ def read_first_syncs_csv(path: Path) -> list[FirstSync]:
             )
             for r in csv.DictReader(f)
         ]
+
+
+def write_timeline_csv(samples: Iterable[TimelineSample], path: Path) -> Path:
+    """Write the run's timeline, one row per second (columns: the fields of `TimelineSample`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(TimelineSample)])
+        writer.writeheader()
+        writer.writerows(s.to_dict() for s in samples)
+    return path

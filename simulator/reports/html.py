@@ -7,17 +7,17 @@ charts are SVG elements drawn by `simulator.reports.charts`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from simulator.metrics import FirstSync
-from simulator.reports import charts
+from simulator.metrics import FirstSync, SyncRecord, TimelineSample
+from simulator.reports import charts, run_charts
 from simulator.reports.console import HEADERS, class_row, fmt_causes, fmt_percent, totals_line
 from simulator.reports.inputs import FirstSyncLike, RecordLike, as_first_syncs, as_records
-from simulator.reports.summary import RESERVED_KEYS
 
 EXTRA_HEADERS = ("Rejections by cause", "Rows/device p50", "Storage used max (%)", "Restarts")
 
@@ -34,49 +34,55 @@ td { white-space: nowrap; } td.text { text-align: left; white-space: normal; }
 dl.run { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; font-size: .9rem; }
 dl.run dt { font-weight: 600; } dl.run dd { margin: 0; }
 code { font-size: .85rem; word-break: break-word; }
+b.ok { color: #1e8449; } b.bad { color: #c0392b; }
+details { margin: .6rem 0 1rem; font-size: .85rem; } pre { background: #f7f7f7; padding: .6rem; overflow-x: auto; }
 figure { margin: 0; } svg { max-width: 100%; height: auto; }
 """
 
-ChartMaker = Callable[[Mapping[str, Any], Sequence[Any], Sequence[FirstSync]], str]
+@dataclass(frozen=True, slots=True)
+class RunData:
+    """What the charts read: the summary and the recorded metrics."""
+
+    summary: Mapping[str, Any]
+    records: Sequence[SyncRecord]
+    first_syncs: Sequence[FirstSync]
+    timeline: Sequence[TimelineSample]
+
+
+ChartMaker = Callable[[RunData], str]
 CHARTS: tuple[tuple[str, str, ChartMaker], ...] = (
     ("First sync duration by user class",
      "Cumulative share of first syncs finished within a duration, from the first request of the first "
      "attempt to the end of the attempt that completed it (waits and pauses between attempts included); "
      "dotted lines mark p50 and p95. First syncs still unfinished at the end of the run are not drawn; "
      "the table counts them.",
-     lambda s, r, f: charts.first_sync_cdf(f, list(s["classes"]))),
+     lambda d: charts.first_sync_cdf(d.first_syncs, list(d.summary["classes"]))),
     ("First sync phases (median)",
      "Median seconds spent per first-sync phase over all attempts; the stack is the sum of phase medians, "
      "not the median total.",
-     lambda s, r, f: charts.phase_bars(s)),
+     lambda d: charts.phase_bars(d.summary)),
+    ("The run over time",
+     "Every second: devices online, syncing and offline; rows the server served per second and the 429s it "
+     "answered; the event-loop lag of the device process and of the server process, and the device "
+     "process's CPU. Above 100 ms of lag (or 90% CPU for long), sync times include the generator's own "
+     "delay. Dotted lines mark rollout waves and privilege changes.",
+     lambda d: run_charts.timeline(d.timeline, d.summary.get("timeline_marks", []))),
     ("Delta sync duration over scenario time",
      "Each point is one delta sync; crosses are failed syncs. A rising band means the server or network slows down.",
-     lambda s, r, f: charts.delta_scatter([x for x in r if not x.final], list(s["classes"]))),
+     lambda d: charts.delta_scatter([x for x in d.records if not x.final], list(d.summary["classes"]))),
+    ("Delta sync duration per network",
+     "Successful delta syncs per network preset (box: quartiles; whiskers: 1.5 IQR; dots: outliers).",
+     lambda d: run_charts.delta_by_network(d.records)),
+    ("Storage used against capacity",
+     "Each device's storage used at its last sync (dots) against its capacity (bar), per user class and device size.",
+     lambda d: run_charts.storage(d.records)),
     ("Conflict and rejection rate",
      "Conflicts and rejections as a share of uploaded operations.",
-     lambda s, r, f: charts.rate_bars(s)),
+     lambda d: charts.rate_bars(d.summary)),
     ("Failures by cause",
      "Failed syncs per user class, by error code (the end-of-run final syncs are not counted).",
-     lambda s, r, f: charts.failure_bars(s)),
+     lambda d: charts.failure_bars(d.summary)),
 )  # fmt: skip
-
-
-def _value(value: Any, depth: int = 0) -> str:
-    """A run detail: mappings as nested definition lists (two levels), anything deeper as JSON."""
-    if isinstance(value, Mapping) and value and depth < 2:
-        rows = "".join(f"<dt>{escape(str(k))}</dt><dd>{_value(v, depth + 1)}</dd>" for k, v in value.items())
-        return f'<dl class="run nested">{rows}</dl>'
-    if isinstance(value, Mapping | list | tuple):
-        if not value:
-            return "–"
-        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
-        return f"<code>{escape(text)}</code>"
-    if isinstance(value, bool):
-        return "<b>passed</b>" if value else "<b style='color:#c0392b'>FAILED</b>"
-    return escape(str(value))
-
-
-SHOWN_APART = ("ledger", "faults_injected")  # summary keys with a section of their own
 
 
 def ledger_section(summary: Mapping[str, Any]) -> str:
@@ -106,12 +112,65 @@ def ledger_section(summary: Mapping[str, Any]) -> str:
     )
 
 
+def _verdict(ok: bool, good: str, bad: str) -> str:
+    return f'<b class="ok">{escape(good)}</b>' if ok else f'<b class="bad">{escape(bad)}</b>'
+
+
+def _verdicts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The three questions a reader asks first: did devices converge, do the numbers add up, can the
+    durations be trusted (was the generator itself the bottleneck)."""
+    rows: list[tuple[str, str]] = []
+    check = summary.get("end_of_run_check")
+    if check:
+        rows.append(("Devices converged", _verdict(check["passed"], "passed", "FAILED") + escape(
+            f" — {check['devices_checked']} checked; missing {check['missing']}, extra {check['extra']}, stale "
+            f"{check['stale']}, undelivered {check['undelivered']}; {len(check['devices_skipped'])} left out")))
+    ledger = summary.get("ledger")
+    if ledger:
+        broken = sum(r["violations"] for r in ledger["invariants"].values())
+        rows.append(("Ledger", _verdict(ledger["passed"], "passed", "FAILED") + escape(
+            f" — {len(ledger['invariants'])} invariants, {broken} violations (see below)")))
+    health = summary.get("generator")
+    if health and health.get("samples"):
+        d = health["devices_process"]
+        rows.append(("Generator", _verdict(not health["saturated"], "not saturated", "SATURATED") + escape(
+            f" — device process loop lag p99 {d['loop_lag_ms_p99']:.0f} ms, CPU max {d['cpu_max'] * 100:.0f}%, "
+            f"saturated {health['saturated_share'] * 100:.0f}% of the time"
+            + ("; sync durations include the generator's own delay" if health["saturated"] else ""))))
+    return rows
+
+
+def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if "scenario" in summary:
+        scale = summary.get("time_scale") or 1
+        rows.append(("Scenario", escape(
+            f"{summary['scenario']} (seed {summary.get('seed')}): {summary.get('duration_s', 0):,.0f} s of scenario "
+            f"time at x{scale:g} ({summary.get('duration_s', 0) / scale:,.0f} s real)")))
+    totals = summary.get("totals", {})
+    rows.append(("Syncs", escape(", ".join(f"{n:,} {mode}" for mode, n in summary.get("mode_counts", {}).items())
+                                 + f" by {totals.get('devices', 0):,} devices") or "–"))
+    server = summary.get("server")
+    if server:
+        rows.append(("Server", escape(
+            f"{server.get('rows_served', 0):,} rows and {server.get('bytes_served', 0) / 1e6:,.1f} MB served, "
+            f"{server.get('writes_applied', 0):,} writes applied, "
+            f"{sum(server.get('throttles', {}).values()):,} 429s answered")))
+    by_table = summary.get("conflicts_by_table") or {}
+    if by_table:
+        rows.append(("Conflicts by table", escape("; ".join(
+            f"{t}: {v['conflicts']} ({v['policy']})" for t, v in by_table.items()))))
+    return rows
+
+
 def run_details(summary: Mapping[str, Any]) -> str:
-    """The `extra` entries of a summary (scenario, seed, checks...) and its mode counts as a list."""
-    items = {k: v for k, v in summary.items() if k not in RESERVED_KEYS and k not in SHOWN_APART}
-    items["syncs by mode"] = summary.get("mode_counts", {})
-    rows = "".join(f"<dt>{escape(str(k))}</dt><dd>{_value(v)}</dd>" for k, v in items.items())
-    return f'<dl class="run">{rows}</dl>'
+    """The run at a glance (verdicts, scenario, syncs, server), then every summary field in a
+    collapsed block for those who want the raw figures."""
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in [*_verdicts(summary), *_run_facts(summary)])
+    raw = {k: v for k, v in summary.items() if k not in ("classes",)}
+    text = orjson.dumps(raw, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+    return (f'<dl class="run">{rows}</dl><details><summary>All run fields (summary.json without the per-class '
+            f"figures)</summary><pre>{escape(text)}</pre></details>")
 
 
 def _extra_cells(c: Mapping[str, Any]) -> list[str]:
@@ -143,12 +202,12 @@ def class_table(summary: Mapping[str, Any]) -> str:
 
 
 def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title: str,
-                first_syncs: Sequence[FirstSyncLike] = ()) -> str:
+                first_syncs: Sequence[FirstSyncLike] = (), timeline: Sequence[TimelineSample] = ()) -> str:
     """The report page as a string (see `write_html`)."""
-    recs, firsts = as_records(records), as_first_syncs(first_syncs)
+    data = RunData(summary, as_records(records), as_first_syncs(first_syncs), list(timeline))
     sections = [
         f'<section><h2>{escape(heading)}</h2><p class="caption">{escape(caption)}</p>'
-        f"<figure>{make(summary, recs, firsts)}</figure></section>"
+        f"<figure>{make(data)}</figure></section>"
         for heading, caption, make in CHARTS
     ]
     return (
@@ -165,12 +224,12 @@ def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title
 
 
 def write_html(summary: Mapping[str, Any], records: Sequence[RecordLike], path: Path, title: str,
-               first_syncs: Sequence[FirstSyncLike] = ()) -> Path:
+               first_syncs: Sequence[FirstSyncLike] = (), timeline: Sequence[TimelineSample] = ()) -> Path:
     """Write one self-contained HTML report (inline CSS and SVG charts) to `path`; returns `path`.
 
     Charts: first-sync duration CDF per class, median first-sync phase time per class, delta-sync
     durations over scenario time, conflict/rejection rate per class, failures by cause.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(summary, records, title, first_syncs), encoding="utf-8")
+    path.write_text(render_html(summary, records, title, first_syncs, timeline), encoding="utf-8")
     return path

@@ -1,0 +1,80 @@
+"""The generator's own health: a run says when its sync durations include the generator's own delay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from simulator.health import ProcessHealth
+from simulator.metrics import TimelineSample
+from simulator.runner import run_scenario
+from simulator.scenario import load_scenario
+from simulator.timeline import saturation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _busy(seconds: float) -> None:
+    """Spin the CPU for `seconds`, holding the event loop."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _sample(lag_ms: float, cpu: float) -> TimelineSample:
+    return TimelineSample(0.0, 1, 0, 0, 0, 0.0, 0.0, 0, lag_ms, cpu, 50.0, 1.0, 0.1, 60.0)
+
+
+def test_a_healthy_generator_is_not_saturated() -> None:
+    health = saturation([_sample(2, 0.3)] * 100)
+    assert not health["saturated"] and health["saturated_share"] == 0.0
+
+
+def test_loop_lag_p99_above_100_ms_marks_the_run_saturated() -> None:
+    health = saturation([_sample(2, 0.3)] * 95 + [_sample(400, 0.3)] * 5)
+    assert health["saturated"] and health["saturated_share"] == 0.05
+    assert health["devices_process"]["loop_lag_ms_p99"] > 100
+
+
+def test_cpu_above_90_percent_for_more_than_a_tenth_of_the_run_marks_it_saturated() -> None:
+    assert saturation([_sample(2, 0.95)] * 11 + [_sample(2, 0.3)] * 89)["saturated"]
+    assert not saturation([_sample(2, 0.95)] * 9 + [_sample(2, 0.3)] * 91)["saturated"]
+
+
+async def test_process_health_sees_a_blocked_event_loop() -> None:
+    health = ProcessHealth(interval_s=0.05)
+    sampler = asyncio.ensure_future(health.run())
+    await asyncio.sleep(0.01)
+    _busy(0.3)  # the loop is blocked by work: the sampler wakes late
+    await asyncio.sleep(0.12)
+    sampler.cancel()
+    assert max(s.loop_lag_ms for s in health.samples) >= 200
+    assert max(s.cpu for s in health.samples) > 0.5
+
+
+@pytest.mark.parametrize("hog_s", [0.4])
+def test_a_run_whose_device_process_is_starved_is_marked_saturated_with_a_warning(tmp_path: Path, hog_s: float) -> None:
+    async def starved() -> dict[str, object]:
+        async def hog() -> None:
+            while True:  # a CPU hog in the device process: the loop is blocked most of the time
+                _busy(hog_s)
+                await asyncio.sleep(0.05)
+
+        hogging = asyncio.ensure_future(hog())
+        console = Console(record=True, width=200, stderr=True)
+        try:
+            result = await run_scenario(load_scenario(ROOT / "scenarios" / "smoke.yaml"), tmp_path, progress=False,
+                                        console=console)
+        finally:
+            hogging.cancel()
+        assert "the generator was saturated" in console.export_text()
+        return result.summary
+
+    summary = asyncio.run(starved())
+    assert summary["generator_saturated"] is True
+    assert summary["generator"]["devices_process"]["loop_lag_ms_p99"] > 100  # type: ignore[index]
+    assert (next(tmp_path.iterdir()) / "timeline.csv").stat().st_size > 0
