@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCENARIO ?= scenarios/field_service.yaml
 
-.PHONY: install run test lint typecheck bench chaos clean
+.PHONY: install run test lint typecheck bench chaos nightly clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,13 @@ typecheck:
 
 bench:
 	$(BIN)/python -m bench
+
+# The nightly scaling benchmark: three fleet sizes on fresh servers (< 15 min on 2 cores); with
+# BASELINE=file it compares and fails on a regression; SAVE=file stores this result as a baseline.
+NIGHTLY_SIZES ?= 50,100,200
+nightly: install
+	$(BIN)/syncsim bench scenarios/nightly.yaml --devices $(NIGHTLY_SIZES) --out reports/nightly \
+		$(if $(BASELINE),--baseline $(BASELINE)) $(if $(SAVE),--save-baseline $(SAVE))
 
 # The fault matrix: every fault kind at once; prints faults injected by kind and every invariant
 # checked; exits 1 on any violation.

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from simulator.nightly import command as nightly_command
 from simulator.scenario import ScenarioError, load_scenario
 
 
@@ -48,15 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-key", help="admin key for /_syncsim/ (default: random, printed)")
     sub.add_parser("validate", help="check scenario files and print what they define").add_argument(
         "scenarios", type=Path, nargs="+")
+    nightly_command.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "serve": _serve, "validate": _validate}[args.command]
+    command = {"run": _run, "serve": _serve, "validate": _validate, "bench": nightly_command.run}[args.command]
     try:
         return command(args)
-    except (ScenarioError, UsageError) as exc:
+    except (ScenarioError, UsageError, nightly_command.BenchUsageError) as exc:
         print(f"syncsim: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,10 +1,12 @@
 """The generator's own health: how late this process's event loop runs, how busy its CPU is, how
-much memory it has used. Sampled every second in the device process and in the server process, so a
-run can say when its sync durations include the generator's own delay.
+much memory it has used, in the device process and in the server process, so a run can say when its
+sync durations include the generator's own delay.
 
-A sample is taken by asking the loop to wake after `interval_s`: the lateness is the loop's lag
-(every ready task ran first); the CPU share is CPU seconds over wall seconds in the interval (1.0 is
-one core fully busy).
+A measurement asks the loop to wake after `interval_s` (a tenth of a second): the lateness is the
+loop's lag (every ready task ran first); the CPU share is CPU seconds over wall seconds in the
+interval (1.0 is one core fully busy). `last_second()` folds the last second's measurements into one
+sample (its worst lag, its mean CPU), which is what the run's timeline records every second; the
+run's lag percentiles use every measurement, so one hiccup is not mistaken for a saturated run.
 """
 
 from __future__ import annotations
@@ -40,15 +42,27 @@ def peak_rss_mb() -> float:
 
 
 class ProcessHealth:
-    """Samples this process every `interval_s` wall seconds while `run` runs; keeps the last `keep`."""
+    """Measures this process every `interval_s` wall seconds while `run` runs; keeps the last `keep`."""
 
-    def __init__(self, interval_s: float = 1.0, keep: int = 86_400) -> None:
+    def __init__(self, interval_s: float = 0.1, keep: int = 36_000) -> None:
         self.interval_s = interval_s
         self.samples: deque[ProcessSample] = deque(maxlen=keep)
 
     @property
     def latest(self) -> ProcessSample | None:
-        return self.samples[-1] if self.samples else None
+        """The last second, folded into one sample (worst lag, mean CPU); None before any."""
+        return self.last_second()
+
+    def last_second(self) -> ProcessSample | None:
+        if not self.samples:
+            return None
+        end = self.samples[-1].at
+        recent = [s for s in reversed(self.samples) if s.at > end - 1.0]
+        return ProcessSample(end, max(s.loop_lag_ms for s in recent), sum(s.cpu for s in recent) / len(recent),
+                             recent[0].peak_rss_mb)
+
+    def lags_ms(self) -> list[float]:
+        return [s.loop_lag_ms for s in self.samples]
 
     async def run(self) -> None:
         while True:

@@ -25,14 +25,14 @@ import numpy as np
 from rich.console import Console
 
 from simulator.check import compare, summarize_checks
-from simulator.clock import Clock, RealClock
+from simulator.clock import Clock, RealClock, wall_s
 from simulator.device.client import ApiClient, Identity
 from simulator.device.device import Device
 from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
-from simulator.metrics import Metrics, TimelineSample
+from simulator.metrics import Metrics
 from simulator.network import Link, NetworkModel
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
@@ -70,8 +70,10 @@ def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession,
 
 
 async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, progress: bool = True,
-                       console: Console | None = None, server: Where | Target = "process") -> RunResult:
-    """Run a scenario against `server` (default: the embedded server in its own process) and report."""
+                       console: Console | None = None, server: Where | Target = "process",
+                       report: bool = True) -> RunResult:
+    """Run a scenario against `server` (default: the embedded server in its own process) and write
+    its reports; `report=False` leaves out the end-of-run tables on the console (the files are written)."""
     console = console or Console(stderr=True)
     clock = RealClock(scenario.time_scale)
     events = Events()
@@ -91,7 +93,7 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             await check_same_scenario(admin, scenario, endpoint.base_url)
             if endpoint.joins_clock:
                 await admin.join_clock(clock)
-            origin = clock.now()
+            origin, wall0 = clock.now(), wall_s()
             await admin.start_run(origin)
             devices = [make_device(e, clock, session, admin, endpoint.base_url, events, origin) for e in fleet]
             watch_revocations(journal, scenario, devices)
@@ -113,6 +115,7 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
                 watch.phase("quiet period: final syncs")
                 await admin.back_office(False)
                 skipped = await _quiet_period(devices, clock, scenario.quiet_period_s)
+            elapsed = wall_s() - wall0
             checked = [d for d in devices if d.spec.name not in skipped]
             expected = {d.spec.name: await admin.snapshot(d.spec.user) for d in checked}
             check = summarize_checks([compare(d.spec.name, d.store.snapshot(), expected[d.spec.name]["tables"],
@@ -120,7 +123,8 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             ledger = check_run(journal, await admin.ledger(), [device_end(d, skipped) for d in devices], expected)
             counters = await admin.counters()
     counters["faults_injected"] = faults_injected(counters, storms, metrics)
-    return _report(scenario, metrics, check, ledger, counters, sampler.samples, out_root, console)
+    return _report(scenario, metrics, check, ledger, counters, sampler, elapsed, out_root,
+                   console if report else Console(quiet=True))
 
 
 def timeline_marks(scenario: Scenario) -> list[dict[str, Any]]:
@@ -255,7 +259,8 @@ def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str
 
 
 def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger: dict[str, Any],
-            counters: dict[str, Any], timeline: list[TimelineSample], out_root: Path, console: Console) -> RunResult:
+            counters: dict[str, Any], sampler: TimelineSampler, elapsed_s: float, out_root: Path,
+            console: Console) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
 
     def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
@@ -269,11 +274,13 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
                    "back_office_refusals": sum(
                        n for k, n in counters.get("rejections", {}).items() if k.endswith("/backoffice")),
                    "rows_served": counters.get("rows_served", 0), "bytes_served": counters.get("bytes_served", 0),
-                   "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0)},
+                   "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0),
+                   "requests": sum(counters.get("requests", {}).values())},
+        "wall_s": round(elapsed_s, 3),  # real seconds from the run's start to the end of its quiet period
         "device_conflicts": device_conflicts,
         "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
         "faults_injected": counters["faults_injected"],
-        "generator_saturated": (health := saturation(timeline))["saturated"],
+        "generator_saturated": (health := saturation(sampler.samples, sampler.own.lags_ms()))["saturated"],
         "generator": health,
         "timeline_marks": timeline_marks(scenario),
     }
@@ -281,8 +288,8 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out_root / f"{scenario.name}-{stamp}"
     paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}",
-                      first_syncs=metrics.first_syncs, timeline=timeline)
-    render_table(summary, console=Console(width=max(140, Console().width)))
+                      first_syncs=metrics.first_syncs, timeline=sampler.samples)
+    render_table(summary, console=Console(width=max(140, Console().width), quiet=console.quiet))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "
                   f"extra {check['extra']}, stale {check['stale']}, undelivered {check['undelivered']}, "

@@ -41,7 +41,7 @@ class TimelineSampler:
         self.clock, self.origin, self.fleet = clock, origin, fleet
         self.server_health, self.server_counters = health, counters
         self.interval_s = interval_s
-        self.own = ProcessHealth(interval_s)
+        self.own = ProcessHealth()
         self.samples: list[TimelineSample] = []
 
     async def run(self) -> None:
@@ -79,14 +79,15 @@ class TimelineSampler:
             server_peak_rss_mb=server.get("peak_rss_mb"))
 
 
-def saturation(samples: Sequence[TimelineSample]) -> dict[str, Any]:
+def saturation(samples: Sequence[TimelineSample], lags_ms: Sequence[float] = ()) -> dict[str, Any]:
     """The generator's health over a run: loop lag and CPU percentiles of both processes, the share of
-    seconds the device process was saturated, and whether the run counts as saturated."""
+    seconds the device process was saturated, and whether the run counts as saturated. `lags_ms` are
+    the device process's every lag measurement (ten a second); without them the per-second worst."""
     if not samples:
         return {"samples": 0, "saturated": False, "saturated_share": 0.0}
-    lag = np.array([s.gen_loop_lag_ms for s in samples])
+    lag = np.array(lags_ms if len(lags_ms) else [s.gen_loop_lag_ms for s in samples])
     cpu = np.array([s.gen_cpu for s in samples])
-    hot = (lag > LAG_LIMIT_MS) | (cpu > CPU_LIMIT)
+    hot = (np.array([s.gen_loop_lag_ms for s in samples]) > LAG_LIMIT_MS) | (cpu > CPU_LIMIT)
     lag_p99 = float(np.percentile(lag, 99))
     cpu_share = float((cpu > CPU_LIMIT).mean())
     server_lag = [s.server_loop_lag_ms for s in samples if s.server_loop_lag_ms is not None]

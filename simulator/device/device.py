@@ -66,6 +66,7 @@ class Device:
         self.gave_up: str | None = None  # cause when the device stopped syncing (storage full)
         self._wake: asyncio.Event | None = None
         self._edits = 0
+        self._next_edit: float | None = None  # scenario time of the user's next edit
         self._carry = UploadResult()  # uploads answered during a sync that was cancelled before its record
         self.timeline = api.timeline  # lived time: every wait of this device goes through it
         self.first = FirstSyncTracker(spec.name, spec.user, spec.user_class, spec.network)
@@ -250,14 +251,26 @@ class Device:
             await self._idle_until(stop_at)
 
     async def _idle_until(self, t: float) -> None:
-        """Wait until scenario time t, making edits on the way; return early on reconnect."""
+        """Wait until scenario time t, making edits on the way; return early on reconnect.
+
+        Edits follow a Poisson process in scenario time that runs on across idle periods: every edit
+        due by now is made when the device wakes, so a late wake-up (a busy generator, a sync that
+        took a while) delays edits but never loses them."""
         rate = self.cls.behaviour.edits_per_hour / 3600.0
+        if rate <= 0:
+            await self._sleep_or_wake(t - self.clock.now())
+            return
+        if self._next_edit is None:
+            self._next_edit = self.clock.now() + float(self.rng_edit.exponential(1 / rate))
         while (now := self.clock.now()) < t:
-            next_edit = now + float(self.rng_edit.exponential(1 / rate)) if rate > 0 else float("inf")
-            if await self._sleep_or_wake(min(t, next_edit) - now):
+            woken = await self._sleep_or_wake(min(t, self._next_edit) - now)
+            due = min(self.clock.now(), t)
+            while self._next_edit <= due:
+                if self.engine.state.first_sync_done:
+                    self.edit()
+                self._next_edit += float(self.rng_edit.exponential(1 / rate))
+            if woken:
                 return
-            if next_edit <= t and self.engine.state.first_sync_done:
-                self.edit()
 
     async def _sleep_or_wake(self, seconds: float) -> bool:
         """Sleep idle time; True if woken by the network coming back."""
