@@ -102,14 +102,9 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             sampler = TimelineSampler(clock, origin, lambda: fleet_state(devices, metrics), admin.health, admin.counters)
             async with watch, _running(sampler.run()):
                 stop_at = origin + scenario.duration_s
-                storming = asyncio.ensure_future(
-                    run_storms(scenario, session, endpoint.base_url, admin.token, clock, stop_at, storms))
-                try:
+                async with _running(run_storms(scenario, session, endpoint.base_url, admin.token, clock, stop_at,
+                                               storms)):
                     await _run_fleet(devices, fleet, clock, stop_at)
-                finally:
-                    storming.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await storming
                 for device in devices:
                     device.end_of_run()
                 watch.phase("quiet period: final syncs")
@@ -118,9 +113,11 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
             elapsed = wall_s() - wall0
             checked = [d for d in devices if d.spec.name not in skipped]
             expected = {d.spec.name: await admin.snapshot(d.spec.user) for d in checked}
-            check = summarize_checks([compare(d.spec.name, d.store.snapshot(), expected[d.spec.name]["tables"],
-                                              len(d.outbox)) for d in checked], skipped)
-            ledger = check_run(journal, await admin.ledger(), [device_end(d, skipped) for d in devices], expected)
+            views = [compare(d.spec.name, d.store.snapshot(), expected[d.spec.name]["tables"], len(d.outbox))
+                     for d in checked]
+            check = summarize_checks(views, skipped)
+            ledger = check_run(journal, await admin.ledger(), [device_end(d, skipped) for d in devices], expected,
+                               {v.device: v for v in views})
             counters = await admin.counters()
     counters["faults_injected"] = faults_injected(counters, storms, metrics)
     return _report(scenario, metrics, check, ledger, counters, sampler, elapsed, out_root,

@@ -56,7 +56,7 @@ class TimelineSampler:
                 last = served
         finally:
             own.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError):
                 await own
 
     async def _served(self) -> tuple[float, int, int, int]:

@@ -78,3 +78,38 @@ def test_a_run_whose_device_process_is_starved_is_marked_saturated_with_a_warnin
     assert summary["generator_saturated"] is True
     assert summary["generator"]["devices_process"]["loop_lag_ms_p99"] > 100  # type: ignore[index]
     assert (next(tmp_path.iterdir()) / "timeline.csv").stat().st_size > 0
+
+
+async def test_the_timeline_counts_rows_served_per_second_and_the_fleet_state() -> None:
+    from simulator.clock import ManualClock
+    from simulator.timeline import FleetState, TimelineSampler
+
+    served = {"rows_served": 0, "bytes_served": 0, "throttles": {}}
+
+    async def counters() -> dict[str, object]:
+        served["rows_served"] += 100  # 100 rows between two readings 0.05 s apart: 2,000 rows/s
+        served["throttles"] = {"x": 1}
+        return dict(served)
+
+    async def health() -> dict[str, object]:
+        return {"process": {"loop_lag_ms": 1.0, "cpu": 0.2, "peak_rss_mb": 9.0}}
+
+    sampler = TimelineSampler(ManualClock(), ManualClock().now(), lambda: FleetState(3, 1, 2, 7), health, counters,
+                              interval_s=0.05)
+    task = asyncio.ensure_future(sampler.run())
+    while len(sampler.samples) < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    s = sampler.samples[-1]
+    assert (s.devices_online, s.devices_offline, s.devices_syncing, s.syncs_done) == (3, 1, 2, 7)
+    assert 1_000 < s.rows_per_s < 2_100 and s.throttled == 0 and s.server_cpu == 0.2
+
+
+def test_the_benchmark_reads_requests_and_rows_per_real_second_of_the_run() -> None:
+    from simulator.nightly.metrics import extract
+
+    summary = {"classes": {}, "wall_s": 50.0, "ledger": {"invariants": {"a": {"violations": 2}}},
+               "server": {"requests": 1_000, "rows_served": 25_000, "throttles": {"x": 10}}}
+    metrics = extract(summary)
+    assert (metrics["server_requests_per_s"], metrics["server_rows_per_s"]) == (20.0, 500.0)
+    assert (metrics["throttled_429s"], metrics["throttle_rate"], metrics["ledger_violations"]) == (10, 0.01, 2)

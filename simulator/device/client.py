@@ -107,12 +107,11 @@ class ApiClient:
                 resp = await self.link.request(method, url, headers=hdrs, body=payload, sink=sink)
             except NetworkError as exc:
                 self._fired(method, path, 0, sent_at, exc.bytes_down, type(exc).__name__)
+                tally.refetched_bytes += 0 if sink else exc.bytes_down  # a sink kept its bytes
                 if not isinstance(exc, AirplaneModeError):
-                    tally.refetched_bytes += 0 if sink else exc.bytes_down
                     attempt = await self._backoff(attempt, f"{method} {path}: {exc}", "NETWORK")
                     continue
                 tally.restarts += 1
-                tally.refetched_bytes += 0 if sink else exc.bytes_down
                 self._event("restart", f"{method} {path}: cut by airplane mode")
                 await self.timeline.wait(self.link.wait_online(), "offline")
                 continue

@@ -197,7 +197,6 @@ class SyncEngine:
             self.outbox.done(group)
             for op, outcome in zip(group.ops, outcomes, strict=True):
                 self._apply_outcome(op, outcome, result)
-            await self._refresh_all(tally)
         await self._refresh_all(tally)
         return result
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from simulator.check import DeviceCheck, compare
 from simulator.ledger.journal import Intent, Journal
 
 EXAMPLES = 5
@@ -93,9 +95,10 @@ class _ServerFacts:
 
 
 def check_run(journal: Journal, server: dict[str, Any], devices: list[DeviceEnd],
-              expected: dict[str, dict[str, Any]]) -> dict[str, Any]:
+              expected: dict[str, dict[str, Any]], views: Mapping[str, DeviceCheck] | None = None) -> dict[str, Any]:
     """Every invariant of the run. `expected`: device name -> the server's snapshot for its user
-    ({"tables": ..., "files": ...}), for the devices that are checked."""
+    ({"tables": ..., "files": ...}), for the devices that are checked; `views`: the end-of-run
+    check's row comparison per device, when already made (else it is made here)."""
     facts = _ServerFacts(server)
     ends = {d.name: d for d in devices}
     conflicts, recomputed = _conflicts_match(journal, facts)
@@ -104,7 +107,7 @@ def check_run(journal: Journal, server: dict[str, Any], devices: list[DeviceEnd]
         "no_phantom_writes": _no_phantom_writes(journal, facts),
         "exactly_once": _exactly_once(journal, facts),
         "outboxes_drain": _outboxes_drain(devices),
-        "devices_hold_their_view": _devices_hold_their_view(devices, expected),
+        "devices_hold_their_view": _devices_hold_their_view(devices, expected, views or {}),
         "conflicts_match_ledger": conflicts,
         "first_sync_durations_match": _first_syncs_match(journal),
         "revoked_rows_gone_after_next_sync": _revoked_gone(journal, facts, devices),
@@ -205,22 +208,20 @@ def _outboxes_drain(devices: list[DeviceEnd]) -> Invariant:
     return out
 
 
-def _devices_hold_their_view(devices: list[DeviceEnd], expected: dict[str, dict[str, Any]]) -> Invariant:
-    """Rows and versions, and files byte for byte (size and CRC-32), equal the server's view."""
+def _devices_hold_their_view(devices: list[DeviceEnd], expected: dict[str, dict[str, Any]],
+                             views: Mapping[str, DeviceCheck]) -> Invariant:
+    """Rows and versions (the end-of-run check's comparison), and files byte for byte (size and
+    CRC-32), equal the server's view."""
     out = Invariant()
     for d in devices:
         want = expected.get(d.name)
         if not d.checked or want is None:
             continue
         out.checked += 1
-        for table in sorted(set(d.rows) | set(want["tables"])):
-            have, should = d.rows.get(table, {}), want["tables"].get(table, {})
-            for row_id, version in should.items():
-                got = have.get(row_id)
-                if got != version:
-                    out.fail(f"{d.name} {table}/{row_id}: " + ("missing" if got is None else f"v{got}, server v{version}"))
-            for row_id in have.keys() - should.keys():
-                out.fail(f"{d.name} {table}/{row_id}: held, not in the user's view")
+        view = views.get(d.name) or compare(d.name, d.rows, want["tables"], 0)
+        for text in view.examples:
+            out.fail(f"{d.name} {text}")
+        out.violations += view.missing + view.extra + view.stale - len(view.examples)
         files = {k: tuple(v) for k, v in want["files"].items()}
         for key in sorted(set(files) | set(d.files)):
             if files.get(key) != d.files.get(key):
