@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from simulator.scenario import Scenario
+from simulator.scenario import EditMix, Scenario
 from simulator.server.state import STATE
 from tests.conftest import SMALL, small_scenario
 from tests.rig import Rig
@@ -171,3 +171,33 @@ async def test_a_note_created_offline_on_a_work_order_deleted_meanwhile_is_refus
     assert (record.uploaded, record.rejections, record.rejection_codes) == (1, 1, {"ObjectDoesNotExist": 1})
     assert device.store.version("annotation", op.row_id) is None and op.row_id not in rig.state.store.table("annotation").rows
     assert rig.check(device).ok
+
+
+@pytest.mark.parametrize("mode", ["one_by_one", "batch"])
+async def test_a_note_created_offline_on_a_work_order_the_device_then_deletes_leaves_the_device(
+        rig_factory: Any, mode: str) -> None:
+    """Found by the chaos run: create a note on my work order, delete the work order, sync. Both
+    uploads apply; the note is now outside the view (its parent is gone) and was created after the
+    device's token, so the delta must still send its removal."""
+    cls = {**SMALL["user_classes"][0], "count": 1,
+           "privileges": {t: {"read": "org", "write": "org", "delete": "user"} for t in ("msdyn_workorder", "annotation")},
+           "behaviour": {"edit_tables": ["annotation"], "upload_mode": mode,
+                         "edit_mix": {"update": 0, "create": 1, "delete": 0}}}
+    rig: Rig = await rig_factory(small_scenario(user_classes=[cls]))
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    note = device.edit()
+    assert note is not None and note.payload is not None
+    parent = note.payload["objectid@odata.bind"].split("(")[1].rstrip(")")
+    deleting = device.cls.behaviour.model_copy(update={
+        "edit_tables": ["msdyn_workorder"], "edit_mix": EditMix(update=0, create=0, delete=1)})
+    device.cls = device.cls.model_copy(update={"behaviour": deleting})
+    while (op := device.edit()) is not None and op.row_id != parent:  # delete other work orders until the parent goes
+        pass
+    assert op is not None and op.kind == "delete"
+    record = await device.sync_once()
+    assert record.result == "success" and record.rejections == 0
+    notes = rig.state.store.table("annotation")
+    assert note.row_id in notes.rows  # the server keeps the orphaned note (no cascade)
+    assert device.store.version("annotation", note.row_id) is None  # but it left the device's view
+    assert rig.check(device).ok and (await rig.ledger(device))["passed"]

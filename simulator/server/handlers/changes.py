@@ -183,17 +183,21 @@ def delta_items(access: Access, table: TableStore, user: User, device: bool, fro
             upserts.append(row)
         elif row_id in forced or (
             prev is not None and (lenient or access.row_visible(user, table, prev, device, parents, from_v))
-        ) or (row is None and prev is None and _held_before_deleted(access, table, user, device, row_id, parents)):
+        ) or (prev is None and _created_here(access, table, user, device, row_id, row, parents)):
             removed.append(row_id)
     upserts.sort(key=_item_id)
     removed.sort(key=_item_id)
     return upserts + removed
 
 
-def _held_before_deleted(access: Access, table: TableStore, user: User, device: bool, row_id: str,
-                         parents: dict[str, set[str]]) -> bool:
-    """A row created and deleted since the token: could the device hold it? Yes when the version
-    deleted was in its view, e.g. a row the device created itself and uploaded before the delete."""
+def _created_here(access: Access, table: TableStore, user: User, device: bool, row_id: str, row: Row | None,
+                  parents: dict[str, set[str]]) -> bool:
+    """A row created since the token and now out of the view: could the device hold it? Only if it
+    wrote the row itself (a delta shows rows as at its end), so: deleted since, when the version
+    deleted was in its view; still there, when the user created it (rows are owned by their
+    creator), e.g. a note on a work order the same upload then deleted."""
+    if row is not None:
+        return row.owner == user.index
     gone = table.deleted.get(row_id)
     return gone is not None and access.row_visible(user, table, gone, device, parents)
 
