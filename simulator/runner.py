@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,59 +69,123 @@ def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession,
     return Device(spec, entry.user_class, api, link, clock, events, origin)
 
 
+class FleetRun:
+    """One run's composition, shared by `syncsim run` and the Locust integration: the server, one
+    client session, the admin client, the metrics and the ledger's journal. A driver makes devices
+    with `device()` and runs them (at their rollout waves, or as Locust spawns users); `finish()`
+    then runs the quiet period and the end-of-run check and writes the reports. Only the devices
+    made are synced, checked and reported.
+
+        async with FleetRun(scenario) as run:
+            ...drive run.device(entry) for entries of run.fleet...
+            result = await run.finish()
+    """
+
+    def __init__(self, scenario: Scenario, *, server: Where | Target = "process", out_root: Path = Path("reports"),
+                 console: Console | None = None, report: bool = True, clock: RealClock | None = None) -> None:
+        self.scenario = scenario
+        self.server = server
+        self.out_root = out_root
+        self.console = console or Console(stderr=True)
+        self.report = report
+        self.clock = clock or RealClock(scenario.time_scale)
+        self.events = Events()
+        self.metrics = Metrics(self.events)
+        self.journal = Journal().attach(self.events)
+        self.fleet = build_fleet(scenario)
+        self.devices: dict[str, Device] = {}
+        self.storms: Counter[str] = Counter()
+        self.origin = 0.0
+        self._watched = revoked_devices(scenario, self.fleet)
+        self._stack = contextlib.AsyncExitStack()
+        self._wall0 = 0.0
+        self._sampling: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> FleetRun:
+        limit = raise_fd_limit()
+        t_seed = time.perf_counter()
+        try:
+            endpoint = await self._stack.enter_async_context(server_for_run(self.scenario, self.clock, self.server))
+            self.base_url = endpoint.base_url
+            self.console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
+            connector = aiohttp.TCPConnector(limit=max(64, limit - 256), force_close=False, ssl=endpoint.ssl or True)
+            self.session = await self._stack.enter_async_context(
+                aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)))
+            self.admin = Admin(self.session, endpoint.base_url, endpoint.admin_key)
+            await check_same_scenario(self.admin, self.scenario, endpoint.base_url)
+            if endpoint.joins_clock:
+                await self.admin.join_clock(self.clock)
+            self.origin, self._wall0 = self.clock.now(), wall_s()
+            await self.admin.start_run(self.origin)
+            self.sampler = TimelineSampler(self.clock, self.origin, self.fleet_state, self.admin.health,
+                                           self.admin.counters)
+            self._sampling = self._stack.enter_context(_background(self.sampler.run()))
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def device(self, entry: FleetEntry) -> Device:
+        """The device of a fleet entry, made on first use."""
+        device = self.devices.get(entry.spec.name)
+        if device is None:
+            device = make_device(entry, self.clock, self.session, self.admin, self.base_url, self.events, self.origin)
+            self.devices[entry.spec.name] = device
+            if entry.spec.name in self._watched:
+                self.journal.watch(device.spec.name, held_probe(device))
+        return device
+
+    def fleet_state(self) -> FleetState:
+        return fleet_state(list(self.devices.values()), self.metrics)
+
+    async def finish(self, watch: Progress | None = None) -> RunResult:
+        """The scenario's time is up: quiet period (final syncs), end-of-run check, ledger, reports."""
+        devices = list(self.devices.values())
+        for device in devices:
+            device.end_of_run()
+        if watch is not None:
+            watch.phase("quiet period: final syncs")
+        await self.admin.back_office(False)
+        skipped = await _quiet_period(devices, self.clock, self.scenario.quiet_period_s)
+        elapsed = wall_s() - self._wall0
+        if self._sampling is not None:
+            await _stopped(self._sampling)
+        checked = [d for d in devices if d.spec.name not in skipped]
+        expected = {d.spec.name: await self.admin.snapshot(d.spec.user) for d in checked}
+        views = [compare(d.spec.name, d.store.snapshot(), expected[d.spec.name]["tables"], len(d.outbox))
+                 for d in checked]
+        check = summarize_checks(views, skipped)
+        ledger = check_run(self.journal, await self.admin.ledger(), [device_end(d, skipped) for d in devices],
+                           expected, {v.device: v for v in views})
+        counters = await self.admin.counters()
+        counters["faults_injected"] = faults_injected(counters, self.storms, self.metrics)
+        return _report(self.scenario, self.metrics, check, ledger, counters, self.sampler, elapsed, self.out_root,
+                       self.console if self.report else Console(quiet=True))
+
+
 async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, progress: bool = True,
                        console: Console | None = None, server: Where | Target = "process",
                        report: bool = True) -> RunResult:
     """Run a scenario against `server` (default: the embedded server in its own process) and write
     its reports; `report=False` leaves out the end-of-run tables on the console (the files are written)."""
     console = console or Console(stderr=True)
-    clock = RealClock(scenario.time_scale)
-    events = Events()
-    metrics = Metrics(events)
-    journal = Journal().attach(events)
-    fleet = build_fleet(scenario)
-    limit = raise_fd_limit()
-    console.print(f"[bold]{scenario.name}[/]: {len(fleet)} devices, {scenario.duration_s:g}s of scenario time "
+    run = FleetRun(scenario, server=server, out_root=out_root, console=console, report=report)
+    console.print(f"[bold]{scenario.name}[/]: {len(run.fleet)} devices, {scenario.duration_s:g}s of scenario time "
                   f"at x{scenario.time_scale:g} (~{scenario.duration_s / scenario.time_scale:.0f}s real); "
                   f"{_server_words(server)}...")
-    t_seed = time.perf_counter()
-    async with server_for_run(scenario, clock, server) as endpoint:
-        console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
-        connector = aiohttp.TCPConnector(limit=max(64, limit - 256), force_close=False, ssl=endpoint.ssl or True)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
-            admin = Admin(session, endpoint.base_url, endpoint.admin_key)
-            await check_same_scenario(admin, scenario, endpoint.base_url)
-            if endpoint.joins_clock:
-                await admin.join_clock(clock)
-            origin, wall0 = clock.now(), wall_s()
-            await admin.start_run(origin)
-            devices = [make_device(e, clock, session, admin, endpoint.base_url, events, origin) for e in fleet]
-            watch_revocations(journal, scenario, devices)
-            watch = Progress(metrics, len(devices), clock, origin, scenario.duration_s, enabled=progress, console=console)
-            storms: Counter[str] = Counter()
-            sampler = TimelineSampler(clock, origin, lambda: fleet_state(devices, metrics), admin.health, admin.counters)
-            async with watch, _running(sampler.run()):
-                stop_at = origin + scenario.duration_s
-                async with _running(run_storms(scenario, session, endpoint.base_url, admin.token, clock, stop_at,
-                                               storms)):
-                    await _run_fleet(devices, fleet, clock, stop_at)
-                for device in devices:
-                    device.end_of_run()
-                watch.phase("quiet period: final syncs")
-                await admin.back_office(False)
-                skipped = await _quiet_period(devices, clock, scenario.quiet_period_s)
-            elapsed = wall_s() - wall0
-            checked = [d for d in devices if d.spec.name not in skipped]
-            expected = {d.spec.name: await admin.snapshot(d.spec.user) for d in checked}
-            views = [compare(d.spec.name, d.store.snapshot(), expected[d.spec.name]["tables"], len(d.outbox))
-                     for d in checked]
-            check = summarize_checks(views, skipped)
-            ledger = check_run(journal, await admin.ledger(), [device_end(d, skipped) for d in devices], expected,
-                               {v.device: v for v in views})
-            counters = await admin.counters()
-    counters["faults_injected"] = faults_injected(counters, storms, metrics)
-    return _report(scenario, metrics, check, ledger, counters, sampler, elapsed, out_root,
-                   console if report else Console(quiet=True))
+    async with run:
+        devices = [run.device(e) for e in run.fleet]
+        watch = Progress(run.metrics, len(devices), run.clock, run.origin, scenario.duration_s, enabled=progress,
+                         console=console)
+        async with watch:
+            stop_at = run.origin + scenario.duration_s
+            async with _running(run_storms(scenario, run.session, run.base_url, run.admin.token, run.clock, stop_at,
+                                           run.storms)):
+                await _run_fleet(devices, run.fleet, run.clock, stop_at)
+            return await run.finish(watch)
 
 
 def timeline_marks(scenario: Scenario) -> list[dict[str, Any]]:
@@ -146,9 +210,23 @@ async def _running(work: Awaitable[None]) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await _stopped(task)
+
+
+@contextlib.contextmanager
+def _background(work: Awaitable[None]) -> Iterator[asyncio.Future[None]]:
+    """Run `work` in the background; cancelled at the end of the block if still running."""
+    task = asyncio.ensure_future(work)
+    try:
+        yield task
+    finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+
+
+async def _stopped(task: asyncio.Future[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _server_words(server: Where | Target) -> str:
@@ -177,12 +255,14 @@ def held_probe(device: Device) -> Probe:
     return probe
 
 
-def watch_revocations(journal: Journal, scenario: Scenario, devices: list[Device]) -> None:
-    """Let the ledger see, after each sync, what the devices of users who lose read access hold."""
+def revoked_devices(scenario: Scenario, fleet: list[FleetEntry]) -> set[str]:
+    """Devices of users who lose read access during the run: the ledger sees what they hold after
+    each sync (the first `users` devices of the class, as the server picks its users)."""
+    out: set[str] = set()
     for change in scenario.privilege_changes:
         if change.read is not None:
-            for device in [d for d in devices if d.spec.user_class == change.user_class][: change.users]:
-                journal.watch(device.spec.name, held_probe(device))
+            out.update([e.spec.name for e in fleet if e.spec.user_class == change.user_class][: change.users])
+    return out
 
 
 def device_end(device: Device, skipped: dict[str, str]) -> DeviceEnd:
