@@ -50,12 +50,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("validate", help="check scenario files and print what they define").add_argument(
         "scenarios", type=Path, nargs="+")
     nightly_command.add_parser(sub)
+    locust = sub.add_parser("locust", help="run a scenario's devices in Locust (docs/locust.md)",
+                            description="Run `locust -f <syncsim's locustfile> --scenario SCENARIO ARGS...`; "
+                                        "every argument after the scenario goes to Locust.")
+    locust.add_argument("scenario", type=Path)
+    locust.add_argument("locust_args", nargs=argparse.REMAINDER, help="Locust's own arguments (-u, --headless, ...)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "serve": _serve, "validate": _validate, "bench": nightly_command.run}[args.command]
+    command = {"run": _run, "serve": _serve, "validate": _validate, "bench": nightly_command.run,
+               "locust": _locust}[args.command]
     try:
         return command(args)
     except (ScenarioError, UsageError, nightly_command.BenchUsageError) as exc:
@@ -112,6 +118,17 @@ def _serve(args: argparse.Namespace) -> int:
     except ServeError as exc:
         raise UsageError(str(exc)) from None
     return 0
+
+
+def _locust(args: argparse.Namespace) -> int:
+    import subprocess
+
+    import simulator.locust
+
+    load_scenario(args.scenario)  # a bad file is named here, before Locust starts
+    locustfile = Path(simulator.locust.__file__).parent / "locustfile.py"
+    return subprocess.call([sys.executable, "-m", "locust", "-f", str(locustfile), "--scenario", str(args.scenario),
+                            *args.locust_args])
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -107,12 +107,12 @@ class FleetRun:
         try:
             endpoint = await self._stack.enter_async_context(server_for_run(self.scenario, self.clock, self.server))
             self.base_url = endpoint.base_url
-            self.console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
             connector = aiohttp.TCPConnector(limit=max(64, limit - 256), force_close=False, ssl=endpoint.ssl or True)
             self.session = await self._stack.enter_async_context(
                 aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)))
             self.admin = Admin(self.session, endpoint.base_url, endpoint.admin_key)
             await check_same_scenario(self.admin, self.scenario, endpoint.base_url)
+            self.console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
             if endpoint.joins_clock:
                 await self.admin.join_clock(self.clock)
             self.origin, self._wall0 = self.clock.now(), wall_s()

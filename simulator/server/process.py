@@ -103,3 +103,50 @@ async def _serve(scenario: Scenario, conn: multiprocessing.connection.Connection
     finally:
         loop.remove_reader(conn.fileno())
         await server.close()
+
+
+# --- the same server as a plain child process, driven over stdin/stdout ---------------------------
+# For parents that cannot use multiprocessing well (Locust's gevent-patched processes): run
+# `python -m simulator.server.process SCENARIO`; it prints one JSON line {"base_url", "admin_key"}
+# once it listens and stops when its stdin closes.
+def main(argv: list[str] | None = None) -> int:
+    import json
+    import os
+    import sys
+
+    from simulator.scenario import ScenarioError, load_scenario
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m simulator.server.process SCENARIO", file=sys.stderr)
+        return 2
+    try:
+        scenario = load_scenario(args[0])
+    except ScenarioError as exc:
+        print(f"syncsim: {exc}", file=sys.stderr)
+        return 2
+    raise_fd_limit()
+
+    async def serve() -> None:
+        server = await start_server(scenario, clock=RealClock(scenario.time_scale))
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def readable() -> None:
+            if not os.read(sys.stdin.fileno(), 4096):  # EOF: the parent closed our stdin or went away
+                stop.set()
+
+        loop.add_reader(sys.stdin.fileno(), readable)
+        try:
+            print(json.dumps({"base_url": server.base_url, "admin_key": server.admin_key}), flush=True)
+            await stop.wait()
+        finally:
+            loop.remove_reader(sys.stdin.fileno())
+            await server.close()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

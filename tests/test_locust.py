@@ -1,0 +1,112 @@
+"""syncsim inside Locust: what a sync becomes in Locust's statistics (known answers), the engine
+loop in its own thread, and Locust itself run headless on the smoke scenario and on bad input."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+from simulator.locust.entries import Entry, sync_entries, unfinished_entry
+from simulator.locust.loop import EngineLoop
+from simulator.metrics import FirstSync, SyncRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = ROOT / "simulator" / "locust" / "locustfile.py"
+SMOKE = ROOT / "scenarios" / "smoke.yaml"
+
+
+def _record(**kw: object) -> SyncRecord:
+    base: dict[str, object] = dict(device="dev-a", user="a", user_class="technician", mode="DELTA_SYNC",
+                                   result="success", start=0.0, duration_s=1.5, active_s=1.0)
+    return SyncRecord(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _first(**kw: object) -> FirstSync:
+    base: dict[str, object] = dict(device="dev-a", user="a", user_class="technician", network="3g", start=0.0,
+                                   duration_s=53.0, finished=True, attempts=2, bytes=600_000, file_bytes=40_000,
+                                   phases={"metadata": 3.0, "data": 45.0, "files": 5.0})
+    return FirstSync(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_the_attempt_that_completes_a_first_sync_reports_the_whole_first_sync_and_its_phases() -> None:
+    attempt = _record(mode="FIRST_SYNC", duration_s=20.0, bytes_by_table={"account": 200_000})
+    entries = sync_entries(attempt, _first(), "batch")
+    assert entries[0] == Entry("SYNC", "FIRST_SYNC", 53_000.0, 640_000)  # both attempts, as syncsim reports it
+    assert {e.name: e.response_time_ms for e in entries[1:]} == {
+        "FIRST_SYNC metadata": 3000.0, "FIRST_SYNC data": 45_000.0, "FIRST_SYNC files": 5000.0}
+
+
+def test_a_failed_sync_is_a_failure_whose_message_is_its_error_code() -> None:
+    failed = _record(mode="FIRST_SYNC", result="failed", error_code="0x80072322", duration_s=4.0,
+                     bytes_by_table={"account": 1000}, file_bytes=24)
+    assert sync_entries(failed, None, "batch") == [Entry("SYNC", "FIRST_SYNC", 4000.0, 1024, "0x80072322")]
+
+
+def test_each_uploaded_edit_is_one_entry_by_outcome_and_the_upload_phase_one_more() -> None:
+    record = _record(uploaded=5, applied=4, conflicts=1, rejections=1, rejection_codes={"0x80040220": 1},
+                     phases={"upload": 0.25, "data": 1.0})
+    entries = sync_entries(record, None, "one_by_one")
+    names = [(e.name, e.error) for e in entries[1:]]
+    assert names == [("upload one_by_one", None), ("edit applied", None), ("edit applied", None),
+                     ("edit applied", None), ("edit conflict", "CONFLICT"), ("edit rejected", "0x80040220")]
+    assert entries[1].response_time_ms == 250.0
+
+
+def test_quiet_period_syncs_are_not_entries_and_an_unfinished_first_sync_is_a_failure() -> None:
+    assert sync_entries(_record(final=True, uploaded=3, applied=3), None, "batch") == []
+    assert unfinished_entry(_first(finished=False, error_code=None, duration_s=7.5)) == Entry(
+        "SYNC", "FIRST_SYNC unfinished", 7500.0, 640_000, "UNFINISHED")
+
+
+def test_the_engine_loop_runs_coroutines_on_a_thread_of_its_own() -> None:
+    engine = EngineLoop()
+    try:
+        async def where() -> int:
+            return threading.get_ident()
+        assert engine.run(where(), timeout=10) != threading.get_ident()
+    finally:
+        engine.close()
+
+
+def _locust(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+                           *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
+def test_locust_headless_runs_the_smoke_scenario_and_writes_syncsims_report(tmp_path: Path) -> None:
+    done = _locust(tmp_path, "--scenario", str(SMOKE), "-t", "12s", "--csv", "out/l", "--syncsim-out", "rep")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(tmp_path / "out" / "l_stats.csv") as f:
+        stats = {row["Name"]: row for row in csv.DictReader(f)}
+    assert {"FIRST_SYNC", "DELTA_SYNC", "FIRST_SYNC data"} <= set(stats)
+    (summary_path,) = (tmp_path / "rep").glob("smoke-*/summary.json")
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["end_of_run_check"]["passed"] and summary["ledger"]["passed"]
+    # every sync of the test is one Locust entry (the quiet period's final syncs are not part of the test)
+    syncs = sum(int(row["Request Count"]) for name, row in stats.items()
+                if row["Type"] == "SYNC" and name in ("FIRST_SYNC", "DELTA_SYNC", "FORCED_SYNC"))
+    final = sum(c["final_syncs"] for c in summary["classes"].values())
+    assert syncs == summary["totals"]["syncs"] - final > 0
+    # Locust's slowest first sync is syncsim's (ms against s, Locust rounds to the millisecond)
+    slowest = max(c["first_sync"]["max"] for c in summary["classes"].values() if c["first_sync"]["count"])
+    assert float(stats["FIRST_SYNC"]["Max Response Time"]) == pytest.approx(slowest * 1000, abs=1.0)
+    assert int(stats["FIRST_SYNC"]["Request Count"]) == summary["totals"]["devices"] == 3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--scenario", "missing.yaml"], "missing.yaml"),
+    ([], "give the scenario with --scenario FILE"),
+    (["--scenario", str(SMOKE), "-u", "50", "-t", "5s"], "50 users is more than the scenario's fleet of 3 devices"),
+    (["--scenario", str(SMOKE), "-t", "5s", "--host", "http://127.0.0.1:9", "--admin-key", "k"], "cannot reach"),
+])
+def test_bad_input_is_one_clear_error_and_locust_exits_non_zero(tmp_path: Path, args: list[str], message: str) -> None:
+    done = _locust(tmp_path, *args, timeout=60)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if "syncsim" in line and message in line]
+    assert len(errors) == 1, done.stderr[-3000:]
