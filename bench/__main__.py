@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from bench import cycle_bench, delta_bench, devices_bench, memory_bench, pages_bench, seed_bench
+from bench import cycle_bench, delta_bench, devices_bench, locust_bench, memory_bench, pages_bench, seed_bench
 from bench.common import Figure, fmt
 
 BENCHES: dict[str, tuple[str, Callable[[bool], list[Figure]]]] = {
@@ -33,6 +33,7 @@ BENCHES: dict[str, tuple[str, Callable[[bool], list[Figure]]]] = {
                 devices_bench.figures),
     "memory": ("idle device memory, target <= 50 KiB per device", memory_bench.figures),
     "cycle": ("engine CPU per delta sync cycle (no target)", cycle_bench.figures),
+    "locust": ("sync rate through Locust vs syncsim run, target >= 80%", locust_bench.figures),
 }
 REPORTS = Path("reports")
 
