@@ -59,6 +59,12 @@ class RealClock:
         self._origin_real = time.monotonic()
         self._origin_scenario = time.time() if start is None else start
 
+    @classmethod
+    def joining(cls, time_scale: float, scenario_now: float, at_wall: float) -> RealClock:
+        """A clock on another process's timeline: it read `scenario_now` at wall time `at_wall`
+        (time.time(), which processes of one machine share). Used by Locust workers."""
+        return cls(time_scale, start=scenario_now + (time.time() - at_wall) * time_scale)
+
     def now(self) -> float:
         return self._origin_scenario + (time.monotonic() - self._origin_real) * self.time_scale
 

@@ -32,8 +32,9 @@ from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
-from simulator.metrics import Metrics
+from simulator.metrics import DeviceEvent, Metrics
 from simulator.network import Link, NetworkModel
+from simulator.parts import DevicePart
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
 from simulator.reports import render_generator, render_ledger, render_table, summarize, write_all
@@ -79,27 +80,35 @@ class FleetRun:
         async with FleetRun(scenario) as run:
             ...drive run.device(entry) for entries of run.fleet...
             result = await run.finish()
+
+    A run split over processes (Locust's workers) has one primary, which joins the server's clock
+    and starts the run, and others (`primary=False`, on the primary's clock and origin) that only
+    hold devices: each syncs its devices through the quiet period's rounds (`quiet_round()`) and
+    hands them in (`hand_in()`); `check_and_report` checks and reports the merged parts.
     """
 
     def __init__(self, scenario: Scenario, *, server: Where | Target = "process", out_root: Path = Path("reports"),
-                 console: Console | None = None, report: bool = True, clock: RealClock | None = None) -> None:
+                 console: Console | None = None, report: bool = True, clock: RealClock | None = None,
+                 primary: bool = True, origin: float | None = None) -> None:
         self.scenario = scenario
         self.server = server
         self.out_root = out_root
         self.console = console or Console(stderr=True)
         self.report = report
         self.clock = clock or RealClock(scenario.time_scale)
+        self.primary = primary
         self.events = Events()
         self.metrics = Metrics(self.events)
         self.journal = Journal().attach(self.events)
         self.fleet = build_fleet(scenario)
         self.devices: dict[str, Device] = {}
         self.storms: Counter[str] = Counter()
-        self.origin = 0.0
+        self.origin = origin or 0.0
         self._watched = revoked_devices(scenario, self.fleet)
         self._stack = contextlib.AsyncExitStack()
         self._wall0 = 0.0
         self._sampling: asyncio.Future[None] | None = None
+        self._quiet: QuietPeriod | None = None
 
     async def __aenter__(self) -> FleetRun:
         limit = raise_fd_limit()
@@ -113,10 +122,12 @@ class FleetRun:
             self.admin = Admin(self.session, endpoint.base_url, endpoint.admin_key)
             await check_same_scenario(self.admin, self.scenario, endpoint.base_url)
             self.console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
-            if endpoint.joins_clock:
-                await self.admin.join_clock(self.clock)
-            self.origin, self._wall0 = self.clock.now(), wall_s()
-            await self.admin.start_run(self.origin)
+            self._wall0 = wall_s()
+            if self.primary:
+                if endpoint.joins_clock:
+                    await self.admin.join_clock(self.clock)
+                self.origin = self.clock.now()
+                await self.admin.start_run(self.origin)
             self.sampler = TimelineSampler(self.clock, self.origin, self.fleet_state, self.admin.health,
                                            self.admin.counters)
             self._sampling = self._stack.enter_context(_background(self.sampler.run()))
@@ -141,29 +152,49 @@ class FleetRun:
     def fleet_state(self) -> FleetState:
         return fleet_state(list(self.devices.values()), self.metrics)
 
+    async def quiet_round(self) -> None:
+        """One round of the quiet period's final syncs for every device made (the first round also
+        ends the scenario's time for them: unfinished first syncs are reported as such)."""
+        if self._quiet is None:
+            for device in self.devices.values():
+                device.end_of_run()
+            self._quiet = QuietPeriod(list(self.devices.values()), self.clock, self.scenario.quiet_period_s)
+        await self._quiet.round()
+
+    async def hand_in(self) -> DevicePart:
+        """Everything the devices of this process recorded and how they ended (after the quiet period)."""
+        if self._sampling is not None:
+            await _stopped(self._sampling)
+        skipped = self._quiet.skipped() if self._quiet is not None else {}
+        devices = list(self.devices.values())
+        return DevicePart(self.metrics.records, self.metrics.first_syncs, self.metrics.events, self.journal,
+                          [device_end(d, skipped) for d in devices], skipped, list(self.sampler.samples),
+                          self.sampler.own.lags_ms(), dict(self.storms))
+
     async def finish(self, watch: Progress | None = None) -> RunResult:
         """The scenario's time is up: quiet period (final syncs), end-of-run check, ledger, reports."""
-        devices = list(self.devices.values())
-        for device in devices:
-            device.end_of_run()
         if watch is not None:
             watch.phase("quiet period: final syncs")
         await self.admin.back_office(False)
-        skipped = await _quiet_period(devices, self.clock, self.scenario.quiet_period_s)
+        for _ in range(QUIET_ROUNDS):
+            await self.quiet_round()
         elapsed = wall_s() - self._wall0
-        if self._sampling is not None:
-            await _stopped(self._sampling)
-        checked = [d for d in devices if d.spec.name not in skipped]
-        expected = {d.spec.name: await self.admin.snapshot(d.spec.user) for d in checked}
-        views = [compare(d.spec.name, d.store.snapshot(), expected[d.spec.name]["tables"], len(d.outbox))
-                 for d in checked]
-        check = summarize_checks(views, skipped)
-        ledger = check_run(self.journal, await self.admin.ledger(), [device_end(d, skipped) for d in devices],
-                           expected, {v.device: v for v in views})
-        counters = await self.admin.counters()
-        counters["faults_injected"] = faults_injected(counters, self.storms, self.metrics)
-        return _report(self.scenario, self.metrics, check, ledger, counters, self.sampler, elapsed, self.out_root,
-                       self.console if self.report else Console(quiet=True))
+        return await check_and_report(self.scenario, self.admin, await self.hand_in(), elapsed, self.out_root,
+                                      self.console if self.report else Console(quiet=True))
+
+
+async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, elapsed_s: float, out_root: Path,
+                           console: Console) -> RunResult:
+    """Compare every checked device with the server's view of its user, run the ledger, write the
+    reports: for one process's devices or the merged parts of several."""
+    checked = [e for e in part.ends if e.checked]
+    expected = {e.name: await admin.snapshot(e.user) for e in checked}
+    views = [compare(e.name, e.rows, expected[e.name]["tables"], len(e.pending)) for e in checked]
+    check = summarize_checks(views, part.skipped)
+    ledger = check_run(part.journal, await admin.ledger(), part.ends, expected, {v.device: v for v in views})
+    counters = await admin.counters()
+    counters["faults_injected"] = faults_injected(counters, Counter(part.storms), part.events)
+    return _report(scenario, part, check, ledger, counters, elapsed_s, out_root, console)
 
 
 async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, progress: bool = True,
@@ -235,10 +266,10 @@ def _server_words(server: Where | Target) -> str:
     return "seeding data (server in its own process)" if server == "process" else "seeding data (server in process)"
 
 
-def faults_injected(counters: dict[str, Any], storms: Counter[str], metrics: Metrics) -> dict[str, int]:
+def faults_injected(counters: dict[str, Any], storms: Counter[str], events: list[DeviceEvent]) -> dict[str, int]:
     """Every fault the run injected, by kind: the server's, the storms', and the devices' own
     (airplane mode, cuts that made a request restart, 429s met)."""
-    kinds = Counter(e.kind for e in metrics.events)
+    kinds = Counter(e.kind for e in events)
     out = {f"server {k}": n for k, n in sorted(counters.get("faults", {}).items())}
     out.update({k.replace("_", " "): n for k, n in sorted(storms.items())})
     out.update({"airplane mode on": kinds["airplane_on"], "requests cut by airplane mode": kinds["restart"],
@@ -289,36 +320,56 @@ async def _run_fleet(devices: list[Device], fleet: list[FleetEntry], clock: Cloc
             await task
 
 
-async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> dict[str, str]:
-    """Two rounds of final syncs, bounded by limit_s scenario seconds.
+QUIET_ROUNDS = 2  # round one delivers every edit, round two downloads everybody's
 
-    Returns the devices left out of the check, with why: those that stopped syncing (storage
-    full at first sync), those whose storage is full at their final syncs, and those whose final
-    syncs did not finish in time (these fail the check).
+
+class QuietPeriod:
+    """The end of a run: rounds of final syncs (every device at once), all within limit_s scenario
+    seconds from the first round's start. `skipped()` then names the devices left out of the check,
+    with why: those that stopped syncing (storage full at first sync), those whose storage is full
+    at their final syncs, and those whose final syncs did not finish in time (these fail the check).
     """
-    finished: dict[str, int] = {d.spec.name: 0 for d in devices}
-    full: set[str] = set()  # devices whose storage cannot take their view any more
 
-    async def final(device: Device) -> None:
-        record = await device.final_sync()
-        if record is not None and record.result == "success":
-            finished[device.spec.name] += 1
-        elif record is not None and record.error_code == "STORAGE_FULL":
-            full.add(device.spec.name)
+    def __init__(self, devices: list[Device], clock: Clock, limit_s: float) -> None:
+        self.devices, self.clock, self.limit_s = devices, clock, limit_s
+        self.deadline = clock.now() + limit_s
+        self.rounds = 0
+        self.finished: dict[str, int] = {d.spec.name: 0 for d in devices}
+        self.full: set[str] = set()  # devices whose storage cannot take their view any more
 
-    with contextlib.suppress(TimeoutError):
-        async with clock.timeout(limit_s):
-            for _ in range(2):
-                await asyncio.gather(*(final(d) for d in devices))
-    skipped: dict[str, str] = {}
-    for d in devices:
-        if d.gave_up:
-            skipped[d.spec.name] = f"{d.gave_up}: stopped syncing"
-        elif d.spec.name in full and finished[d.spec.name] < 2:
-            skipped[d.spec.name] = "STORAGE_FULL: its storage cannot hold its view (edits kept in the outbox)"
-        elif finished[d.spec.name] < 2:
-            skipped[d.spec.name] = f"UNFINISHED: final syncs not done within quiet_period_s={limit_s:g}"
-    return skipped
+    async def round(self) -> None:
+        self.rounds += 1
+
+        async def final(device: Device) -> None:
+            record = await device.final_sync()
+            if record is not None and record.result == "success":
+                self.finished[device.spec.name] += 1
+            elif record is not None and record.error_code == "STORAGE_FULL":
+                self.full.add(device.spec.name)
+
+        with contextlib.suppress(TimeoutError):
+            async with self.clock.timeout(self.deadline - self.clock.now()):
+                await asyncio.gather(*(final(d) for d in self.devices))
+
+    def skipped(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for d in self.devices:
+            done = self.finished[d.spec.name]
+            if d.gave_up:
+                out[d.spec.name] = f"{d.gave_up}: stopped syncing"
+            elif d.spec.name in self.full and done < self.rounds:
+                out[d.spec.name] = "STORAGE_FULL: its storage cannot hold its view (edits kept in the outbox)"
+            elif done < self.rounds:
+                out[d.spec.name] = f"UNFINISHED: final syncs not done within quiet_period_s={self.limit_s:g}"
+        return out
+
+
+async def _quiet_period(devices: list[Device], clock: Clock, limit_s: float) -> dict[str, str]:
+    """Both rounds of final syncs; returns the devices left out of the check, with why."""
+    quiet = QuietPeriod(devices, clock, limit_s)
+    for _ in range(QUIET_ROUNDS):
+        await quiet.round()
+    return quiet.skipped()
 
 
 def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str, Any]]:
@@ -335,9 +386,8 @@ def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str
     return out
 
 
-def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger: dict[str, Any],
-            counters: dict[str, Any], sampler: TimelineSampler, elapsed_s: float, out_root: Path,
-            console: Console) -> RunResult:
+def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledger: dict[str, Any],
+            counters: dict[str, Any], elapsed_s: float, out_root: Path, console: Console) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
 
     def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
@@ -357,7 +407,7 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
         "device_conflicts": device_conflicts,
         "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
         "faults_injected": counters["faults_injected"],
-        "generator_saturated": (health := saturation(sampler.samples, sampler.own.lags_ms()))["saturated"],
+        "generator_saturated": (health := saturation(metrics.timeline, metrics.lags_ms))["saturated"],
         "generator": health,
         "timeline_marks": timeline_marks(scenario),
     }
@@ -365,7 +415,7 @@ def _report(scenario: Scenario, metrics: Metrics, check: dict[str, Any], ledger:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = out_root / f"{scenario.name}-{stamp}"
     paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}",
-                      first_syncs=metrics.first_syncs, timeline=sampler.samples)
+                      first_syncs=metrics.first_syncs, timeline=metrics.timeline)
     render_table(summary, console=Console(width=max(140, Console().width), quiet=console.quiet))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "

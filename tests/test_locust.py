@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -110,3 +111,98 @@ def test_bad_input_is_one_clear_error_and_locust_exits_non_zero(tmp_path: Path, 
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if "syncsim" in line and message in line]
     assert len(errors) == 1, done.stderr[-3000:]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_master_and_two_workers_report_every_sync_once_from_distinct_devices(tmp_path: Path) -> None:
+    """Separate processes, as on several machines: the master starts the server and leases devices;
+    each worker runs its own devices and hands them in; the master's report is over all of them."""
+    port = str(_free_port())
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--scenario", str(SMOKE)]
+    master = subprocess.Popen([*base, "--master", "--expect-workers", "2", "--master-bind-host", "127.0.0.1",
+                               "--master-bind-port", port, "--headless", "--only-summary", "-t", "12s",
+                               "--csv", "out/l", "--syncsim-out", "rep"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [subprocess.Popen([*base, "--worker", "--master-host", "127.0.0.1", "--master-port", port],
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    try:
+        _, err = master.communicate(timeout=120)
+        for w in workers:
+            w.wait(timeout=30)
+    finally:
+        for p in (master, *workers):
+            if p.poll() is None:
+                p.kill()
+    assert master.returncode == 0, err[-3000:]
+    (run_dir,) = (tmp_path / "rep").glob("smoke-*")
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    assert summary["end_of_run_check"]["passed"] and summary["ledger"]["passed"]
+    hosts = summary["locust"]["device_hosts"]
+    assert len(hosts) == 2 and not summary["locust"]["missing_hosts"]
+    devices = [set(h["devices"]) for h in hosts]
+    assert not devices[0] & devices[1] and devices[0] | devices[1] == {
+        "dev-technician-0001", "dev-technician-0002", "dev-manager-0001"}
+    assert sum(h["syncs"] for h in hosts) == summary["totals"]["syncs"]
+    # the master's percentiles are computed over the concatenated records of both workers
+    with open(run_dir / "syncs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == summary["totals"]["syncs"]
+    for cls, figures in summary["classes"].items():
+        deltas = [float(r["duration_s"]) for r in rows
+                  if r["user_class"] == cls and r["mode"] == "DELTA_SYNC" and r["final"] in ("0", "False", "")]
+        if figures["delta_sync"]["count"]:
+            assert figures["delta_sync"]["count"] == len(deltas)
+            assert figures["delta_sync"]["p95"] == pytest.approx(float(np.percentile(deltas, 95)), abs=1e-3)
+    # Locust's master holds the workers' entries: one per sync of the test
+    with open(tmp_path / "out" / "l_stats.csv") as f:
+        stats = {row["Name"]: row for row in csv.DictReader(f)}
+    syncs = sum(int(stats[n]["Request Count"]) for n in ("FIRST_SYNC", "DELTA_SYNC", "FORCED_SYNC") if n in stats)
+    assert syncs == summary["totals"]["syncs"] - sum(c["final_syncs"] for c in summary["classes"].values())
+
+
+def test_the_web_ui_has_a_live_syncsim_table_and_serves_the_report_after_the_test(tmp_path: Path) -> None:
+    import time
+    import urllib.request
+
+    port = _free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--scenario", str(SMOKE),
+                           "--web-host", "127.0.0.1", "--web-port", str(port), "--autostart", "-t", "10s",
+                           "--autoquit", "5", "--syncsim-out", "rep"],
+                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError:
+            return 0, b""
+
+    try:
+        rows: list[dict[str, object]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len([r for r in rows if int(str(r["syncs"])) > 0]) < 2:
+            time.sleep(1)
+            status, body = get("/stats/requests")
+            if status == 200:
+                (table,) = [t for t in orjson.loads(body).get("extended_stats", []) if t["key"] == "syncsim"]
+                rows = table["data"]
+        assert {r["user_class"] for r in rows} == {"technician", "manager"}, rows  # live, while the test runs
+        assert get("/syncsim/report")[0] == 404  # not written yet
+        while time.monotonic() < deadline and get("/syncsim/report")[0] != 200:
+            time.sleep(1)
+        status, page = get("/syncsim/report")
+        assert status == 200 and b"syncsim: smoke" in page
+    finally:
+        ui.kill()
+        ui.wait(10)
