@@ -206,3 +206,19 @@ def test_the_web_ui_has_a_live_syncsim_table_and_serves_the_report_after_the_tes
     finally:
         ui.kill()
         ui.wait(10)
+
+
+def test_rollout_waves_become_user_counts_and_a_one_class_wave_spawns_that_class() -> None:
+    from simulator.fleet import build_fleet
+    from simulator.locust.waves import wave_target
+    from tests.conftest import small_scenario
+
+    scenario = small_scenario(rollout=[{"at_s": 0, "user_class": "technician", "count": 2},
+                                       {"at_s": 600, "user_class": "manager"},
+                                       {"at_s": 900}])
+    fleet = build_fleet(scenario)
+    assert scenario.class_counts() == {"technician": 3, "manager": 1}
+    assert wave_target(fleet, 0, 0) == (2, ["technician"])
+    assert wave_target(fleet, 599, 2) == (2, None)  # nothing new to start
+    assert wave_target(fleet, 600, 2) == (3, ["manager"])
+    assert wave_target(fleet, 900, 3) == (4, ["technician"])  # "all remaining": the third technician

@@ -51,6 +51,7 @@ from simulator.health import LAG_LIMIT_MS
 from simulator.locust.entries import Entry, sync_entries, unfinished_entry
 from simulator.locust.loop import EngineLoop, wait
 from simulator.locust.server import ChildServer
+from simulator.locust.waves import wave_target
 from simulator.metrics import FirstSync, SyncRecord
 from simulator.parts import DevicePart, merge
 from simulator.reports import summarize
@@ -677,8 +678,6 @@ def rollout_shape(bridge: Bridge, classes: dict[str, type[DeviceUser]]) -> type[
 
     At scenario time t the user count is the number of devices whose wave has come; new users of a
     wave of one class are of that class. The test ends at the scenario's duration, or at -t."""
-    fleet = sorted(bridge.fleet, key=lambda e: e.start_s)
-
     class RolloutShape(LoadTestShape):
         use_common_options = True
 
@@ -692,10 +691,8 @@ def rollout_shape(bridge: Bridge, classes: dict[str, type[DeviceUser]]) -> type[
                 return None
             if bridge.users_given and getattr(options, "num_users", None):
                 return int(options.num_users), float(options.spawn_rate or 1)
-            due = [e for e in fleet if e.start_s <= t]
-            new = {e.spec.user_class for e in due[self.runner.user_count if self.runner else 0:]}
-            only: list[type[User]] | None = [classes[n] for n in sorted(new)] if len(new) == 1 else None
-            return len(due), float(max(1, len(due))), only
+            count, only = wave_target(bridge.fleet, t, self.runner.user_count if self.runner else 0)
+            return count, float(max(1, count)), [classes[n] for n in only] if only else None
 
     return RolloutShape
 
