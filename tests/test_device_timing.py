@@ -128,3 +128,18 @@ async def test_a_first_sync_still_running_at_the_end_of_the_run_is_reported_unfi
     assert not first.finished and first.attempts == 1
     assert 0 < first.rows < 600 and first.duration_s > 10
     assert rig.metrics.records == []  # the cut attempt has no sync record of its own
+
+
+def test_the_edit_schedule_loses_no_edit_to_a_late_look_and_keeps_the_class_rate() -> None:
+    import numpy as np
+
+    from simulator.device.device import EditSchedule
+
+    often, once = (EditSchedule(3600, np.random.default_rng(7)) for _ in range(2))  # one edit a second on average
+    often.next_at(0.0)
+    once.next_at(0.0)
+    looked_often = sum(often.take_due(float(t)) for t in range(1, 1001))
+    assert looked_often == once.take_due(1000.0)  # the same edits, whether the device looks every second or once
+    assert 850 <= looked_often <= 1150  # Poisson: mean 1,000, sd ~32
+    never = EditSchedule(0, np.random.default_rng(7))
+    assert never.next_at(0.0) == float("inf") and never.take_due(1e9) == 0

@@ -44,6 +44,36 @@ class DeviceSpec:
     seed: tuple[int, ...]
 
 
+class EditSchedule:
+    """When the user makes offline edits: a Poisson process in scenario time at the class's rate,
+    running on across idle periods and syncs. Every edit due by a moment is made when the device
+    looks (`take_due`), so a late wake-up (a busy generator, a long sync) delays edits but never
+    loses them. The schedule only says when; `Device.edit()` makes an edit."""
+
+    def __init__(self, edits_per_hour: float, rng: np.random.Generator) -> None:
+        self.mean_gap_s = 3600.0 / edits_per_hour if edits_per_hour > 0 else None
+        self.rng = rng
+        self._next: float | None = None  # scenario time of the next edit
+
+    def next_at(self, now: float) -> float:
+        """Scenario time of the next edit (infinity when the class makes none)."""
+        if self.mean_gap_s is None:
+            return float("inf")
+        if self._next is None:
+            self._next = now + float(self.rng.exponential(self.mean_gap_s))
+        return self._next
+
+    def take_due(self, upto: float) -> int:
+        """How many edits are due by `upto`; the schedule moves past them."""
+        if self.mean_gap_s is None or self._next is None:
+            return 0
+        n = 0
+        while self._next <= upto:
+            n += 1
+            self._next += float(self.rng.exponential(self.mean_gap_s))
+        return n
+
+
 class Device:
     """Drives the SyncEngine on a schedule and makes the user's edits."""
 
@@ -66,7 +96,7 @@ class Device:
         self.gave_up: str | None = None  # cause when the device stopped syncing (storage full)
         self._wake: asyncio.Event | None = None
         self._edits = 0
-        self._next_edit: float | None = None  # scenario time of the user's next edit
+        self.edits = EditSchedule(cls.behaviour.edits_per_hour, self.rng_edit)  # when the user edits
         self._carry = UploadResult()  # uploads answered during a sync that was cancelled before its record
         self.timeline = api.timeline  # lived time: every wait of this device goes through it
         self.first = FirstSyncTracker(spec.name, spec.user, spec.user_class, spec.network)
@@ -251,24 +281,13 @@ class Device:
             await self._idle_until(stop_at)
 
     async def _idle_until(self, t: float) -> None:
-        """Wait until scenario time t, making edits on the way; return early on reconnect.
-
-        Edits follow a Poisson process in scenario time that runs on across idle periods: every edit
-        due by now is made when the device wakes, so a late wake-up (a busy generator, a sync that
-        took a while) delays edits but never loses them."""
-        rate = self.cls.behaviour.edits_per_hour / 3600.0
-        if rate <= 0:
-            await self._sleep_or_wake(t - self.clock.now())
-            return
-        if self._next_edit is None:
-            self._next_edit = self.clock.now() + float(self.rng_edit.exponential(1 / rate))
+        """Wait until scenario time t, making the edits the schedule says are due on the way;
+        return early on reconnect."""
         while (now := self.clock.now()) < t:
-            woken = await self._sleep_or_wake(min(t, self._next_edit) - now)
-            due = min(self.clock.now(), t)
-            while self._next_edit <= due:
+            woken = await self._sleep_or_wake(min(t, self.edits.next_at(now)) - now)
+            for _ in range(self.edits.take_due(min(self.clock.now(), t))):
                 if self.engine.state.first_sync_done:
                     self.edit()
-                self._next_edit += float(self.rng_edit.exponential(1 / rate))
             if woken:
                 return
 
