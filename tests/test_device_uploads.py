@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from simulator.scenario import EditMix, Scenario
+from simulator.server.mutations import Writer
 from simulator.server.state import STATE
 from tests.conftest import SMALL, small_scenario
 from tests.rig import Rig
@@ -201,3 +202,35 @@ async def test_a_note_created_offline_on_a_work_order_the_device_then_deletes_le
     assert note.row_id in notes.rows  # the server keeps the orphaned note (no cascade)
     assert device.store.version("annotation", note.row_id) is None  # but it left the device's view
     assert rig.check(device).ok and (await rig.ledger(device))["passed"]
+
+
+@pytest.mark.parametrize("detect", [True, False])
+async def test_an_edit_of_a_row_another_writer_changed_is_one_conflict_under_either_policy(
+        rig_factory: Any, detect: bool) -> None:
+    """Known answer: one device edits one row that the back office changed since; exactly one
+    conflict. Server wins (the table's metadata says detection on): If-Match, 412, the server copy
+    stays. Last writer wins: If-Match * with the base version, applied, flagged."""
+    seen: list[dict[str, str]] = []
+
+    @web.middleware
+    async def watch(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "PATCH":
+            seen.append({k: v for k, v in request.headers.items() if k in ("If-Match", "x-syncsim-base-version")})
+        return await handler(request)
+
+    rig: Rig = await rig_factory(_one_writer("one_by_one", detect), middlewares=[watch])
+    device = rig.device("technician-0001")
+    await device.sync_once()
+    assert device.engine.state.tables["msdyn_workorder"].conflict_detection is detect  # from the metadata
+    op = device.edit()
+    assert op is not None and op.kind == "update" and op.base_version
+    office = Writer(rig.state, rig.state.store.users_by_name["backoffice"])  # the back office writes the row meanwhile
+    office.update(rig.state.store.table("msdyn_workorder"), op.row_id, {"msdyn_priority": 3})
+    record = await device.sync_once()
+    assert (record.uploaded, record.conflicts, record.rejections) == (1, 1, 0)
+    assert record.applied == (0 if detect else 1)
+    base = str(op.base_version)
+    assert seen == ([{"If-Match": f'W/"{base}"'}] if detect else [{"If-Match": "*", "x-syncsim-base-version": base}])
+    assert rig.state.counters.conflicts["msdyn_workorder/technician-0001"] == 1
+    assert rig.check(device).ok and (await rig.ledger(device))["passed"]
+

@@ -617,11 +617,14 @@ async def test_update_upsert_and_representation(client: Client) -> None:
                       headers={"Prefer": "return=representation"})
 
 
-async def test_a_stale_if_match_is_applied_and_flagged_when_detection_is_off(client: Client) -> None:
+async def test_a_stale_base_version_is_applied_and_flagged_and_a_stale_if_match_is_412(client: Client) -> None:
     row = row_of(client, "account")
     answer = await client.send("PATCH", f"{ROOT}/accounts({row.id})", 204, json={"name": "late"},
-                               headers={"If-Match": etag(row, -1)})
+                               headers={"If-Match": "*", "x-syncsim-base-version": str(row.version - 1)})
     assert answer.headers["x-syncsim-conflict"] == "true"
+    stale = await client.send("PATCH", f"{ROOT}/accounts({row.id})", 412, json={"name": "later"},
+                              headers={"If-Match": etag(row, -1)})
+    assert stale.error_code == "0x80060882"
 
 
 async def test_update_errors(client: Client) -> None:
@@ -656,7 +659,9 @@ async def test_delete_and_its_errors(client: Client) -> None:
     await client.send("DELETE", f"{ROOT}/accounts({foreign.id})", 403)
     await client.send("DELETE", f"{ROOT}/accounts(nope)", 400)
     other = next(r for r in client.state.store.table("account") if r.owner == mine.owner and r.id != mine.id)
-    flagged = await client.send("DELETE", f"{ROOT}/accounts({other.id})", 204, headers={"If-Match": etag(other, -1)})
+    await client.send("DELETE", f"{ROOT}/accounts({other.id})", 412, headers={"If-Match": etag(other, -1)})
+    flagged = await client.send("DELETE", f"{ROOT}/accounts({other.id})", 204,
+                                headers={"If-Match": "*", "x-syncsim-base-version": str(other.version - 1)})
     assert flagged.headers["x-syncsim-conflict"] == "true"
 
 

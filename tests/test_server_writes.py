@@ -25,15 +25,37 @@ async def a_row(api: Api, user: str = "technician-0001") -> tuple[str, str]:
     return row.id, f'W/"{row.version}"'
 
 
-async def test_detection_off_applies_a_stale_write_and_counts_the_conflict(api: Api) -> None:
+async def test_a_stale_if_match_is_412_whatever_the_tables_policy_as_in_dataverse(api: Api) -> None:
+    """Found with the SDK: with detection off a stale If-Match used to overwrite. Dataverse always
+    answers 412; the policy is how the device writes, not a switch on HTTP preconditions."""
+    assert api.state.store.table("msdyn_workorder").conflict_detection is False
     row_id, etag = await a_row(api)
     first = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": 1}, headers={"If-Match": etag})
     assert first.status == 204 and "x-syncsim-conflict" not in first.headers
     stale = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_priority": 3}, headers={"If-Match": etag})
+    assert stale.status == 412 and (await stale.json())["error"]["code"] == "0x80060882"
+    gone = await api.call("DELETE", f"{WO}({row_id})", headers={"If-Match": etag})
+    assert gone.status == 412 and row_id in api.state.store.table("msdyn_workorder").rows
+    assert api.state.store.table("msdyn_workorder").rows[row_id].values.get("msdyn_priority") != 3
+    assert api.state.counters.conflicts["msdyn_workorder/technician-0001"] == 2
+
+
+async def test_last_writer_wins_applies_a_write_on_an_older_base_and_counts_the_overwrite(api: Api) -> None:
+    row_id, etag = await a_row(api)
+    base = etag[3:-1]
+    first = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": 1},
+                           headers={"If-Match": "*", "x-syncsim-base-version": base})
+    assert first.status == 204 and "x-syncsim-conflict" not in first.headers  # its base is the row's version
+    stale = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_priority": 3},
+                           headers={"If-Match": "*", "x-syncsim-base-version": base})
     assert stale.status == 204 and stale.headers["x-syncsim-conflict"] == "true"
     row = api.state.store.table("msdyn_workorder").rows[row_id]
     assert (row.values["msdyn_duration"], row.values["msdyn_priority"]) == (1, 3)  # column-level last writer wins
     assert api.state.counters.conflicts["msdyn_workorder/technician-0001"] == 1
+    assert [w.base for w in api.state.write_log.writes] == [int(base), int(base)]  # the ledger sees both bases
+    bad = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_priority": 1},
+                         headers={"If-Match": "*", "x-syncsim-base-version": "soon"})
+    assert bad.status == 400 and "x-syncsim-base-version" in (await bad.json())["error"]["message"]
 
 
 async def test_detection_on_refuses_a_stale_write_and_keeps_the_server_copy(
@@ -138,7 +160,6 @@ async def test_the_write_log_names_the_device_op_and_base_of_each_write_and_refu
                           json={"msdyn_duration": 7})
     assert resp.status == 204
     stale = {"x-syncsim-op-id": "dev-technician-0001-2", "If-Match": f'W/"{base}"'}
-    api.state.store.table("msdyn_workorder").conflict_detection = True
     refused = await api.call("DELETE", f"/api/data/v9.2/msdyn_workorders({row_id})", device=True, headers=stale)
     assert refused.status == 412
     (write,) = api.state.write_log.writes

@@ -18,7 +18,7 @@ from simulator.device.outbox import Op, Outbox
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.upload import Outcome, upload_ops
 from simulator.protocol import ErrorCode
-from simulator.protocol.odata import API_ROOT, FILE_CHUNK_BYTES, delta_link_version
+from simulator.protocol.odata import API_ROOT, CONFLICT_DETECTION, FILE_CHUNK_BYTES, delta_link_version
 from simulator.scenario import ProfileTable
 
 EXPIRED = ErrorCode.EXPIRED_VERSION_STAMP.code
@@ -34,6 +34,7 @@ class TableInfo:
     editable: list[tuple[str, str, Any]] = field(default_factory=list)  # (column, type, choices or max length)
     file_columns: list[str] = field(default_factory=list)
     lookups: list[tuple[str, str]] = field(default_factory=list)  # (column, target logical name)
+    conflict_detection: bool = False  # send If-Match (server wins); else last writer wins, with the base version
 
 
 @dataclass(slots=True)
@@ -193,7 +194,8 @@ class SyncEngine:
         phase ends; that list survives a cut.
         """
         while (group := self.outbox.next_group(200 if self.batch_uploads else 1)) is not None:
-            outcomes = await upload_ops(self.api, group, tally, batch=self.batch_uploads)
+            detect = {t: info.conflict_detection for t, info in self.state.tables.items()}
+            outcomes = await upload_ops(self.api, group, tally, batch=self.batch_uploads, detect=detect)
             self.outbox.done(group)
             for op, outcome in zip(group.ops, outcomes, strict=True):
                 self._apply_outcome(op, outcome, result)
@@ -336,7 +338,8 @@ def _add_choices(info: TableInfo, body: dict[str, Any]) -> None:
 
 def _table_info(body: dict[str, Any]) -> TableInfo:
     """Parse EntityDefinitions(LogicalName='x')?$expand=Attributes into what sync needs."""
-    info = TableInfo(body["LogicalName"], body["EntitySetName"], body["PrimaryIdAttribute"])
+    info = TableInfo(body["LogicalName"], body["EntitySetName"], body["PrimaryIdAttribute"],
+                     conflict_detection=bool(body.get(CONFLICT_DETECTION, False)))
     for attr in body.get("Attributes", []):
         kind = attr.get("AttributeType")
         name = attr.get("LogicalName")

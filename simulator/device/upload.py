@@ -20,13 +20,22 @@ Outcome = tuple[int, int | None, bool, str | None]  # status, new version, overw
 _ANSWERED = (400, 403, 404, 412, 422)
 
 
-def _request(op: Op) -> tuple[str, str, dict[str, str], bytes]:
-    """Method, path below the service root, headers and body for one op."""
+def _request(op: Op, detect: bool) -> tuple[str, str, dict[str, str], bytes]:
+    """Method, path below the service root, headers and body for one op.
+
+    An update or delete always carries If-Match: with the table's conflict detection on, the base
+    version's etag (a newer row answers 412: server wins); off, `*` (the row must still exist) and
+    the base version in x-syncsim-base-version, so the server can count the overwrite."""
     headers: dict[str, str] = {H.OP_ID: op.op_id}
     if op.kind == "create":
         headers["Content-Type"] = "application/json"
         return "POST", op.entity_set, headers, orjson.dumps(op.payload)
-    headers[H.IF_MATCH] = format_etag(op.base_version) if op.base_version else "*"
+    if detect and op.base_version:
+        headers[H.IF_MATCH] = format_etag(op.base_version)
+    else:
+        headers[H.IF_MATCH] = "*"
+        if op.base_version:
+            headers[H.BASE_VERSION] = str(op.base_version)
     path = f"{op.entity_set}({op.row_id})"
     if op.kind == "delete":
         return "DELETE", path, headers, b""
@@ -39,13 +48,16 @@ def _version(headers: dict[str, str] | object) -> int | None:
     return parse_etag(etag) if etag else None
 
 
-async def upload_ops(api: ApiClient, group: Group, tally: Tally, batch: bool) -> list[Outcome]:
-    """Send one group and return an outcome per op, in the group's order."""
+async def upload_ops(api: ApiClient, group: Group, tally: Tally, batch: bool,
+                     detect: dict[str, bool] | None = None) -> list[Outcome]:
+    """Send one group and return an outcome per op, in the group's order; `detect`: each table's
+    conflict policy (from its metadata)."""
+    policy = detect or {}
     if batch and len(group.ops) > 1:
-        return await _upload_batch(api, group, tally)
+        return await _upload_batch(api, group, tally, policy)
     out: list[Outcome] = []
     for op in group.ops:
-        method, path, headers, body = _request(op)
+        method, path, headers, body = _request(op, policy.get(op.table, False))
         headers[H.IDEMPOTENCY_KEY] = op.op_id
         resp = await api.call(method, f"{API_ROOT}/{path}", tally, body=body, headers=headers,
                               table=op.table, accept=_ANSWERED)
@@ -54,11 +66,11 @@ async def upload_ops(api: ApiClient, group: Group, tally: Tally, batch: bool) ->
     return out
 
 
-async def _upload_batch(api: ApiClient, group: Group, tally: Tally) -> list[Outcome]:
+async def _upload_batch(api: ApiClient, group: Group, tally: Tally, detect: dict[str, bool]) -> list[Outcome]:
     ops, boundary = group.ops, group.key
     parts = []
     for op in ops:
-        method, path, headers, body = _request(op)
+        method, path, headers, body = _request(op, detect.get(op.table, False))
         parts.append(BatchRequestPart(method, f"{api.base_url}{API_ROOT}/{path}", headers, body))
     payload = encode_batch(parts, boundary)
     resp = await api.call(

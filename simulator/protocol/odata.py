@@ -39,8 +39,12 @@ class H:
     DEVICE_ID = "x-syncsim-device-id"  # marks a device session: offline-profile filters apply
     IDEMPOTENCY_KEY = "x-syncsim-idempotency-key"  # a retried write answers its first response
     OP_ID = "x-syncsim-op-id"  # the device edit a write carries out (the server's write log names it)
-    CONFLICT = "x-syncsim-conflict"  # "true" on a write that overwrote a newer version (detection off)
+    CONFLICT = "x-syncsim-conflict"  # "true" on a write that overwrote a newer version than its base
+    BASE_VERSION = "x-syncsim-base-version"  # the version a last-writer-wins write was based on (no If-Match)
 
+
+CONFLICT_DETECTION = "@syncsim.ConflictDetection"  # instance annotation on EntityDefinitions(...): the
+# table's conflict policy for devices (true: send If-Match, server wins; false: last writer wins)
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 JSON_CONTENT_TYPE = "application/json; odata.metadata=minimal"

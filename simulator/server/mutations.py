@@ -54,7 +54,7 @@ class WriteResult:
     row_id: str
     row: Row | None  # None after a delete
     created: bool = False
-    conflict: bool = False  # a stale If-Match that was overwritten (detection off)
+    conflict: bool = False  # it overwrote a newer version than its base (x-syncsim-base-version)
 
 
 @dataclass
@@ -88,15 +88,15 @@ class Writer:
         if_match: str | None = None, if_none_match: str | None = None,
     ) -> WriteResult:
         """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
-        note = _Note("update", row_id, _base(if_match), body_digest(payload))
+        note = _Note("update", row_id, self._base(if_match), body_digest(payload))
         return self._counted(table, lambda: self._update(table, row_id, payload, if_match, if_none_match), note)
 
     def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
-        return self._counted(table, lambda: self._delete(table, row_id, if_match), _Note("delete", row_id, _base(if_match)))
+        return self._counted(table, lambda: self._delete(table, row_id, if_match), _Note("delete", row_id, self._base(if_match)))
 
     def writable(self, table: TableStore, row_id: str, if_match: str | None = None) -> Row:
         """Check that this user may update the row (404, 403, then the etag), writing nothing."""
-        note = _Note("check", row_id, _base(if_match))
+        note = _Note("check", row_id, self._base(if_match))
         return self._counted(table, lambda: self._writable(table, row_id, if_match), note).row  # type: ignore[return-value]
 
     def set_file(self, table: TableStore, row_id: str, column: str, info: FileInfo | None,
@@ -116,7 +116,7 @@ class Writer:
                       {**row.values, "modifiedon": iso(now)}, files or None)
             self._apply(table, new, checked.conflict)
             return WriteResult(row_id, new, conflict=checked.conflict)
-        return self._counted(table, op, _Note("file", row_id, _base(if_match)))
+        return self._counted(table, op, _Note("file", row_id, self._base(if_match)))
 
     def _writable(self, table: TableStore, row_id: str, if_match: str | None) -> WriteResult:
         row = table.rows.get(row_id)
@@ -258,18 +258,26 @@ class Writer:
             "The user does not hold the necessary privileges.",
         )
 
+    def _base(self, if_match: str | None) -> int | None:
+        """The version the write was based on: If-Match's, else x-syncsim-base-version's."""
+        return _base(if_match) if if_match is not None and if_match.strip() != "*" else self.origin.base
+
     def _check_etag(self, table: TableStore, row: Row, if_match: str | None) -> bool:
-        """True when If-Match names an older version (a conflict); 412 when detection is on."""
-        if if_match is None or if_match.strip() == "*":
-            return False
-        version = parse_etag(if_match)
-        if version is None:
-            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The If-Match value {if_match!r} is not a valid etag.")
-        if version == row.version:
+        """If-Match naming another version: 412, always, as Dataverse (the server copy stays). Without
+        one, a base version (x-syncsim-base-version) older than the row's: the write applies (last
+        writer wins) and True is returned, so the answer says it overwrote. Both count as conflicts."""
+        if if_match is not None and if_match.strip() != "*":
+            version = parse_etag(if_match)
+            if version is None:
+                raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The If-Match value {if_match!r} is not a valid etag.")
+            if version == row.version:
+                return False
+            self.state.counters.conflicts[f"{table.meta.logical_name}/{self.user.name}"] += 1
+            raise DataverseError(ErrorCode.CONCURRENCY_MISMATCH, CONCURRENCY_MESSAGE)
+        base = self.origin.base
+        if base is None or base == row.version:
             return False
         self.state.counters.conflicts[f"{table.meta.logical_name}/{self.user.name}"] += 1
-        if table.conflict_detection:
-            raise DataverseError(ErrorCode.CONCURRENCY_MISMATCH, CONCURRENCY_MESSAGE)
         return True
 
     def _values(self, table: TableStore, payload: dict[str, Any], for_create: bool) -> tuple[dict[str, Any], int | None, str | None]:

@@ -18,6 +18,7 @@ class Origin:
 
     device: str | None = None
     op: str | None = None
+    base: int | None = None  # x-syncsim-base-version: the version a last-writer-wins write was based on
 
 
 @dataclass(slots=True)

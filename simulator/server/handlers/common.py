@@ -122,4 +122,10 @@ def is_device(request: web.Request) -> bool:
 
 def origin_of(request: web.Request) -> Origin:
     """Which device and op a write comes from (x-syncsim-device-id, x-syncsim-op-id), for the write log."""
-    return Origin(request.headers.get(H.DEVICE_ID), request.headers.get(H.OP_ID))
+    raw = request.headers.get(H.BASE_VERSION)
+    base = None
+    if raw is not None:
+        if not raw.strip().isdigit():
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The {H.BASE_VERSION} value {raw!r} is not a row version.")
+        base = int(raw)
+    return Origin(request.headers.get(H.DEVICE_ID), request.headers.get(H.OP_ID), base)

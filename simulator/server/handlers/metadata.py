@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator.protocol import ErrorCode, H
-from simulator.protocol.odata import API_ROOT, GUID_RE
+from simulator.protocol.odata import API_ROOT, CONFLICT_DETECTION, GUID_RE
 from simulator.scenario import ColumnDef, TableDef
 from simulator.server.errors import DataverseError
 from simulator.server.handlers.common import root_url, state_of
@@ -256,6 +256,7 @@ async def entity_definition(request: web.Request) -> web.Response:
     meta, index = _table(request)
     names = _names(request.query.get("$select"))
     body = select([entity(meta, index)], names, "EntityMetadata")[0]
+    body[CONFLICT_DETECTION] = state_of(request).store.table(meta.logical_name).conflict_detection
     nested = expand(request.query.get("$expand"), ("Attributes",))
     if "Attributes" in nested:
         body["Attributes"] = select(attributes(meta), nested["Attributes"], "AttributeMetadata")
