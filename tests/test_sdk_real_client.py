@@ -230,6 +230,15 @@ def test_create_many_uses_create_multiple(env: Env) -> None:
         assert raw is not None and raw["name"] == name and raw["revenue"] == float(i)
 
 
+def test_create_5200_rows_is_one_create_multiple(env: Env) -> None:
+    """No fixed row cap on bulk actions, as in Dataverse (the SDK sends all 5,200 in one request)."""
+    mark = len(env.wire)
+    with sdk_step(env.wire, "records.create (5,200)"):
+        ids = env.client.records.create("account", [{"name": f"SDK big {i}"} for i in range(5200)])
+    assert len(ids) == 5200 and len(set(ids)) == 5200
+    assert len(_posts_to(env.wire.since(mark), "/accounts/Microsoft.Dynamics.CRM.CreateMultiple")) == 1
+
+
 def test_update_one_and_many(env: Env) -> None:
     created = [env.raw("POST", "accounts", json={"name": f"to update {i}"}) for i in range(3)]
     assert all(r.status_code == 204 for r in created), [r.text for r in created]

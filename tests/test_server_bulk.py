@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from simulator.server.handlers.bulk import MAX_TARGETS
-from tests.conftest import Api
+from tests.conftest import Api, small_scenario
 
 ROOT = "/api/data/v9.2"
 WO = "msdyn_workorder"
@@ -141,10 +142,21 @@ async def test_a_target_typed_as_another_table_is_refused(api: Api) -> None:
     assert "@odata.type" in (await resp.json())["error"]["message"]
 
 
-async def test_more_targets_than_the_cap_are_refused(api: Api) -> None:
-    targets = [{"name": "x"}] * (MAX_TARGETS + 1)
-    resp = await api.call("POST", _action("accounts", "CreateMultiple"), MANAGER, json={"Targets": targets})
-    assert resp.status == 400
+async def test_more_than_5000_targets_are_one_request_as_in_dataverse(api: Api) -> None:
+    """Found with the SDK: records.create(table, [5,200 dicts]) sends one CreateMultiple, which a
+    5,000-target cap refused. Dataverse has no fixed cap."""
+    resp = await api.call("POST", _action("accounts", "CreateMultiple"), MANAGER,
+                          json={"Targets": [{"name": f"bulk {i}"} for i in range(5200)]})
+    assert resp.status == 200, await resp.text()
+    assert len((await resp.json())["Ids"]) == 5200 and len(api.state.store.table("account")) == 20 + 5200
+
+
+async def test_a_bulk_body_over_the_size_limit_is_413_and_writes_nothing(
+        aiohttp_client: Callable[..., Any], make_server: Callable[..., web.Application]) -> None:
+    api = Api(await aiohttp_client(make_server(small_scenario(server={"max_body_mb": 0.01}))))
+    resp = await api.call("POST", _action("accounts", "CreateMultiple"), MANAGER,
+                          json={"Targets": [{"name": f"bulk {i}"} for i in range(1000)]})  # ~20 KB > 10 KiB
+    assert resp.status == 413
     assert len(api.state.store.table("account")) == 20
 
 

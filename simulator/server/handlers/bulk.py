@@ -25,7 +25,6 @@ from simulator.server.store import TableStore
 
 routes = web.RouteTableDef()
 
-MAX_TARGETS = 5000  # Dataverse has no fixed cap; syncsim refuses bigger requests with 400
 CHANGESET_WRITER: web.RequestKey[Writer] = web.RequestKey("syncsim_changeset_writer", Writer)
 """A Writer shared with an enclosing $batch changeset, so a bulk action inside it rolls back with it."""
 
@@ -40,13 +39,12 @@ def _writer(request: web.Request) -> Writer:
 
 
 async def _targets(request: web.Request, table: TableStore) -> list[dict[str, Any]]:
-    """The `Targets` list: non-empty, objects only, at most MAX_TARGETS, @odata.type of this table."""
+    """The `Targets` list: non-empty, objects only, @odata.type of this table. No cap on how many:
+    Dataverse sets none; the body's size is limited (`server.max_body_mb`, 413) as for every write."""
     body = await read_json(request)
     targets = body.get("Targets") if isinstance(body, dict) else None
     if not isinstance(targets, list) or not targets:
         raise bad_request("The body must be {\"Targets\": [...]} with at least one target.")
-    if len(targets) > MAX_TARGETS:
-        raise bad_request(f"A bulk request holds at most {MAX_TARGETS} targets; this one has {len(targets)}.")
     expected = _TYPE_PREFIX + table.meta.logical_name
     for i, target in enumerate(targets):
         if not isinstance(target, dict):
