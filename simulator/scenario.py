@@ -71,6 +71,17 @@ class ColumnDef(_Model):
         return self
 
 
+KEY_COLUMN_TYPES = ("text", "integer", "decimal", "choice", "datetime")
+
+
+class KeyDef(_Model):
+    """An alternate key: its name and columns (one, or up to 16 for a composite key). Seeded rows get
+    unique values in the key's first column (text: `<ABC>-000001`, integer: min, min+1, ...)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    columns: list[str] = Field(min_length=1, max_length=16)
+
+
 class TableDef(_Model):
     """A Dataverse table: names, columns, how many rows to seed and who owns them."""
 
@@ -85,6 +96,35 @@ class TableDef(_Model):
     conflict_detection: bool | None = None  # None: the server default
     change_tracking: bool = True
     modified_within_days: float = Field(default=90, ge=0)  # seeded modifiedon spread before start
+    keys: list[KeyDef] = Field(default_factory=list)  # alternate keys (EntityDefinitions(...)/Keys)
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> TableDef:
+        names = [k.name for k in self.keys]
+        if len(set(names)) != len(names):
+            raise ValueError(f"keys: a key name is used twice ({', '.join(names)})")
+        for k in self.keys:
+            for name in k.columns:
+                col = self.column(name)
+                if col is None:
+                    raise ValueError(f"keys: key {k.name!r} names column {name!r}, which table {self.logical_name} "
+                                     f"does not have (columns: {', '.join(c.name for c in self.columns) or 'none'})")
+                if col.type not in KEY_COLUMN_TYPES:
+                    raise ValueError(f"keys: key {k.name!r} column {name!r} is a {col.type} column; key columns "
+                                     f"are {', '.join(KEY_COLUMN_TYPES)}")
+            first = self.column(k.columns[0])
+            assert first is not None
+            if first.type not in ("text", "integer"):
+                raise ValueError(f"keys: key {k.name!r} starts with {first.name!r}, a {first.type} column; the first "
+                                 "column of a key is text or integer (seeded rows get unique values in it)")
+            need = 4 + max(6, len(str(self.rows)))  # "ABC-000001"
+            if first.type == "text" and first.max_length < need:
+                raise ValueError(f"keys: key {k.name!r} column {first.name!r} needs max_length >= {need} for its "
+                                 "unique seeded values")
+            if first.type == "integer" and first.max - first.min + 1 < self.rows:
+                raise ValueError(f"keys: key {k.name!r} column {first.name!r} has {first.max - first.min + 1:g} "
+                                 f"values between min and max, fewer than the table's {self.rows} rows")
+        return self
 
     @property
     def set_name(self) -> str:

@@ -439,7 +439,12 @@ async def test_one_entity_definition_by_logical_name_or_metadata_id(client: Clie
     await client.send("GET", q(f"{ROOT}/EntityDefinitions({mid})", {"$select": "LogicalName,EntitySetName"}), 200)
     await client.send("GET", f"{ROOT}/EntityDefinitions(LogicalName='nope')", 404)
     await client.send("GET", f"{ROOT}/EntityDefinitions(bogus)", 400)
-    await client.send("GET", q(path, {"$expand": "Keys"}), 400)
+    keys = await client.send("GET", q(path, {"$expand": "Keys"}), 200)
+    assert keys.json()["Keys"] == []  # the table declares no alternate keys
+    await client.send("GET", f"{path}/Keys", 200)
+    await client.send("GET", f"{ROOT}/EntityDefinitions(LogicalName='nope')/Keys", 404)
+    await client.send("GET", f"{ROOT}/EntityDefinitions(bogus)/Keys", 400)
+    await client.send("GET", q(path, {"$expand": "ManyToOneRelationships"}), 400)
 
 
 async def test_attribute_lookup_as_files_upload_sends_it(client: Client) -> None:

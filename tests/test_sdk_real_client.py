@@ -36,7 +36,11 @@ SCENARIO: dict[str, Any] = {
         "columns": [
             {"name": "revenue", "type": "decimal", "min": 0, "max": 1000},
             {"name": "sample_document", "type": "file", "fill": 0.0, "size": {"median_kb": 4, "max_kb": 16}},
+            {"name": "accountnumber", "type": "text", "max_length": 20},
+            {"name": "address1_postalcode", "type": "text", "max_length": 20},
         ],
+        "keys": [{"name": "accountnumber_key", "columns": ["accountnumber"]},
+                 {"name": "number_postalcode_key", "columns": ["accountnumber", "address1_postalcode"]}],
     }],
     "user_classes": [{
         "name": "integrator", "count": 1, "profile": [{"table": "account"}],
@@ -237,6 +241,34 @@ def test_create_5200_rows_is_one_create_multiple(env: Env) -> None:
         ids = env.client.records.create("account", [{"name": f"SDK big {i}"} for i in range(5200)])
     assert len(ids) == 5200 and len(set(ids)) == 5200
     assert len(_posts_to(env.wire.since(mark), "/accounts/Microsoft.Dynamics.CRM.CreateMultiple")) == 1
+
+
+def test_upsert_by_alternate_key_one_and_many(env: Env) -> None:
+    """records.upsert: one item is PATCH accounts(accountnumber='...'), several are UpsertMultiple
+    with @odata.id key references; both create a missing row and update an existing one."""
+    from PowerPlatform.Dataverse.models import UpsertItem
+
+    from simulator.server.state import STATE
+
+    table = env.server.app[STATE].store.table("account")
+    existing = next(r for r in table.rows.values() if r.values.get("accountnumber") == "ACC-000003")
+    mark = len(env.wire)
+    with sdk_step(env.wire, "records.upsert (one, new)"):
+        env.client.records.upsert("account", [UpsertItem(alternate_key={"accountnumber": "SDK-O'1"},
+                                                         record={"name": "upserted one"})])
+    with sdk_step(env.wire, "records.upsert (many)"):
+        env.client.records.upsert("account", [
+            UpsertItem(alternate_key={"accountnumber": "ACC-000003"}, record={"name": "renamed by key"}),
+            UpsertItem(alternate_key={"accountnumber": "SDK-2", "address1_postalcode": "98052"},
+                       record={"name": "made by composite key"}),
+        ])
+    by_number = {r.values.get("accountnumber"): r for r in table.rows.values()}
+    assert by_number["SDK-O'1"].values["name"] == "upserted one"
+    assert table.rows[existing.id].values["name"] == "renamed by key"
+    assert by_number["SDK-2"].values["address1_postalcode"] == "98052"
+    exchanges = env.wire.since(mark)
+    assert [e.method for e in exchanges if "accountnumber=" in e.url] == ["PATCH"]
+    assert len(_posts_to(exchanges, "/accounts/Microsoft.Dynamics.CRM.UpsertMultiple")) == 1
 
 
 def test_update_one_and_many(env: Env) -> None:

@@ -17,6 +17,7 @@ class ErrorCode(Enum):
     PRIVILEGE_DENIED = ("0x80040220", 403, "PrivilegeDenied")
     CONCURRENCY_MISMATCH = ("0x80060882", 412, "ConcurrencyVersionMismatch")
     DUPLICATE_RECORD = ("0x80040237", 412, "DuplicateRecord")
+    DUPLICATE_KEY = ("0x80060892", 412, "DuplicateRecordEntityKey")
     VALIDATION = ("0x80044331", 400, "ValidationError")
     BAD_PAYLOAD = ("0x80048d19", 400, "ODataClientPayloadError")
     EXPIRED_VERSION_STAMP = ("0x80044352", 400, "ExpiredVersionStamp")

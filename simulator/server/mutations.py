@@ -169,6 +169,7 @@ class Writer:
             self._reject(table, "Write")
         conflict = self._check_etag(table, row, if_match)
         values, owner, _ = self._values(table, payload, for_create=False)
+        self._check_keys(table, row.id, {**row.values, **values})
         new = Row(row.id, self.state.store.next_version(), row.owner if owner is None else owner,
                   row.team, self.state.clock.now(), {**row.values, **values}, row.files)
         if owner is not None:
@@ -212,6 +213,7 @@ class Writer:
 
     # --- internals ----------------------------------------------------------------------------
     def _insert(self, table: TableStore, row_id: str, values: dict[str, Any], owner: int | None) -> WriteResult:
+        self._check_keys(table, row_id, values)
         now = self.state.clock.now()
         owner = self.user.index if owner is None else owner
         values.setdefault("createdon", iso(now))
@@ -219,6 +221,15 @@ class Writer:
         row = Row(row_id, self.state.store.next_version(), owner, self.state.store.users[owner].team, now, values)
         self._apply(table, row, False, "create")
         return WriteResult(row_id, row, created=True)
+
+    def _check_keys(self, table: TableStore, row_id: str, values: dict[str, Any]) -> None:
+        """412 DuplicateRecordEntityKey when another row has these alternate-key values (before any write)."""
+        clash = table.key_clash(row_id, values) if table.keys else None
+        if clash is not None:
+            columns = ", ".join(table.keys[clash])
+            raise DataverseError(ErrorCode.DUPLICATE_KEY, f"A record that has the attribute values {columns} already "
+                                 f"exists. The entity key {clash} requires that this set of attributes contains "
+                                 "unique values. Select unique values and try again.")
 
     def _apply(self, table: TableStore, row: Row, conflict: bool, kind: str | None = None) -> None:
         prev, marks = table.rows.get(row.id), self._marks()

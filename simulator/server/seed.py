@@ -250,6 +250,14 @@ def _column_values(
     raise ValueError(f"column {col.name!r}: no seed values for type {col.type!r}")
 
 
+def _unique_values(col: ColumnDef, n: int) -> list[Any]:
+    """Distinct values for an alternate key's first column: `ABC-000001`... (text), min, min+1... (integer)."""
+    if col.type == "integer":
+        return list(range(math.ceil(col.min), math.ceil(col.min) + n))
+    prefix = "".join(ch for ch in col.name.upper() if ch.isalpha())[:3] or "KEY"
+    return [f"{prefix}-{i:06d}" for i in range(1, n + 1)]
+
+
 @_gc_paused()
 def seed_table(
     table: TableStore,
@@ -287,12 +295,15 @@ def seed_table(
         var_len += name_len
     files: list[dict[str, FileInfo] | None] = [None] * n
     words: _TextPool | None = None
+    key_firsts = {k.columns[0] for k in meta.keys}
     for col in meta.columns:
         if col.type == "file":
             words = words or _TextPool(seed, "word", 60)
             var_len += _file_column(col, files, rng, words)
             continue
         values, enc = _column_values(col, n, seed, rng, store, now)
+        if col.name in key_firsts:  # an alternate key's first column: every row a value of its own
+            values, enc = _unique_values(col, n), None
         keys.append(lookup_key(col.name) if col.type == "lookup" else col.name)
         columns.append(values)
         if enc is not None:

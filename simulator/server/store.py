@@ -110,6 +110,9 @@ class TableStore:
         self.lookups = [c.name for c in meta.columns if c.type == "lookup"]
         self.children: dict[str, dict[str, set[str]]] = {c: {} for c in self.lookups}
         self.file_columns = [c.name for c in meta.columns if c.type == "file"]
+        # alternate keys: name -> columns, and name -> (values) -> row id, for rows whose key values are all set
+        self.keys: dict[str, tuple[str, ...]] = {k.name: tuple(k.columns) for k in meta.keys}
+        self.by_key: dict[str, dict[tuple[Any, ...], str]] = {k.name: {} for k in meta.keys}
         # every declared column reads as null until set, as Dataverse returns them
         self.blank: dict[str, Any] = {lookup_key(c.name) if c.type == "lookup" else c.name: None
                                       for c in meta.columns if c.type != "file"}
@@ -142,6 +145,9 @@ class TableStore:
             parent = row.values.get(lookup_key(col))
             if parent:
                 self.children[col].setdefault(parent, set()).add(row.id)
+        if self.keys:
+            for name, values in self.key_values(row):
+                self.by_key[name][values] = row.id
 
     def _unindex(self, row: Row) -> None:
         self.by_owner.get(row.owner, set()).discard(row.id)
@@ -150,6 +156,29 @@ class TableStore:
             parent = row.values.get(lookup_key(col))
             if parent:
                 self.children[col].get(parent, set()).discard(row.id)
+        if self.keys:
+            for name, values in self.key_values(row):
+                if self.by_key[name].get(values) == row.id:
+                    del self.by_key[name][values]
+
+    def key_values(self, row: Row) -> list[tuple[str, tuple[Any, ...]]]:
+        """(key name, its values) for each alternate key whose columns are all set on the row."""
+        out = []
+        for name, columns in self.keys.items():
+            values = tuple(row.values.get(c) for c in columns)
+            if None not in values:
+                out.append((name, values))
+        return out
+
+    def key_clash(self, row_id: str, values: dict[str, Any]) -> str | None:
+        """The name of an alternate key whose values (in `values`, a row's) another row already has."""
+        for name, columns in self.keys.items():
+            key = tuple(values.get(c) for c in columns)
+            if None not in key:
+                other = self.by_key[name].get(key)
+                if other is not None and other != row_id:
+                    return name
+        return None
 
     # --- writes (the Store assigns versions) ------------------------------------------------
     def load(self, row: Row) -> None:

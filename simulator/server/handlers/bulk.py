@@ -17,7 +17,7 @@ from aiohttp import web
 
 from simulator.protocol.odata import API_ROOT, GUID_RE, split_entity_ref
 from simulator.server.errors import DataverseError, bad_request
-from simulator.server.handlers.common import origin_of, root_url, state_of, table_for, user_of
+from simulator.server.handlers.common import origin_of, resolve_key, root_url, state_of, table_for, user_of
 from simulator.server.handlers.writes import SET, read_json
 from simulator.server.middlewares import json_response
 from simulator.server.mutations import Writer
@@ -77,21 +77,22 @@ def _primary_id(table: TableStore, target: dict[str, Any], required: bool) -> st
     return value.strip("{}").lower()
 
 
-def _upsert_key(table: TableStore, target: dict[str, Any]) -> str | None:
-    """The row a target names through `@odata.id` ("<set>(<guid>)") or its primary id column."""
+def _upsert_key(table: TableStore, target: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The row a target names through `@odata.id` ("<set>(<guid>)" or "<set>(<alternate key>)") or
+    its primary id column: (row id, or None to create; the alternate key's values for a new row)."""
     by_column = _primary_id(table, target, required=False)
     ref = target.get("@odata.id")
     if ref is None:
-        return by_column
+        return by_column, {}
     found = split_entity_ref(str(ref).rstrip("/").rsplit("/", 1)[-1])
     if found is None or found[0] != table.meta.set_name:
-        raise bad_request(f"@odata.id {ref!r} must be {table.meta.set_name}(<guid>).")
-    key = found[1].strip().strip("{}")
-    if not GUID_RE.match(key):
-        raise bad_request(f"@odata.id {ref!r}: alternate keys are not modelled by syncsim; use the GUID key.")
-    if by_column is not None and by_column != key.lower():
+        raise bad_request(f"@odata.id {ref!r} must be {table.meta.set_name}(<guid or alternate key>).")
+    row_id, values = resolve_key(table, found[1])
+    if values:  # an alternate key: the row with those values, or a new one that gets them
+        return row_id, values
+    if by_column is not None and by_column != row_id:
         raise bad_request(f"@odata.id {ref!r} and '{table.meta.id_column}' name different rows.")
-    return key.lower()
+    return row_id, {}
 
 
 @routes.post(SET + "/Microsoft.Dynamics.CRM.CreateMultiple", name="create_multiple")
@@ -121,14 +122,15 @@ async def upsert_multiple(request: web.Request) -> web.Response:
     """204; each target updates the row it names or creates it (a target without a key creates a row)."""
     table = table_for(request)
     targets = await _targets(request, table)
-    pairs = [(_upsert_key(table, t), t) for t in targets]
     writer = _writer(request)
 
-    def apply(pair: tuple[str | None, dict[str, Any]]) -> str:
-        key, target = pair
-        return (writer.create(table, target) if key is None else writer.update(table, key, target)).row_id
+    def apply(target: dict[str, Any]) -> str:
+        key, key_values = _upsert_key(table, target)  # looked up in turn: an earlier target may have made the row
+        if key is None:
+            return writer.create(table, {**target, **key_values}).row_id
+        return writer.update(table, key, target).row_id
 
-    _all_or_nothing(writer, pairs, apply)
+    _all_or_nothing(writer, targets, apply)
     return web.Response(status=204, headers={"OData-Version": "4.0"})
 
 

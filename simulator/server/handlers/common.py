@@ -35,11 +35,100 @@ def table_for(request: web.Request, entity_set: str | None = None) -> TableStore
 
 
 def row_key(request: web.Request) -> str:
-    """The GUID in <set>(<guid>), lowercased; 400 for anything else (alternate keys are not modelled)."""
-    key = request.match_info["key"].strip().strip("{}")
-    if not GUID.match(key):
-        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{request.match_info['key']}' is not a valid GUID.")
-    return key.lower()
+    """The row named by <set>(<key>): a GUID (lowercased), or an alternate key's values resolved to
+    the row's id (404 when no row has them); 400 for anything else."""
+    row_id, values = row_target(request)
+    if row_id is None:
+        table = table_for(request)
+        raise DataverseError(ErrorCode.NOT_FOUND, f"A record with the specified key values does not exist in "
+                             f"{table.meta.logical_name} entity")
+    return row_id
+
+
+def row_target(request: web.Request) -> tuple[str | None, dict[str, Any]]:
+    """(row id, {}) for a GUID key; for an alternate key (`accountnumber='A-1'`, composite
+    `a='x',b=2`), (the id of the row with those values or None, {column: value}): an upsert by key
+    creates the row with them."""
+    return resolve_key(table_for(request), request.match_info["key"])
+
+
+def resolve_key(table: TableStore, raw: str) -> tuple[str | None, dict[str, Any]]:
+    """A key segment's row: (guid, {}), or for an alternate key (row id or None, {column: value})."""
+    raw = raw.strip()
+    key = raw.strip("{}")
+    if GUID.match(key):
+        return key.lower(), {}
+    pairs = _key_pairs(raw)
+    names = {n.lower() for n in pairs}
+    match = next((name for name, cols in table.keys.items() if set(cols) == names), None)
+    if match is None:
+        known = "; ".join(f"{n} ({', '.join(c)})" for n, c in table.keys.items()) or "none"
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' is neither a GUID nor an alternate key of "
+                             f"{table.meta.logical_name} (its alternate keys: {known}).")
+    values = {n.lower(): _key_value(table, n.lower(), v, raw) for n, v in pairs.items()}
+    found = table.by_key[match].get(tuple(values[c] for c in table.keys[match]))
+    return found, values
+
+
+def _key_pairs(raw: str) -> dict[str, str | int | float]:
+    """`a='x''y',b=2` as {"a": "x'y", "b": 2}: quoted strings (a quote doubled inside) and bare numbers."""
+    out: dict[str, str | int | float] = {}
+    i, n = 0, len(raw)
+    while i < n:
+        eq = raw.find("=", i)
+        name = raw[i:eq].strip() if eq >= 0 else ""
+        if not name or not name.replace("_", "").isalnum():
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' is not valid: expected name=value pairs.")
+        i = eq + 1
+        if raw[i:i + 1] == "'":
+            text, i = [], i + 1
+            while True:
+                end = raw.find("'", i)
+                if end < 0:
+                    raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' has an unterminated string.")
+                text.append(raw[i:end])
+                if raw[end + 1:end + 2] == "'":  # '' is one quote
+                    text.append("'")
+                    i = end + 2
+                    continue
+                i = end + 1
+                break
+            value: str | int | float = "".join(text)
+        else:
+            end = raw.find(",", i)
+            end = n if end < 0 else end
+            literal = raw[i:end].strip()
+            try:
+                value = int(literal) if literal.lstrip("-").isdigit() else float(literal)
+            except ValueError:
+                raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' has a value that is neither a "
+                                     f"quoted string nor a number: {literal!r}.") from None
+            i = end
+        if name in out:
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' names {name} twice.")
+        out[name] = value
+        if i < n:
+            if raw[i] != ",":
+                raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' is not valid after {name}.")
+            i += 1
+    return out
+
+
+def _key_value(table: TableStore, column: str, value: str | int | float, raw: str) -> Any:
+    """A key value of the column's type (text quoted, numbers bare), as rows hold it."""
+    col = table.meta.column(column)
+    kind = col.type if col is not None else "text"
+    if kind in ("text", "datetime"):
+        if not isinstance(value, str):
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}': {column} is text; quote its value.")
+        return value
+    if isinstance(value, str):
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}': {column} is a number; do not quote it.")
+    if kind in ("integer", "choice"):
+        if isinstance(value, float) and not value.is_integer():
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}': {column} is a whole number.")
+        return int(value)
+    return float(value)
 
 
 def base_url(request: web.Request) -> str:

@@ -257,11 +257,35 @@ async def entity_definition(request: web.Request) -> web.Response:
     names = _names(request.query.get("$select"))
     body = select([entity(meta, index)], names, "EntityMetadata")[0]
     body[CONFLICT_DETECTION] = state_of(request).store.table(meta.logical_name).conflict_detection
-    nested = expand(request.query.get("$expand"), ("Attributes",))
+    nested = expand(request.query.get("$expand"), ("Attributes", "Keys"))
     if "Attributes" in nested:
         body["Attributes"] = select(attributes(meta), nested["Attributes"], "AttributeMetadata")
+    if "Keys" in nested:
+        body["Keys"] = select(keys(meta), nested["Keys"], "EntityKeyMetadata")
     context = _context(request, "EntityDefinitions", names) + "/$entity"
     return _answer(request, {"@odata.context": context, **body})
+
+
+def keys(meta: TableDef) -> list[dict[str, Any]]:
+    """The table's alternate keys as EntityKeyMetadata (every key active)."""
+    out = []
+    for k in meta.keys:
+        mid = metadata_id(meta.logical_name, "key", k.name)
+        out.append({"@odata.type": "#Microsoft.Dynamics.CRM.EntityKeyMetadata", "MetadataId": mid,
+                    "LogicalName": k.name, "SchemaName": schema_name(k.name), "EntityLogicalName": meta.logical_name,
+                    "KeyAttributes": list(k.columns), "EntityKeyIndexStatus": "Active", "IsManaged": False,
+                    "IsCustomizable": managed(True, "iscustomizable"),
+                    "DisplayName": label(_title(k.name), mid), "AsyncJob": None, "IsSynchronous": True})
+    return out
+
+
+@routes.get(ENTITY + "/Keys", name="entity_keys")
+async def entity_keys(request: web.Request) -> web.Response:
+    """EntityDefinitions(...)/Keys: the table's alternate keys."""
+    meta, _ = _table(request)
+    names = _names(request.query.get("$select"))
+    return _answer(request, {"@odata.context": _context(request, f"EntityDefinitions('{meta.logical_name}')/Keys", names),
+                             "value": select(keys(meta), names, "EntityKeyMetadata")})
 
 
 @routes.get(ENTITY + "/Attributes", name="entity_attributes")

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 
 from simulator.protocol import ErrorCode, H, format_etag
+from simulator.protocol.ids import new_guid
 from simulator.protocol.odata import entity_url
 from simulator.server.errors import DataverseError
 from simulator.server.handlers.common import (
@@ -16,6 +17,7 @@ from simulator.server.handlers.common import (
     prefer,
     project,
     row_key,
+    row_target,
     state_of,
     table_for,
     user_of,
@@ -46,9 +48,11 @@ async def read_json(request: web.Request) -> Any:
         raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The request body is not valid JSON: {exc}.") from None
 
 
-def write_response(request: web.Request, table: TableStore, result: WriteResult, create_status: int = 201) -> web.Response:
-    """204 with OData-EntityId, or the row under Prefer: return=representation."""
-    url = entity_url(base_url(request), table.meta.set_name, result.row_id)
+def write_response(request: web.Request, table: TableStore, result: WriteResult, create_status: int = 201,
+                   entity_key: str | None = None) -> web.Response:
+    """204 with OData-EntityId (naming `entity_key`, an alternate key, when given), or the row under
+    Prefer: return=representation."""
+    url = entity_url(base_url(request), table.meta.set_name, entity_key or result.row_id)
     if "return" in prefer(request) and prefer(request)["return"] == "representation" and result.row is not None:
         body = project(table, result.row, None)
         body["@odata.context"] = f"{base_url(request)}/api/data/v9.2/$metadata#{table.meta.set_name}/$entity"
@@ -75,12 +79,20 @@ async def create_with(request: web.Request, writer: Writer) -> web.Response:
 
 
 async def update_with(request: web.Request, writer: Writer) -> web.Response:
+    """PATCH by GUID, or by alternate key: the row with those key values, or (an upsert without
+    If-Match) a new row that gets them; the answer's OData-EntityId then names the key, as Dataverse's."""
     table = table_for(request)
-    key = row_key(request)
+    key, key_values = row_target(request)
     payload = await read_json(request)
-    result = writer.at(origin_of(request)).update(table, key, payload, request.headers.get(H.IF_MATCH),
-                                                  request.headers.get(H.IF_NONE_MATCH))
-    return write_response(request, table, result)
+    if_match = request.headers.get(H.IF_MATCH)
+    if key is None:  # an alternate key no row has
+        if if_match is not None:
+            raise DataverseError(ErrorCode.NOT_FOUND, f"A record with the specified key values does not exist in "
+                                 f"{table.meta.logical_name} entity")
+        key = new_guid(state_of(request).rng)
+        payload = {**payload, **key_values} if isinstance(payload, dict) else payload
+    result = writer.at(origin_of(request)).update(table, key, payload, if_match, request.headers.get(H.IF_NONE_MATCH))
+    return write_response(request, table, result, entity_key=request.match_info["key"] if key_values else None)
 
 
 async def delete_with(request: web.Request, writer: Writer) -> web.Response:
