@@ -154,3 +154,17 @@ def test_a_key_on_a_column_the_table_lacks_is_a_scenario_error_naming_both() -> 
     tables[0] = {**tables[0], "keys": [{"name": "k", "columns": ["accountnumber"]}]}
     with pytest.raises(ScenarioError, match="accountnumber"):
         parse_scenario({**SMALL, "tables": tables})
+
+
+async def test_batch_parts_name_rows_by_key(api: Api) -> None:
+    from tests.test_server_batch import sdk_batch, url
+
+    body = sdk_batch("batch_k", [
+        ("PATCH", url(api, "accounts(accountnumber='B-1')"), {"name": "made in a batch"}, None, None),
+        ("GET", url(api, "accounts(accountnumber='ACC-000009')"), None, None, None),
+    ])
+    resp = await api.call("POST", "/api/data/v9.2/$batch", MANAGER, data=body,
+                          headers={"Content-Type": "multipart/mixed; boundary=batch_k"})
+    text = await resp.text()
+    assert resp.status == 200 and text.count("HTTP/1.1 204") == 1 and text.count("HTTP/1.1 200") == 1, text
+    assert any(r.values.get("accountnumber") == "B-1" for r in api.state.store.table("account").rows.values())
