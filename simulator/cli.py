@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("validate", help="check scenario files and print what they define").add_argument(
         "scenarios", type=Path, nargs="+")
     nightly_command.add_parser(sub)
+    advise = sub.add_parser("advise", help="estimate each class's profile and first sync, and advise (no run)")
+    advise.add_argument("scenarios", type=Path, nargs="+", help="one scenario, or several to compare (what-if)")
+    advise.add_argument("--json", action="store_true", help="print JSON instead of tables")
     locust = sub.add_parser("locust", help="run a scenario's devices in Locust (docs/locust.md)",
                             description="Run `locust -f <syncsim's locustfile> --scenario SCENARIO ARGS...`; "
                                         "every argument after the scenario goes to Locust.")
@@ -61,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"run": _run, "serve": _serve, "validate": _validate, "bench": nightly_command.run,
-               "locust": _locust}[args.command]
+               "locust": _locust, "advise": _advise}[args.command]
     try:
         return command(args)
     except (ScenarioError, UsageError, nightly_command.BenchUsageError) as exc:
@@ -129,6 +132,49 @@ def _locust(args: argparse.Namespace) -> int:
     locustfile = Path(simulator.locust.__file__).parent / "locustfile.py"
     return subprocess.call([sys.executable, "-m", "locust", "-f", str(locustfile), "--scenario", str(args.scenario),
                             *args.locust_args])
+
+
+def _advise(args: argparse.Namespace) -> int:
+    """Estimates and advice per scenario; with several, what changes from the first to each other.
+    Exit status 1 when a profile cannot work as it is (an error-level advice), else 0."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulator import advisor
+
+    reports = [advisor.report(load_scenario(path)) for path in args.scenarios]
+    whatif = {r.scenario: advisor.compare(reports[0], r) for r in reports[1:]}
+    if args.json:
+        print(json.dumps({"scenarios": [r.to_dict() for r in reports], "compare": whatif}, indent=2))
+        return 1 if any(r.errors for r in reports) else 0
+    console = Console()
+    for r in reports:
+        table = Table(title=f"{r.scenario}: what one device of each class holds (estimates, no run)")
+        for col in ("User class", "Devices", "Tables", "Rows", "Data MB", "File MB"):
+            table.add_column(col, justify="left" if col == "User class" else "right")
+        for c in r.classes:
+            table.add_row(c.user_class, str(c.devices), str(len(c.tables)), f"{c.rows:,.0f}",
+                          f"{c.data_bytes / advisor.MIB:,.1f}", f"{c.file_bytes / advisor.MIB:,.1f}")
+        console.print(table)
+        times = Table(title=f"{r.scenario}: estimated first sync (s), per network of the class")
+        for col in ("User class", "Network", "Total", "Metadata", "Data", "Files"):
+            times.add_column(col, justify="left" if col in ("User class", "Network") else "right")
+        for c in r.classes:
+            for network, p in c.first_sync_s.items():
+                times.add_row(c.user_class, network, f"{p['total']:,.1f}", f"{p['metadata']:,.1f}",
+                              f"{p['data']:,.1f}", f"{p['files']:,.1f}")
+        console.print(times)
+        for a in r.advice:
+            console.print(f"[{'red' if a.level == 'error' else 'yellow'}]{a}[/]", highlight=False)
+        if not r.advice:
+            console.print("[green]no advice: every profile is within the guidance[/]")
+    for name, lines in whatif.items():
+        console.print(f"[bold]what-if: {reports[0].scenario} -> {name}[/]")
+        for line in lines:
+            console.print(f"  {line}", highlight=False)
+    return 1 if any(r.errors for r in reports) else 0
 
 
 def _validate(args: argparse.Namespace) -> int:

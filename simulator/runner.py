@@ -24,6 +24,7 @@ import aiohttp
 import numpy as np
 from rich.console import Console
 
+from simulator import advisor
 from simulator.check import compare, summarize_checks
 from simulator.clock import Clock, RealClock, wall_s
 from simulator.device.client import ApiClient, Identity
@@ -410,6 +411,7 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
         "generator_saturated": (health := saturation(metrics.timeline, metrics.lags_ms))["saturated"],
         "generator": health,
         "timeline_marks": timeline_marks(scenario),
+        "advisor": advisor.report(scenario).to_dict(),  # estimates, set beside the measured figures in the report
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

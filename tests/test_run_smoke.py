@@ -62,3 +62,22 @@ def test_the_runs_own_ledger_passes_and_recomputes_the_reported_conflicts(smoke_
     with (smoke_run[1] / "first_syncs.csv").open() as f:
         firsts = list(csv.DictReader(f))
     assert len(firsts) == 3 and all(r["finished"] == "1" for r in firsts)
+
+
+def test_the_report_sets_the_advisors_estimate_beside_the_measured_first_sync(smoke_run: tuple[int, Path]) -> None:
+    from simulator.metrics import FirstSync
+    from simulator.reports.html import advisor_rows
+
+    _, run_dir = smoke_run
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    assert {c["user_class"] for c in summary["advisor"]["classes"]} == {"technician", "manager"}
+    with open(run_dir / "first_syncs.csv") as f:
+        firsts = [FirstSync(r["device"], r["user"], r["user_class"], r["network"], float(r["start"]),
+                            float(r["duration_s"]), r["finished"] == "1", int(r["attempts"]))
+                  for r in csv.DictReader(f)]
+    rows = advisor_rows(summary, firsts)
+    assert {(r["user_class"], r["network"]) for r in rows} == {("technician", "4g"), ("manager", "wifi")}
+    technician = next(r for r in rows if r["user_class"] == "technician")
+    # the model is simple (no device processing); its error shows in the report, and stays within a factor
+    assert technician["measured_p50_s"] is not None and 0.3 < technician["error"] + 1 < 3
+    assert "Profile advisor" in (run_dir / "report.html").read_text()

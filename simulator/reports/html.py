@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from simulator.metrics import FirstSync, SyncRecord, TimelineSample
@@ -109,6 +110,52 @@ def ledger_section(summary: Mapping[str, Any]) -> str:
         f"{c['uploaded']:,} uploads. See docs/ledger.md.</p>{fault_table}"
         '<div class="table"><table><thead><tr><th>Invariant</th><th>Checked</th><th>Violations</th>'
         f"<th>First examples</th></tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
+def advisor_rows(summary: Mapping[str, Any], first_syncs: Sequence[FirstSync]) -> list[dict[str, Any]]:
+    """Per class and network: the advisor's first-sync estimate beside the measured median of the
+    first syncs that finished (and how far the model was off)."""
+    advice = summary.get("advisor")
+    if not advice:
+        return []
+    out = []
+    for c in advice["classes"]:
+        for network, phases in c["first_sync_s"].items():
+            measured = [f.duration_s for f in first_syncs
+                        if f.finished and f.user_class == c["user_class"] and f.network == network]
+            p50 = float(np.median(measured)) if measured else None
+            est = float(phases["total"])
+            out.append({"user_class": c["user_class"], "network": network, "estimate_s": est, "measured_p50_s": p50,
+                        "devices": len(measured),
+                        "error": None if p50 is None or p50 <= 0 else (est - p50) / p50})
+    return out
+
+
+def _advisor_row(r: Mapping[str, Any]) -> str:
+    measured = "–" if r["measured_p50_s"] is None else f"{r['measured_p50_s']:,.1f}"
+    off = "–" if r["error"] is None else f"{r['error']:+.0%}"
+    return (f"<tr><td>{escape(r['user_class'])}</td><td>{escape(r['network'])}</td><td>{r['estimate_s']:,.1f}</td>"
+            f"<td>{measured}</td><td>{r['devices']}</td><td>{off}</td></tr>")
+
+
+def advisor_section(summary: Mapping[str, Any], first_syncs: Sequence[FirstSync]) -> str:
+    """The profile advisor (`syncsim advise`): its estimates beside what the run measured, and its advice."""
+    advice = summary.get("advisor")
+    if not advice:
+        return ""
+    rows = "".join(_advisor_row(r) for r in advisor_rows(summary, first_syncs))
+    items = "".join(f"<li>{escape(a['level'])}: {escape(a['user_class'])}"
+                    f"{' / ' + escape(a['table']) if a['table'] else ''}: {escape(a['message'])}. {escape(a['fix'])}</li>"
+                    for a in advice["advice"]) or "<li>No advice: every profile is within the guidance.</li>"
+    return (
+        "<h2>Profile advisor</h2>"
+        '<p class="caption">The advisor\'s first-sync estimate (<code>syncsim advise</code>: requests &times; round '
+        "trip + bytes / bandwidth, no device processing) beside the median measured first sync of the devices "
+        "of that class on that network, so the model's error shows. Its advice follows.</p>"
+        '<div class="table"><table><thead><tr><th>User class</th><th>Network</th><th>Estimate (s)</th>'
+        f"<th>Measured p50 (s)</th><th>Devices</th><th>Estimate off by</th></tr></thead><tbody>{rows}</tbody>"
+        f"</table></div><ul>{items}</ul>"
     )
 
 
@@ -219,7 +266,8 @@ def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title
         "Durations are lived seconds of successful syncs: transfers at their real length plus every wait "
         "inside the sync (Retry-After, backoff, offline) at its full scenario length; first syncs span all "
         "their attempts. Rates are shares of uploaded operations.</p>"
-        f"{class_table(summary)}{ledger_section(summary)}{''.join(sections)}</body></html>\n"
+        f"{class_table(summary)}{ledger_section(summary)}{advisor_section(summary, data.first_syncs)}"
+        f"{''.join(sections)}</body></html>\n"
     )
 
 
