@@ -222,3 +222,31 @@ def test_rollout_waves_become_user_counts_and_a_one_class_wave_spawns_that_class
     assert wave_target(fleet, 599, 2) == (2, None)  # nothing new to start
     assert wave_target(fleet, 600, 2) == (3, ["manager"])
     assert wave_target(fleet, 900, 3) == (4, ["technician"])  # "all remaining": the third technician
+
+
+def test_host_drives_a_running_syncsim_serve_and_the_check_passes(tmp_path: Path) -> None:
+    import time
+    import urllib.request
+
+    port = _free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "simulator.cli", "serve", str(SMOKE), "--port", str(port),
+                              "--admin-key", "k-test"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/data/v9.2/", timeout=2)
+            except urllib.error.HTTPError:
+                break  # it answers (401 without a token)
+            except OSError:
+                time.sleep(0.5)
+        done = _locust(tmp_path, "--scenario", str(SMOKE), "-t", "8s", "--host", f"http://127.0.0.1:{port}",
+                       "--admin-key", "k-test", "--syncsim-out", "rep")
+    finally:
+        serve.kill()
+        serve.wait(10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary_path,) = (tmp_path / "rep").glob("smoke-*/summary.json")
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["end_of_run_check"]["passed"] and summary["totals"]["syncs"] > 0
