@@ -161,16 +161,20 @@ class _Fleet:
         return col.fill * self.share(cls, parent, seen | {pt.table})
 
 
-def _file_sizes(table: TableDef, seed: int) -> dict[str, tuple[float, float]]:
-    """Per file column: (mean bytes, share over 4 MB), from its size distribution (seeded draws)."""
-    out: dict[str, tuple[float, float]] = {}
+def _file_sizes(table: TableDef, seed: int, cap_kb: float | None) -> dict[str, tuple[float, float, float]]:
+    """Per file column: (share of files the device downloads, their mean bytes, share of all files
+    downloaded and over 4 MB), from its size distribution (seeded draws); files over the profile's
+    `max_file_kb` are skipped, as the device skips them."""
+    out: dict[str, tuple[float, float, float]] = {}
     rng = np.random.default_rng([seed, 0xAD715E])
     for col in table.columns:
         if col.type == "file" and col.size is not None:
             s = col.size
-            kb = np.clip(rng.lognormal(math.log(s.median_kb), s.sigma, 20_000), s.min_kb, s.max_kb)
-            sizes = kb * 1024
-            out[col.name] = (float(sizes.mean()), float((sizes > FILE_WARN_BYTES).mean()))
+            sizes = np.clip(rng.lognormal(math.log(s.median_kb), s.sigma, 20_000), s.min_kb, s.max_kb) * 1024
+            kept = sizes if cap_kb is None else sizes[sizes <= cap_kb * 1024]
+            share = len(kept) / len(sizes)
+            mean = float(kept.mean()) if len(kept) else 0.0
+            out[col.name] = (share, mean, float((kept > FILE_WARN_BYTES).sum()) / len(sizes))
     return out
 
 
@@ -180,11 +184,11 @@ def estimate_class(scenario: Scenario, fleet: _Fleet, cls: UserClass) -> ClassEs
         table = fleet.tables[pt.table]
         rows = table.rows * fleet.share(cls, pt)
         est = TableEstimate(pt.table, pt.filter, rows, rows * table.row_bytes)
-        for name, (mean, over) in _file_sizes(table, scenario.seed).items():
+        for name, (share, mean, over) in _file_sizes(table, scenario.seed, pt.max_file_kb).items():
             col = table.column(name)
             count = rows * (col.fill if col else 1.0)
-            est.files += count
-            est.file_bytes += count * mean
+            est.files += count * share
+            est.file_bytes += count * share * mean
             est.files_over_4mb += count * over
         tables.append(est)
     smallest = min((d.storage_mb for d in cls.devices), default=float("inf"))

@@ -110,3 +110,18 @@ def test_a_what_if_compares_first_syncs_class_by_class(tmp_path: Path, capsys: p
     data = json.loads(capsys.readouterr().out)
     assert data["scenarios"][0]["classes"][0]["rows"] == 90_000
     assert any("no filter" in a["message"] for a in data["scenarios"][0]["advice"])
+
+
+def test_a_profiles_file_cap_keeps_big_files_off_the_estimate_and_the_advice() -> None:
+    def scenario(cap: float | None) -> Any:
+        pt: dict[str, Any] = {"table": "msdyn_workorder", "filter": "owner"}
+        if cap is not None:
+            pt["max_file_kb"] = cap
+        return _scenario(
+            tables=[{"logical_name": "msdyn_workorder", "rows": 1000, "row_bytes": 1000, "owned_by": ["technician"],
+                     "columns": [{"name": "photo", "type": "file", "size": {"median_kb": 3000, "sigma": 0.5,
+                                                                            "max_kb": 16000}}]}],
+            user_classes=[{"name": "technician", "count": 10, "networks": {"3g": 1.0}, "profile": [pt]}])
+    uncapped, capped = (_cls(advisor.report(scenario(c))) for c in (None, 4096))
+    assert capped.file_bytes < uncapped.file_bytes and capped.tables[0].files_over_4mb == 0
+    assert not any("over 4 MB" in str(a) for a in advisor.report(scenario(4096)).advice)
