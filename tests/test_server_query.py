@@ -174,7 +174,7 @@ async def test_syntax_errors_are_400_naming_position_and_token(api: Api, text: s
 @pytest.mark.parametrize("url", [
     f"{WO}?$filter=" + quote("msdyn_duration eq 'x'"), f"{WO}?$filter=" + quote("tolower(name) eq 'x'"),
     f"{WO}?$filter=" + quote("(" * 100 + "msdyn_duration eq 1" + ")" * 100), f"{WO}?$filter=" + quote("msdyn_duration"),
-    f"{WO}?$filter=" + quote("contains(msdyn_duration, 'x')"), f"{WO}?$skip=5", f"{WO}?$expand=msdyn_account",
+    f"{WO}?$filter=" + quote("contains(msdyn_duration, 'x')"), f"{WO}?$skip=5", f"{WO}?$expand=nope",
     f"{WO}?$top=-1", f"{WO}?$orderby=" + quote("name sideways"), f"{WO}?$skiptoken=garbage", f"{WO}?$apply=x",
     f"{WO}?$skiptoken=" + quote('<cookie pagenumber="2" pagingcookie="%3Ccookie%20syncsim%3D%22AAAA%22%3E" />'),
     f"{WO}?$filter=" + quote('Microsoft.Dynamics.CRM.In(PropertyName=\'msdyn_duration\',PropertyValues=["a"])'),

@@ -4,8 +4,10 @@ Rows are those the user's read privilege allows (never the offline profile). Wit
 come in primary-id order; with it, by the listed columns and then the primary id. A page resumes
 after the last served row's (sort values, id), carried in a Dataverse-shaped `$skiptoken` cookie, so
 paging survives concurrent writes without serving a row twice. `$top` caps the rows served over all
-pages, also under `odata.maxpagesize`. `$skip`, `$expand` and the other options syncsim lacks are a
-400. Sorted, filtered id lists and counts are cached per (user, table, store version, query).
+pages, also under `odata.maxpagesize`. `$skip` and the other options syncsim lacks are a 400. `$expand`
+is parsed and applied by simulator/server/expand.py, which hands run_query the `RowExtras` that add
+the navigation properties to each row. Sorted, filtered id lists and counts are cached per (user,
+table, store version, query).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
@@ -32,9 +34,9 @@ from simulator.server.state import LRU, ServerState
 from simulator.server.store import Row, TableStore, User, lookup_key
 
 SortKey = tuple[Any, ...]
-_UNSUPPORTED = ("$expand", "$apply", "$search", "$compute", "$format", "$levels", "$index",
+_UNSUPPORTED = ("$apply", "$search", "$compute", "$format", "$levels", "$index",
                 "fetchXml", "sql", "savedQuery", "userQuery")
-_KNOWN = ("$select", "$filter", "$orderby", "$top", "$count", "$skiptoken")
+_KNOWN = ("$select", "$filter", "$orderby", "$top", "$count", "$skiptoken", "$expand")  # $expand: expand.py
 _KINDS = {"text": "string", "integer": "integer", "decimal": "decimal", "datetime": "datetime", "choice": "integer"}
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
@@ -111,11 +113,11 @@ def parse_query(request: web.Request, table: TableStore) -> Query:
     text = q.get("$filter", "")
     predicate = compile_filter(parse_filter(text), resolve) if text.strip() else None
     order_text = q.get("$orderby", "")
-    return Query(parse_select(table, q.get("$select")), text, predicate, _parse_orderby(order_text, resolve),
-                 order_text, _parse_top(q.get("$top")), q.get("$count", "false").lower() == "true")
+    return Query(parse_select(table, q.get("$select")), text, predicate, parse_orderby(order_text, resolve),
+                 order_text, parse_top(q.get("$top")), q.get("$count", "false").lower() == "true")
 
 
-def _parse_orderby(text: str, resolve: Callable[[str], Field]) -> tuple[tuple[Field, bool], ...]:
+def parse_orderby(text: str, resolve: Callable[[str], Field]) -> tuple[tuple[Field, bool], ...]:
     out: list[tuple[Field, bool]] = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         words = item.split()
@@ -125,7 +127,7 @@ def _parse_orderby(text: str, resolve: Callable[[str], Field]) -> tuple[tuple[Fi
     return tuple(out)
 
 
-def _parse_top(raw: str | None) -> int | None:
+def parse_top(raw: str | None) -> int | None:
     if raw is None:
         return None
     if not raw.strip().isdigit():
@@ -343,8 +345,34 @@ def _lookup_annotator(key: str, navigation: str, logical: str, wants: Callable[[
     return lambda v: {**static, f"{key}@{FORMATTED}": name_of(v)} if formatted else dict(static)
 
 
+def annotate(wire: dict[str, Any], notes: dict[str, Annotate]) -> None:
+    """Add, beside each non-null value that has an annotator, the annotations it asks for."""
+    for key, value in list(wire.items()):
+        if value is not None and key in notes:
+            wire.update(notes[key](value))
+
+
 # --- the response ----------------------------------------------------------------------------------
-async def run_query(request: web.Request, table: TableStore, prefs: dict[str, str]) -> web.Response:
+class RowExtras(Protocol):
+    """What a request adds to each row it serves beyond its columns ($expand: navigation properties)."""
+
+    def context_items(self) -> list[str]:
+        """Items to add to the @odata.context select list, e.g. `msdyn_account(name)`."""
+        ...
+
+    def add(self, row: Row, wire: dict[str, Any]) -> None:
+        """Add the row's extra properties to its wire dict."""
+        ...
+
+
+def context_columns(select: list[str] | None, extras: RowExtras | None) -> str:
+    """The parenthesised select list of an @odata.context (empty without $select and extras)."""
+    items = [*(select or ()), *(extras.context_items() if extras is not None else ())]
+    return f"({','.join(items)})" if items else ""
+
+
+async def run_query(request: web.Request, table: TableStore, prefs: dict[str, str],
+                    extras: RowExtras | None = None) -> web.Response:
     """GET <set> without change tracking: one page of matching rows, with nextLink while more remain."""
     state, user = state_of(request), user_of(request)
     query = parse_query(request, table)
@@ -356,9 +384,9 @@ async def run_query(request: web.Request, table: TableStore, prefs: dict[str, st
     rows, more = select_page(state, table, user, query, after, limit)
     more = more and (query.top is None or served + len(rows) < query.top)
     wants = annotation_matcher(prefs)
-    head = _head(request, state, table, user, query, wants)
+    head = _head(request, state, table, user, query, wants, extras)
     tail = {"@odata.nextLink": _continuation(request, table, query, cursor, rows)} if more else {}
-    parts = _encode_rows(state, table, rows, query.select, wants)
+    parts = _encode_rows(state, table, rows, query.select, wants, extras)
     body = orjson.dumps(head)[:-1] + b',"value":[' + b",".join(parts) + b"]" + (
         b"," + orjson.dumps(tail)[1:] if tail else b"}")
     state.counters.rows_served += len(rows)
@@ -367,9 +395,9 @@ async def run_query(request: web.Request, table: TableStore, prefs: dict[str, st
 
 
 def _head(request: web.Request, state: ServerState, table: TableStore, user: User, query: Query,
-          wants: Callable[[str], bool] | None) -> dict[str, Any]:
+          wants: Callable[[str], bool] | None, extras: RowExtras | None) -> dict[str, Any]:
     """@odata.context, plus the counts under $count=true."""
-    cols = f"({','.join(query.select)})" if query.select else ""
+    cols = context_columns(query.select, extras)
     head: dict[str, Any] = {"@odata.context": f"{root_url(request)}$metadata#{table.meta.set_name}{cols}"}
     if query.count:
         head.update(_count_head(count_matching(state, table, user, query), wants))
@@ -395,17 +423,17 @@ def _count_head(total: int, wants: Callable[[str], bool] | None) -> dict[str, An
 
 
 def _encode_rows(state: ServerState, table: TableStore, rows: list[Row], select: list[str] | None,
-                 wants: Callable[[str], bool] | None) -> list[bytes]:
-    """Each row as JSON bytes: projected to $select, with the annotations asked for."""
+                 wants: Callable[[str], bool] | None, extras: RowExtras | None = None) -> list[bytes]:
+    """Each row as JSON bytes: projected to $select, with the annotations asked for and the extras."""
     notes = annotators(state, table, wants) if wants is not None else {}
-    if select is None and not notes:
+    if select is None and not notes and extras is None:
         return [row.encoded(table) for row in rows]
     out: list[bytes] = []
     for row in rows:
         wire = project(table, row, select)
-        for key, value in list(wire.items()):
-            if value is not None and key in notes:
-                wire.update(notes[key](value))
+        annotate(wire, notes)
+        if extras is not None:
+            extras.add(row, wire)
         out.append(orjson.dumps(wire))
     return out
 

@@ -1,11 +1,12 @@
-"""Reads: GET <set> (queries and change-tracked reads) and GET <set>(<id>)."""
+"""Reads: GET <set> (queries and change-tracked reads) and GET <set>(<id>), both with $expand."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from simulator.protocol import ErrorCode, H, format_etag, parse_etag
-from simulator.server.errors import DataverseError, not_found
+from simulator.protocol import H, format_etag, parse_etag
+from simulator.server.errors import not_found
+from simulator.server.expand import expander_for
 from simulator.server.handlers import changes
 from simulator.server.handlers.common import (
     parse_select,
@@ -19,7 +20,7 @@ from simulator.server.handlers.common import (
 )
 from simulator.server.handlers.writes import ROW, SET
 from simulator.server.middlewares import json_response
-from simulator.server.query import run_query
+from simulator.server.query import context_columns, run_query
 
 routes = web.RouteTableDef()
 
@@ -28,9 +29,9 @@ routes = web.RouteTableDef()
 async def list_rows(request: web.Request) -> web.StreamResponse:
     table = table_for(request)
     prefs = prefer(request)
-    if changes.is_tracked(request, prefs):
+    if changes.is_tracked(request, prefs):  # refuses $expand (and $filter, $orderby, $top) itself
         return await changes.tracked_read(request, table, prefs)
-    return await run_query(request, table, prefs)
+    return await run_query(request, table, prefs, expander_for(request, table, prefs))
 
 
 @routes.get(ROW, name="retrieve")
@@ -41,15 +42,19 @@ async def retrieve(request: web.Request) -> web.Response:
     row = table.rows.get(key)
     if row is None or not state.access.can_read(user_of(request), table, row):
         raise not_found(table.meta.logical_name, key)
-    if "$expand" in request.query:
-        raise DataverseError(ErrorCode.BAD_PAYLOAD, "The query option $expand is not supported by syncsim.")
+    prefs = prefer(request)
+    expander = expander_for(request, table, prefs)
+    select = parse_select(table, request.query.get("$select"))
     etag = format_etag(row.version)
     inm = request.headers.get(H.IF_NONE_MATCH)
-    if inm is not None and parse_etag(inm) == row.version and "odata.include-annotations" not in prefer(request):
+    # as Dataverse, never 304 under $expand (the related rows may have changed)
+    if (inm is not None and parse_etag(inm) == row.version and expander is None
+            and "odata.include-annotations" not in prefs):
         return web.Response(status=304, headers={H.ODATA_VERSION: "4.0", H.ETAG: etag})
-    select = parse_select(table, request.query.get("$select"))
     body = {"@odata.context": f"{root_url(request)}$metadata#{table.meta.set_name}"
-            + (f"({','.join(select)})" if select else "") + "/$entity"}
+            f"{context_columns(select, expander)}/$entity"}
     body.update(project(table, row, select))
+    if expander is not None:
+        expander.add(row, body)
     state.counters.rows_served += 1
     return json_response(body, headers={H.ETAG: etag})
