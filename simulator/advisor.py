@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.network.presets import PRESETS, NetworkPreset
+from simulator.network.presets import NetworkPreset
 from simulator.protocol.odata import FILE_CHUNK_BYTES, MAX_PAGE_SIZE
 from simulator.scenario import ProfileTable, Scenario, TableDef, UserClass
 
@@ -194,7 +194,7 @@ def estimate_class(scenario: Scenario, fleet: _Fleet, cls: UserClass) -> ClassEs
     smallest = min((d.storage_mb for d in cls.devices), default=float("inf"))
     out = ClassEstimate(cls.name, fleet.counts.get(cls.name, 0), tables, smallest, list(cls.networks))
     for network in cls.networks:
-        out.first_sync_s[network] = first_sync(out, PRESETS[network])
+        out.first_sync_s[network] = first_sync(out, scenario.network(network))
     return out
 
 

@@ -34,7 +34,7 @@ from simulator.fleet import FleetEntry, build_fleet
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
 from simulator.metrics import DeviceEvent, Metrics
-from simulator.network import Link, NetworkModel
+from simulator.network import Link, NetworkModel, NetworkPreset
 from simulator.parts import DevicePart
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
@@ -58,9 +58,10 @@ class RunResult:
 
 
 def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession, admin: Admin,
-                base_url: str, events: Events, origin: float) -> Device:
+                base_url: str, events: Events, origin: float, network: NetworkPreset | None = None) -> Device:
+    """One device of the fleet; `network`: its network's figures when not a preset's (the scenario's own)."""
     spec = entry.spec
-    model = NetworkModel.from_preset(spec.network, np.random.default_rng([*spec.seed, 0x4E7]))
+    model = NetworkModel.from_preset(spec.network, np.random.default_rng([*spec.seed, 0x4E7]), network)
     link = Link(model, clock, session)
     who = Identity(spec.name, spec.user, spec.user_class)
 
@@ -144,7 +145,8 @@ class FleetRun:
         """The device of a fleet entry, made on first use."""
         device = self.devices.get(entry.spec.name)
         if device is None:
-            device = make_device(entry, self.clock, self.session, self.admin, self.base_url, self.events, self.origin)
+            device = make_device(entry, self.clock, self.session, self.admin, self.base_url, self.events, self.origin,
+                                 self.scenario.network(entry.spec.network))
             self.devices[entry.spec.name] = device
             if entry.spec.name in self._watched:
                 self.journal.watch(device.spec.name, held_probe(device))

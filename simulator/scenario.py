@@ -11,8 +11,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from simulator.network.presets import PRESETS as NETWORK_PRESETS
+from simulator.network.presets import NetworkPreset as NetworkValues
 from simulator.yaml_file import YamlFileError, read_yaml
 
 Depth = Literal["none", "user", "team", "org"]
@@ -251,9 +261,22 @@ class UserClass(_Model):
     profile: list[ProfileTable]
     privileges: dict[str, Privilege] = Field(default_factory=dict)  # per table; default Privilege()
     devices: list[DeviceKind] = Field(default_factory=lambda: [DeviceKind(storage_mb=32768)], min_length=1)
-    networks: dict[NetworkPreset, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=lambda: {"wifi": 1.0}, min_length=1)  # type: ignore[arg-type]
+    # network name (a preset, or one of the scenario's `networks`) -> share of the class's devices
+    networks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: {"wifi": 1.0}, min_length=1)
     behaviour: Behaviour = Behaviour()
+
+    @field_validator("networks")
+    @classmethod
+    def _check_networks(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        """Each name a preset or one of the scenario's own networks (told by parse_scenario's context)."""
+        if info.context is None:
+            return value  # validated without the scenario's names: the scenario-level check names them
+        known = [*NETWORK_PRESETS, *info.context.get("networks", ())]
+        for name in value:
+            if name not in known:
+                raise ValueError(f"network {name!r} is neither a preset nor one of the scenario's networks: "
+                                 f"Input should be {', '.join(repr(k) for k in known)}")
+        return value
 
     @model_validator(mode="after")
     def _check_count(self) -> UserClass:
@@ -305,6 +328,16 @@ class Storms(_Model):
     requests: int = Field(default=53, ge=1, le=1000)  # concurrent requests per burst and user
 
 
+class NetworkDef(_Model):
+    """A network of the scenario's own, usable wherever a preset name is (units as the presets')."""
+
+    latency_ms: float = Field(ge=0)  # round trip added before each request (mean)
+    jitter_ms: float = Field(default=0, ge=0)  # its standard deviation
+    down_kbps: float | None = Field(default=None, gt=0)  # None: unlimited
+    up_kbps: float | None = Field(default=None, gt=0)
+    loss: float = Field(default=0, ge=0, lt=1)  # share of requests failing before they are sent
+
+
 class Scenario(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     description: str = ""
@@ -321,6 +354,14 @@ class Scenario(_Model):
     privilege_changes: list[PrivilegeChange] = Field(default_factory=list)
     back_office: BackOffice = BackOffice()
     storms: Storms | None = None
+    networks: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")], NetworkDef] = Field(default_factory=dict)
+
+    def network(self, name: str) -> NetworkValues:
+        """A network by name: the scenario's own, else the preset."""
+        own = self.networks.get(name)
+        if own is not None:
+            return NetworkValues(own.latency_ms, own.jitter_ms, own.down_kbps, own.up_kbps, own.loss)
+        return NETWORK_PRESETS[name]
 
     @model_validator(mode="after")
     def _check_references(self) -> Scenario:
@@ -352,6 +393,16 @@ class Scenario(_Model):
 
 def _check_scenario(s: Scenario) -> None:
     _check_fakers(s)
+    for name in s.networks:
+        if name in NETWORK_PRESETS:
+            raise ValueError(f"networks: {name!r} is a preset's name; give your network another name "
+                             f"(presets: {', '.join(NETWORK_PRESETS)})")
+    known = [*NETWORK_PRESETS, *s.networks]
+    for c in s.user_classes:
+        for name in c.networks:
+            if name not in known:
+                raise ValueError(f"user class {c.name!r}: network {name!r} is neither a preset nor one of the "
+                                 f"scenario's networks (known: {', '.join(known)})")
     tables = {t.logical_name: t for t in s.tables}
     classes = {c.name for c in s.user_classes}
     if len(tables) != len(s.tables):
@@ -506,8 +557,10 @@ def parse_scenario(data: Any, path: Path | str = "<scenario>", **overrides: Any)
     if overrides.get("devices") is not None:
         devices = _devices_override(path, overrides["devices"], merged.get("max_devices", _DEFAULT_MAX_DEVICES))
         merged = _scale_counts({**merged, "devices": devices}, devices)
+    own = merged.get("networks")
+    context = {"networks": list(own) if isinstance(own, dict) else []}
     try:
-        return Scenario.model_validate(merged)
+        return Scenario.model_validate(merged, context=context)
     except ValidationError as exc:
         lines = [_format_error(path, e) for e in exc.errors()]
         raise ScenarioError("invalid scenario\n  " + "\n  ".join(lines)) from None

@@ -142,7 +142,7 @@ def test_a_bad_network_preset_names_the_file_the_class_and_every_preset(tmp_path
     path, msg = error_for(tmp_path, lambda d: d["user_classes"][0].update(networks={"5g": 1.0}))
     line = line_with(msg, "networks")
     assert str(path) in line
-    assert "user_classes.0.networks.5g" in line and "'5g'" in line
+    assert "user_classes.0.networks" in line and "'5g'" in line
     assert all(f"'{p}'" in allowed_values(line) for p in PRESETS)
 
 
@@ -430,7 +430,7 @@ def test_syncsim_validate_exits_2_with_the_error_for_a_bad_file(tmp_path: Path,
     path = write(tmp_path, data)
     assert cli_main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("syncsim: invalid scenario") and "user_classes.0.networks.5g" in err
+    assert err.startswith("syncsim: invalid scenario") and "user_classes.0.networks" in err and "'5g'" in err
 
 
 # --- mistakes that would otherwise run silently wrong -----------------------------------------------

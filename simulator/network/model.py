@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .faults import Bandwidth, Latency, Loss
-from .presets import PRESETS
+from .presets import PRESETS, NetworkPreset
 
 
 class NetworkModel:
@@ -38,9 +38,10 @@ class NetworkModel:
         self.up: Bandwidth | None = None if up_kbps is None else Bandwidth(up_kbps)
 
     @classmethod
-    def from_preset(cls, name: str, rng: np.random.Generator) -> NetworkModel:
-        """The model for a named preset (see `presets.PRESETS`); unknown names raise ValueError."""
-        preset = PRESETS.get(name)
+    def from_preset(cls, name: str, rng: np.random.Generator, preset: NetworkPreset | None = None) -> NetworkModel:
+        """The model for a named preset (see `presets.PRESETS`), or for `preset` when given (a
+        scenario's own network under that name); unknown names raise ValueError."""
+        preset = preset or PRESETS.get(name)
         if preset is None:
             allowed = ", ".join(sorted(PRESETS))
             raise ValueError(f"unknown network preset {name!r}; allowed: {allowed}")

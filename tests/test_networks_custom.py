@@ -1,0 +1,64 @@
+"""A scenario's own networks, usable wherever a preset is: validation, the device's link, the advisor,
+and a first sync whose time is known by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from simulator import advisor
+from simulator.clock import ManualClock
+from simulator.events import Events
+from simulator.fleet import build_fleet
+from simulator.network import NetworkModel
+from simulator.runner import make_device
+from simulator.scenario import ScenarioError, parse_scenario
+from tests.rig import Rig
+
+
+def _scenario(networks: dict[str, Any], uses: str = "depot_wifi") -> Any:
+    return parse_scenario({
+        "name": "nets", "seed": 3, "networks": networks,
+        "tables": [{"logical_name": "account", "rows": 60, "row_bytes": 1000}],
+        "user_classes": [{"name": "manager", "count": 1, "networks": {uses: 1.0}, "profile": [{"table": "account"}]}],
+    })
+
+
+DEPOT = {"depot_wifi": {"latency_ms": 0, "down_kbps": 100, "up_kbps": 50}}
+
+
+def test_a_class_may_use_the_scenarios_own_network_and_an_unknown_name_is_named() -> None:
+    s = _scenario(DEPOT)
+    assert s.network("depot_wifi").down_kbps == 100 and s.network("3g").down_kbps == 2000  # presets stay
+    with pytest.raises(ScenarioError, match=r"user_classes.0.networks: network 'basement' is neither a preset nor "
+                                            r"one of the scenario's networks: Input should be 'wifi', .*'depot_wifi'"):
+        _scenario(DEPOT, uses="basement")
+    with pytest.raises(ScenarioError, match="'wifi' is a preset's name"):
+        _scenario({"wifi": {"latency_ms": 1}}, uses="wifi")
+
+
+async def test_a_device_on_a_custom_network_gets_its_figures() -> None:
+    s = _scenario(DEPOT)
+    (entry,) = build_fleet(s)
+    async with aiohttp.ClientSession() as session:
+        device = make_device(entry, ManualClock(), session, None, "http://127.0.0.1:9", Events(), 0.0,  # type: ignore[arg-type]
+                             s.network(entry.spec.network))
+    model = device.link.model
+    assert (model.name, model.down.kbps if model.down else None, model.latency.mean_ms) == ("depot_wifi", 100, 0)
+
+
+def test_the_advisor_estimates_on_the_custom_network() -> None:
+    (c,) = advisor.report(_scenario(DEPOT)).classes
+    assert c.first_sync_s["depot_wifi"]["data"] == pytest.approx(60_000 * 8 / 100_000)  # 4.8 s, no latency
+
+
+async def test_a_first_sync_on_a_custom_network_takes_its_bytes_over_its_bandwidth(rig_factory: Any) -> None:
+    s = _scenario(DEPOT)
+    rig: Rig = await rig_factory(s)
+    network = NetworkModel.from_preset("depot_wifi", np.random.default_rng(0), s.network("depot_wifi"))
+    record = await rig.device("manager-0001", network=network).sync_once()
+    assert record.result == "success"
+    assert record.duration_s == pytest.approx(record.bytes * 8 / 100_000, rel=1e-6)  # nothing but transfer
