@@ -12,7 +12,8 @@ from simulator.events import Events
 
 SyncMode = Literal["FIRST_SYNC", "DELTA_SYNC", "FORCED_SYNC"]
 SyncResult = Literal["success", "failed"]
-EventKind = Literal["airplane_on", "airplane_off", "throttled", "storage_full", "restart", "retry", "edit", "token_expired"]
+EventKind = Literal["airplane_on", "airplane_off", "throttled", "storage_full", "restart", "retry", "edit", "token_expired",
+                    "network_change"]
 PHASES = ("metadata", "data", "files", "upload")
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,10 +59,18 @@ class RunResult:
 
 
 def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession, admin: Admin,
-                base_url: str, events: Events, origin: float, network: NetworkPreset | None = None) -> Device:
-    """One device of the fleet; `network`: its network's figures when not a preset's (the scenario's own)."""
+                base_url: str, events: Events, origin: float,
+                networks: Callable[[str], NetworkPreset] | None = None) -> Device:
+    """One device of the fleet; `networks` gives a network's figures by name (the scenario's own
+    networks and the presets: `Scenario.network`), default the presets."""
     spec = entry.spec
-    model = NetworkModel.from_preset(spec.network, np.random.default_rng([*spec.seed, 0x4E7]), network)
+    switches = itertools.count(1)
+
+    def network_for(name: str, draws: int | None = None) -> NetworkModel:
+        rng = np.random.default_rng([*spec.seed, 0x4E7] if draws is None else [*spec.seed, 0x4E7, draws])
+        return NetworkModel.from_preset(name, rng, networks(name) if networks is not None else None)
+
+    model = network_for(spec.network)
     link = Link(model, clock, session)
     who = Identity(spec.name, spec.user, spec.user_class)
 
@@ -69,7 +78,8 @@ def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession,
         return await admin.token(spec.user)
 
     api = ApiClient(link, clock, base_url, token, who, events)
-    return Device(spec, entry.user_class, api, link, clock, events, origin)
+    return Device(spec, entry.user_class, api, link, clock, events, origin,
+                  network_for=lambda name: network_for(name, next(switches)))
 
 
 class FleetRun:
@@ -146,7 +156,7 @@ class FleetRun:
         device = self.devices.get(entry.spec.name)
         if device is None:
             device = make_device(entry, self.clock, self.session, self.admin, self.base_url, self.events, self.origin,
-                                 self.scenario.network(entry.spec.network))
+                                 self.scenario.network)
             self.devices[entry.spec.name] = device
             if entry.spec.name in self._watched:
                 self.journal.watch(device.spec.name, held_probe(device))

@@ -243,6 +243,21 @@ class EditMix(_Model):
         return self
 
 
+class NetworkChange(_Model):
+    """At `at_s` scenario seconds after the run's start, the device is on `network` (a preset or the scenario's own)."""
+
+    at_s: float = Field(ge=0)
+    network: str
+
+
+class Roaming(_Model):
+    """Random network changes: after about `mean_s` scenario seconds (exponential) on one network,
+    the device moves to another, drawn from `networks` by weight."""
+
+    mean_s: float = Field(gt=0)
+    networks: dict[str, Annotated[float, Field(gt=0)]] = Field(min_length=2)
+
+
 class Behaviour(_Model):
     sync_interval_s: float = Field(default=900, gt=0)
     sync_jitter: float = Field(default=0.2, ge=0, le=1)  # +- share of the interval
@@ -251,6 +266,8 @@ class Behaviour(_Model):
     edit_tables: list[str] = Field(default_factory=list)  # [] = every profile table
     upload_mode: Literal["batch", "one_by_one"] = "batch"
     airplane: Airplane = Airplane()
+    network_changes: list[NetworkChange] = Field(default_factory=list)  # on a schedule (Wi-Fi at the depot...)
+    roaming: Roaming | None = None  # and/or at random
 
 
 class UserClass(_Model):
@@ -399,7 +416,9 @@ def _check_scenario(s: Scenario) -> None:
                              f"(presets: {', '.join(NETWORK_PRESETS)})")
     known = [*NETWORK_PRESETS, *s.networks]
     for c in s.user_classes:
-        for name in c.networks:
+        b = c.behaviour
+        changes = [ch.network for ch in b.network_changes] + list(b.roaming.networks if b.roaming else ())
+        for name in [*c.networks, *changes]:
             if name not in known:
                 raise ValueError(f"user class {c.name!r}: network {name!r} is neither a preset nor one of the "
                                  f"scenario's networks (known: {', '.join(known)})")

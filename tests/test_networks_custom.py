@@ -45,7 +45,7 @@ async def test_a_device_on_a_custom_network_gets_its_figures() -> None:
     (entry,) = build_fleet(s)
     async with aiohttp.ClientSession() as session:
         device = make_device(entry, ManualClock(), session, None, "http://127.0.0.1:9", Events(), 0.0,  # type: ignore[arg-type]
-                             s.network(entry.spec.network))
+                             s.network)
     model = device.link.model
     assert (model.name, model.down.kbps if model.down else None, model.latency.mean_ms) == ("depot_wifi", 100, 0)
 
@@ -62,3 +62,33 @@ async def test_a_first_sync_on_a_custom_network_takes_its_bytes_over_its_bandwid
     record = await rig.device("manager-0001", network=network).sync_once()
     assert record.result == "success"
     assert record.duration_s == pytest.approx(record.bytes * 8 / 100_000, rel=1e-6)  # nothing but transfer
+
+
+async def test_a_network_change_on_schedule_shows_in_the_events_and_the_records(rig_factory: Any) -> None:
+    s = parse_scenario({
+        "name": "roam", "seed": 3, "networks": DEPOT,
+        "tables": [{"logical_name": "account", "rows": 20, "row_bytes": 500}],
+        "user_classes": [{"name": "manager", "count": 1, "networks": {"depot_wifi": 1.0},
+                          "profile": [{"table": "account"}],
+                          "behaviour": {"sync_interval_s": 300, "sync_jitter": 0, "edits_per_hour": 0,
+                                        "network_changes": [{"at_s": 700, "network": "3g"}]}}],
+    })
+    rig: Rig = await rig_factory(s)
+    start = NetworkModel.from_preset("depot_wifi", np.random.default_rng(0), s.network("depot_wifi"))
+    device = rig.device("manager-0001", network=start)
+    device.network_for = lambda name: NetworkModel.from_preset(name, np.random.default_rng(1), s.network(name))
+    await device.run(stop_at=device.origin + 1500)
+    changes = [e for e in rig.metrics.events if e.kind == "network_change"]
+    assert [e.detail for e in changes] == ["depot_wifi -> 3g"] and changes[0].at == pytest.approx(device.origin + 700)
+    by_network = {(r.start < device.origin + 700, r.network) for r in rig.metrics.records}
+    assert by_network == {(True, "depot_wifi"), (False, "3g")}
+
+
+def test_a_network_change_to_an_unknown_network_is_named() -> None:
+    with pytest.raises(ScenarioError, match="network 'moon' is neither a preset"):
+        parse_scenario({
+            "name": "roam", "seed": 3,
+            "tables": [{"logical_name": "account", "rows": 20}],
+            "user_classes": [{"name": "manager", "count": 1, "profile": [{"table": "account"}],
+                              "behaviour": {"roaming": {"mean_s": 60, "networks": {"wifi": 1, "moon": 1}}}}],
+        })

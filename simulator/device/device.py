@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
@@ -25,7 +25,7 @@ from simulator.device.sync import SyncEngine, TableInfo, UploadResult
 from simulator.device.upload import Outcome
 from simulator.events import Events
 from simulator.metrics import DeviceEvent, EventKind, SyncMode, SyncRecord
-from simulator.network import Link
+from simulator.network import Link, NetworkModel
 from simulator.protocol.ids import new_guid
 from simulator.scenario import UserClass
 
@@ -78,7 +78,7 @@ class Device:
     """Drives the SyncEngine on a schedule and makes the user's edits."""
 
     def __init__(self, spec: DeviceSpec, cls: UserClass, api: ApiClient, link: Link, clock: Clock,
-                 events: Events, origin: float) -> None:
+                 events: Events, origin: float, network_for: Callable[[str], NetworkModel] | None = None) -> None:
         self.spec = spec
         self.cls = cls
         self.api = api
@@ -93,6 +93,8 @@ class Device:
         self.engine.answered = self._answered
         seq = np.random.SeedSequence(list(spec.seed))
         self.rng_sched, self.rng_edit, self.rng_air = (np.random.default_rng(s) for s in seq.spawn(3))
+        self.network_for = network_for  # a network's model by name, for network changes
+        self._network = spec.network  # the network the current (or last) sync started on
         self.gave_up: str | None = None  # cause when the device stopped syncing (storage full)
         self._wake: asyncio.Event | None = None
         self._edits = 0
@@ -107,6 +109,9 @@ class Device:
     async def run(self, stop_at: float) -> None:
         """Sync until scenario time `stop_at`: first sync at once, then every interval (+- jitter)."""
         airplane = asyncio.ensure_future(self._airplane(stop_at)) if self._has_airplane() else None
+        b = self.cls.behaviour
+        roams = self.network_for is not None and (b.network_changes or b.roaming is not None)
+        roaming = asyncio.ensure_future(self._roam(stop_at)) if roams else None
         try:
             while self.clock.now() < stop_at and self.gave_up is None:
                 if not self.link.online:
@@ -117,10 +122,11 @@ class Device:
                 interval = b.sync_interval_s * (1 + b.sync_jitter * (2 * self.rng_sched.random() - 1))
                 await self._idle_until(min(stop_at, self.clock.now() + interval))
         finally:
-            if airplane is not None:
-                airplane.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await airplane
+            for task in (airplane, roaming):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     def end_of_run(self) -> None:
         """The scenario's time is up: a first sync not completed by now is reported as unfinished."""
@@ -154,6 +160,7 @@ class Device:
         st = self.engine.state
         mode: SyncMode = "DELTA_SYNC" if st.first_sync_done else "FIRST_SYNC"
         start, t0, waits0 = self.clock.now(), self.timeline.now(), dict(self.timeline.waited)
+        self._network = self.link.model.name  # a sync is counted on the network it started on
         if mode == "FIRST_SYNC":
             self.first.begin(start, t0)
         tally, phases, rows = Tally(), dict[str, float](), dict[str, int]()
@@ -199,7 +206,7 @@ class Device:
             active_s=tally.active_s, phases=phases, rows_by_table=rows, bytes_by_table=tally.bytes_by_table,
             file_bytes=tally.file_bytes, uploaded=up.uploaded, applied=up.applied, conflicts=up.conflicts,
             rejections=up.rejections, rejection_codes=up.rejection_codes, restarts=tally.restarts,
-            error_code=error, network=self.spec.network, storage_used_bytes=self.store.used_bytes,
+            error_code=error, network=self._network, storage_used_bytes=self.store.used_bytes,
             storage_capacity_bytes=self.store.capacity_bytes, waits_s=self.timeline.waits_since(waits0),
             refetched_bytes=tally.refetched_bytes, final=self.final, ended_at=ended)
 
@@ -341,6 +348,39 @@ class Device:
             self._event("airplane_off", "")
             if self._wake is not None:
                 self._wake.set()
+
+    # --- network changes -------------------------------------------------------------------------
+    async def _roam(self, stop_at: float) -> None:
+        """Change networks on the class's schedule (relative to the scenario's start) and at random."""
+        b = self.cls.behaviour
+        plan = sorted((self.origin + c.at_s, c.network) for c in b.network_changes)
+        rng = np.random.default_rng(np.random.SeedSequence(list(self.spec.seed)).spawn(4)[3])  # its own draws
+        while self.clock.now() < stop_at:
+            now = self.clock.now()
+            upcoming = [(t, n) for t, n in plan if t > now]
+            if b.roaming is not None:
+                names = list(b.roaming.networks)
+                weights = np.array([b.roaming.networks[n] for n in names], dtype=float)
+                at = now + float(rng.exponential(b.roaming.mean_s))
+                network = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+                if upcoming and upcoming[0][0] <= at:
+                    at, network = upcoming[0]
+            elif upcoming:
+                at, network = upcoming[0]
+            else:
+                return
+            await self.clock.sleep(max(0.0, at - now))
+            if self.clock.now() >= stop_at:
+                return
+            self.change_network(network)
+
+    def change_network(self, name: str) -> None:
+        """From now on the device's requests go over network `name` (a device event says so)."""
+        old = self.link.model.name
+        if name == old or self.network_for is None:
+            return
+        self.link.model = self.network_for(name)
+        self._event("network_change", f"{old} -> {name}")
 
     def _event(self, kind: EventKind, detail: str) -> None:
         self.events.device_event.fire(event=DeviceEvent(self.spec.name, self.spec.user_class, kind, self.clock.now(), detail))
