@@ -251,11 +251,14 @@ class SyncEngine:
             per_row = len(resp.body) // max(1, len(values))
             self._apply_page(info, pt, values, per_row, rows, seen)
             nxt = page.get("@odata.nextLink")
+            delta = None if nxt else page["@odata.deltaLink"]
+            del resp, page, values  # a page's body and rows are not kept while the next one downloads
             if nxt:
                 self.state.resume_links[pt.table] = link = nxt
                 continue
             self.state.resume_links.pop(pt.table, None)
-            self._new_token(pt.table, page["@odata.deltaLink"])
+            assert delta is not None
+            self._new_token(pt.table, delta)
             return
 
     def _new_token(self, table: str, link: str) -> None:
