@@ -86,6 +86,7 @@ def test_locust_headless_runs_the_smoke_scenario_and_writes_syncsims_report(tmp_
     with open(tmp_path / "out" / "l_stats.csv") as f:
         stats = {row["Name"]: row for row in csv.DictReader(f)}
     assert {"FIRST_SYNC", "DELTA_SYNC", "FIRST_SYNC data"} <= set(stats)
+    assert not {row["Type"] for row in stats.values()} & {"GET", "POST", "PATCH"}  # raw requests: off by default
     (summary_path,) = (tmp_path / "rep").glob("smoke-*/summary.json")
     summary = orjson.loads(summary_path.read_bytes())
     assert summary["end_of_run_check"]["passed"] and summary["ledger"]["passed"]
@@ -242,7 +243,7 @@ def test_host_drives_a_running_syncsim_serve_and_the_check_passes(tmp_path: Path
             except OSError:
                 time.sleep(0.5)
         done = _locust(tmp_path, "--scenario", str(SMOKE), "-t", "8s", "--host", f"http://127.0.0.1:{port}",
-                       "--admin-key", "k-test", "--syncsim-out", "rep")
+                       "--admin-key", "k-test", "--syncsim-out", "rep", "--syncsim-requests", "--csv", "out/l")
     finally:
         serve.kill()
         serve.wait(10)
@@ -250,3 +251,6 @@ def test_host_drives_a_running_syncsim_serve_and_the_check_passes(tmp_path: Path
     (summary_path,) = (tmp_path / "rep").glob("smoke-*/summary.json")
     summary = orjson.loads(summary_path.read_bytes())
     assert summary["end_of_run_check"]["passed"] and summary["totals"]["syncs"] > 0
+    with open(tmp_path / "out" / "l_stats.csv") as f:
+        types = {row["Type"] for row in csv.DictReader(f)}
+    assert {"SYNC", "GET"} <= types  # --syncsim-requests: every HTTP request of every device as well
