@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -58,7 +59,14 @@ class RunResult:
         return 0 if self.passed else 1
 
 
-def make_device(entry: FleetEntry, clock: Clock, session: aiohttp.ClientSession, admin: Admin,
+# A device's own connection pool, as a phone's HTTP client keeps one (OkHttp's defaults: at most 5
+# requests per host, idle connections kept 5 minutes).
+DEVICE_CONNECTIONS = 5
+DEVICE_KEEPALIVE_S = 300.0  # scenario seconds
+
+
+def make_device(entry: FleetEntry, clock: Clock,
+                session: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession], admin: Admin,
                 base_url: str, events: Events, origin: float,
                 networks: Callable[[str], NetworkPreset] | None = None) -> Device:
     """One device of the fleet; `networks` gives a network's figures by name (the scenario's own
@@ -121,6 +129,7 @@ class FleetRun:
         self._wall0 = 0.0
         self._sampling: asyncio.Future[None] | None = None
         self._quiet: QuietPeriod | None = None
+        self._ssl: ssl.SSLContext | bool = True
 
     async def __aenter__(self) -> FleetRun:
         limit = raise_fd_limit()
@@ -134,6 +143,7 @@ class FleetRun:
             self.admin = Admin(self.session, endpoint.base_url, endpoint.admin_key)
             await check_same_scenario(self.admin, self.scenario, endpoint.base_url)
             self.console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
+            self._ssl = endpoint.ssl or True
             self._wall0 = wall_s()
             if self.primary:
                 if endpoint.joins_clock:
@@ -149,18 +159,31 @@ class FleetRun:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
+        try:
+            await self.close_devices()
+        finally:
+            await self._stack.aclose()
 
     def device(self, entry: FleetEntry) -> Device:
         """The device of a fleet entry, made on first use."""
         device = self.devices.get(entry.spec.name)
         if device is None:
-            device = make_device(entry, self.clock, self.session, self.admin, self.base_url, self.events, self.origin,
-                                 self.scenario.network)
+            device = make_device(entry, self.clock, self.device_pool, self.admin, self.base_url, self.events,
+                                 self.origin, self.scenario.network)
             self.devices[entry.spec.name] = device
             if entry.spec.name in self._watched:
                 self.journal.watch(device.spec.name, held_probe(device))
         return device
+
+    def device_pool(self) -> aiohttp.ClientSession:
+        """A device's own connection pool (one session per device, opened at its first request)."""
+        connector = aiohttp.TCPConnector(limit=DEVICE_CONNECTIONS, ssl=self._ssl,
+                                         keepalive_timeout=self.clock.to_real(DEVICE_KEEPALIVE_S))
+        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+
+    async def close_devices(self) -> None:
+        """Close every device's own connections."""
+        await asyncio.gather(*(d.link.close() for d in self.devices.values()))
 
     def fleet_state(self) -> FleetState:
         return fleet_state(list(self.devices.values()), self.metrics)

@@ -322,3 +322,31 @@ async def test_going_offline_cuts_every_request_in_flight_on_that_link_only(
     results = await asyncio.wait_for(asyncio.gather(*downloads, return_exceptions=True), 1)
     assert all(isinstance(result, AirplaneModeError) for result in results)
     assert (await unaffected).status == 200
+
+
+async def test_each_device_has_its_own_connections_and_airplane_mode_drops_them(aiohttp_server: Any) -> None:
+    """A device's own pool: its requests share its kept-alive connection, never another device's;
+    after airplane mode its next request opens a new connection (the server sees the client port)."""
+    async def port(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        return web.Response(text=str(peer[1] if peer else 0))
+
+    app = web.Application()
+    app.router.add_get("/port", port)
+    srv = await aiohttp_server(app, host="127.0.0.1")
+    clock = RealClock(60)
+    a, b = (Link(NetworkModel(np.random.default_rng(i), name="loopback"), clock, aiohttp.ClientSession)
+            for i in range(2))
+    try:
+        async def seen(link: Link) -> str:
+            return (await link.request("GET", url(srv, "/port"))).body.decode()
+
+        a1, a2, b1 = await seen(a), await seen(a), await seen(b)
+        assert a1 == a2 and b1 != a1 and a.owns_connections  # kept alive within a device, never shared
+        a.go_offline()
+        a.go_online()
+        a3 = await seen(a)
+        assert a3 not in (a1, b1)  # a new connection after airplane mode
+    finally:
+        await a.close()
+        await b.close()

@@ -51,17 +51,50 @@ class Link:
     Small on purpose (one per simulated device): no tasks or buffers while idle. Requests in flight
     are tracked by their asyncio task, so `go_offline` can cut them by cancelling those tasks; the
     cancellation is turned into AirplaneModeError and the HTTP connection is closed.
+
+    `session` is either a client session shared with other links (tests, benchmarks) or a factory
+    of the device's own: then the device has its own small connection pool, as a phone's HTTP
+    client has, opened at its first request, dropped by airplane mode (the next request opens a new
+    connection) and closed by `close()`; idle connections end after the pool's keep-alive.
     """
 
-    __slots__ = ("model", "clock", "session", "_online", "_in_flight", "_online_event")
+    __slots__ = ("model", "clock", "_session", "_pool", "_online", "_in_flight", "_online_event")
 
-    def __init__(self, model: NetworkModel, clock: Clock, session: aiohttp.ClientSession) -> None:
+    def __init__(self, model: NetworkModel, clock: Clock,
+                 session: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession]) -> None:
         self.model = model
         self.clock = clock
-        self.session = session
+        own = not isinstance(session, aiohttp.ClientSession)
+        self._session: aiohttp.ClientSession | None = None if own else session  # type: ignore[assignment]
+        self._pool: Callable[[], aiohttp.ClientSession] | None = session if own else None  # type: ignore[assignment]
         self._online = True
         self._in_flight: dict[asyncio.Task[object], bool] = {}  # task -> cut by go_offline
         self._online_event: asyncio.Event | None = None  # created only while someone waits
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The session requests go through: the shared one, or the device's own (opened on first use)."""
+        if self._session is None or (self._pool is not None and self._session.closed):
+            assert self._pool is not None
+            self._session = self._pool()
+        return self._session
+
+    @property
+    def owns_connections(self) -> bool:
+        return self._pool is not None
+
+    def _drop_connections(self) -> None:
+        """The device's own connections are gone (airplane mode): its next request opens a new one."""
+        if self._pool is not None and self._session is not None:
+            closing = asyncio.ensure_future(self._session.close())
+            closing.add_done_callback(_closed)
+            self._session = None
+
+    async def close(self) -> None:
+        """Close the device's own connections (a shared session is its owner's to close)."""
+        if self._pool is not None and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     @property
     def online(self) -> bool:
@@ -75,6 +108,7 @@ class Link:
             if not cut:
                 self._in_flight[task] = True
                 task.cancel("airplane mode")
+        self._drop_connections()
 
     def go_online(self) -> None:
         """Airplane mode off; wakes `wait_online` callers."""
@@ -235,3 +269,9 @@ async def _take_pending_cancel() -> None:
     cannot fire later in the caller. A scheduling yield, not a wait: no time passes."""
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.sleep(0)
+
+
+def _closed(task: asyncio.Future[None]) -> None:
+    """A dropped session finished closing; its error, if any, is of no interest (the link is gone)."""
+    if not task.cancelled():
+        task.exception()
