@@ -130,7 +130,7 @@ def parse_orderby(text: str, resolve: Callable[[str], Field]) -> tuple[tuple[Fie
 def parse_top(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not raw.strip().isdigit():
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
         raise DataverseError(ErrorCode.BAD_PAYLOAD, f"Invalid value '{raw}' for $top; expected a non-negative integer.")
     return int(raw)
 

@@ -214,7 +214,19 @@ def origin_of(request: web.Request) -> Origin:
     raw = request.headers.get(H.BASE_VERSION)
     base = None
     if raw is not None:
-        if not raw.strip().isdigit():
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit()) or int(text) >= 2**63:
             raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The {H.BASE_VERSION} value {raw!r} is not a row version.")
-        base = int(raw)
-    return Origin(request.headers.get(H.DEVICE_ID), request.headers.get(H.OP_ID), base)
+        base = int(text)
+    return Origin(text_header(request, H.DEVICE_ID), text_header(request, H.OP_ID), base)
+
+
+def text_header(request: web.Request, name: str) -> str | None:
+    """A header's value, refused with 400 when it is not UTF-8 text (it would be stored and served)."""
+    value = request.headers.get(name)
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The {name} header is not UTF-8 text.") from None
+    return value

@@ -26,7 +26,15 @@ from simulator.protocol.ids import new_guid
 from simulator.protocol.odata import FILE_CHUNK_BYTES
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.faults import CutShort, CuttableStream, cut_point
-from simulator.server.handlers.common import base_url, origin_of, row_key, state_of, table_for, user_of
+from simulator.server.handlers.common import (
+    base_url,
+    origin_of,
+    row_key,
+    state_of,
+    table_for,
+    text_header,
+    user_of,
+)
 from simulator.server.handlers.writes import ROW
 from simulator.server.mutations import Writer, WriteResult
 from simulator.server.seed import file_bytes
@@ -230,7 +238,7 @@ async def upload(request: web.Request) -> web.Response:
     # If-None-Match (the SDK sends "null") is accepted and ignored, as Dataverse does.
     writer = Writer(state, user, origin_of(request))
     writer.writable(table, key)
-    name = request.headers.get(H.FILE_NAME) or request.query.get(H.FILE_NAME)
+    name = text_header(request, H.FILE_NAME) or request.query.get(H.FILE_NAME)
     if not name:
         raise DataverseError(ErrorCode.BAD_PAYLOAD, "The x-ms-file-name header is required to upload a file.")
     body = await _body(request)
@@ -249,7 +257,7 @@ def _written(result: WriteResult) -> web.Response:
 async def _open_session(request: web.Request, state: ServerState, user: User, table: TableStore,
                         key: str, column: str) -> web.Response:
     Writer(state, user, origin_of(request)).writable(table, key, request.headers.get(H.IF_MATCH))
-    name = request.query.get(H.FILE_NAME) or request.headers.get(H.FILE_NAME)
+    name = request.query.get(H.FILE_NAME) or text_header(request, H.FILE_NAME)
     if not name:
         raise DataverseError(ErrorCode.BAD_PAYLOAD, "Chunked upload needs ?x-ms-file-name=<name>.")
     await request.read()  # an empty body, by protocol
@@ -288,7 +296,7 @@ async def _chunk(request: web.Request, state: ServerState, user: User, table: Ta
         session.total = total
         session.data = bytearray(total)
     session.add(start, body)
-    session.name = request.headers.get(H.FILE_NAME) or session.name
+    session.name = text_header(request, H.FILE_NAME) or session.name
     if not session.complete:
         return web.Response(status=206, headers={H.ODATA_VERSION: "4.0"})
     del sessions[token]
