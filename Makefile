@@ -16,12 +16,12 @@ run: install
 	$(BIN)/syncsim run $(SCENARIO)
 
 test:
-	$(BIN)/ruff check simulator tests bench examples
+	$(BIN)/ruff check simulator tests bench examples fuzz
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint:
-	$(BIN)/ruff check simulator tests bench examples
+	$(BIN)/ruff check simulator tests bench examples fuzz
 
 typecheck:
 	$(BIN)/mypy
