@@ -114,12 +114,6 @@ KNOWN: tuple[KnownBug, ...] = (
         ("columns/clear-the-primary-id-through-the-column-route",),
         None),
     KnownBug(
-        "json-lookalike-content-types",
-        "the JSON routes accept any Content-Type that starts with application/json "
-        "(application/json-patch+json, application/jsonl) instead of answering 415",
-        ("body/json-lookalike-content-types",),
-        None),
-    KnownBug(
         "batch-delimiter-without-line-break",
         "a $batch whose first delimiter is not followed by a line break (`--bContent-Type: ...`) loses that "
         "part silently: 200 with no parts instead of 400",
@@ -149,12 +143,6 @@ KNOWN += (
         "text still says alternate keys are not modelled and get 400 (info.description, UpsertMultiple)",
         ("keys/duplicate-alternate-key", "keys/upsert-by-alternate-key"),
         _alternate_key_spec),
-    KnownBug(
-        "alternate-key-trailing-comma",
-        "a key segment with a trailing comma (`accounts(accountnumber='x',)`) is read as the alternate key "
-        "(an upsert creates the row and echoes the malformed key in OData-EntityId) instead of a 400",
-        ("keys/alternate-key-with-a-trailing-comma",),
-        None),
     KnownBug(
         "alternate-keys-case-sensitive",
         "alternate-key values are compared case-sensitively: a create with 'acc-000013' next to 'ACC-000013' "

@@ -108,7 +108,7 @@ def _key_pairs(raw: str) -> dict[str, str | int | float]:
             raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' names {name} twice.")
         out[name] = value
         if i < n:
-            if raw[i] != ",":
+            if raw[i] != "," or i == n - 1:  # a comma needs a pair after it
                 raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' is not valid after {name}.")
             i += 1
     return out

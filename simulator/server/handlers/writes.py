@@ -34,7 +34,7 @@ ROW = SET + "({key:[^()/]+})"
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON: 415 for another content type, 413 over the size limit, 400 if malformed."""
     ctype = request.headers.get("Content-Type", "application/json")
-    if not ctype.lower().startswith("application/json"):
+    if ctype.split(";", 1)[0].strip().lower() != "application/json":  # parameters (charset, type=entry) allowed
         raise DataverseError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"Content-Type {ctype!r} is not supported; use application/json.")
     limit = int(state_of(request).settings.max_body_mb * 1024 * 1024)
     if request.content_length is not None and request.content_length > limit:
