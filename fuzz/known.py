@@ -60,19 +60,6 @@ def _syncsim_413(f: Finding) -> bool:
 
 KNOWN: tuple[KnownBug, ...] = (
     KnownBug(
-        "deep-json-500",
-        "a JSON body nested 255 to 1,024 levels deep (orjson parses up to 1,024 and writes up to 254) is a 500 "
-        "on every row write: Writer.create/update call protocol.odata.body_digest, whose orjson.dumps raises "
-        "TypeError 'Recursion limit reached' (also inside an ignored `x@odata.type` annotation)",
-        ("body/json-nested-255-to-1024-levels", "body/deep-json-in-an-annotation"),
-        _server_error("Recursion limit reached")),
-    KnownBug(
-        "token-route-recursion",
-        "POST /_syncsim/token with a `user` nested ~1,000 levels deep is a 500: admin._user calls str() on it "
-        "(RecursionError) instead of refusing a value that is not a string",
-        ("body/deep-json-in-the-token-route",),
-        _server_error("RecursionError")),
-    KnownBug(
         "datetime-overflow-500",
         "a $filter date-time literal whose UTC conversion leaves the calendar (0001-01-01T00:00:00+01:00, "
         "9999-12-31T23:59:59-01:00) is a 500: odata_filter.to_datetime raises OverflowError, which literal() "

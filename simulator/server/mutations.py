@@ -80,7 +80,7 @@ class Writer:
     def create(self, table: TableStore, payload: dict[str, Any], if_none_match: str | None = None) -> WriteResult:
         """POST: a new row; a client-given primary id is used (a repeat gives 412 DuplicateRecord)."""
         row_id = payload.get(table.meta.id_column) if isinstance(payload, dict) else None
-        note = _Note("create", str(row_id).strip("{}").lower() if row_id else None, None, body_digest(payload))
+        note = _Note("create", str(row_id).strip("{}").lower() if row_id else None, None, _digest(payload))
         return self._counted(table, lambda: self._create(table, payload), note)
 
     def update(
@@ -88,7 +88,7 @@ class Writer:
         if_match: str | None = None, if_none_match: str | None = None,
     ) -> WriteResult:
         """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
-        note = _Note("update", row_id, self._base(if_match), body_digest(payload))
+        note = _Note("update", row_id, self._base(if_match), _digest(payload))
         return self._counted(table, lambda: self._update(table, row_id, payload, if_match, if_none_match), note)
 
     def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
@@ -357,6 +357,14 @@ class Writer:
         if user is None:
             raise DataverseError(ErrorCode.BAD_PAYLOAD, f"'ownerid@odata.bind' must reference /systemusers(<user guid>), got {value!r}.")
         return user.index
+
+
+def _digest(payload: Any) -> int:
+    """The body's digest for the write log; a body too deeply nested to encode again is a 400."""
+    try:
+        return body_digest(payload)
+    except TypeError:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, "The request body is nested too deeply.") from None
 
 
 def _base(if_match: str | None) -> int | None:

@@ -35,7 +35,9 @@ async def _json(request: web.Request) -> dict[str, Any]:
 
 
 def _user(state: ServerState, name: Any) -> User:
-    user = state.store.users_by_name.get(str(name))
+    if not isinstance(name, str):
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, "`user` must be a user's name (a string).")
+    user = state.store.users_by_name.get(name)
     if user is None:
         raise DataverseError(ErrorCode.NOT_FOUND, f"No user named {name!r} in this scenario.")
     return user
