@@ -35,6 +35,7 @@ from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
 import simulator.protocol
+from fuzz.conformance import at, deref, pointer  # the spec helpers the fuzzer uses too
 from simulator.clock import ManualClock
 from simulator.protocol.batch import parse_batch_response
 from simulator.server.store import Row
@@ -58,28 +59,6 @@ RAN: set[str] = set()  # test functions of this module that ran
 
 
 # --- the document --------------------------------------------------------------------------------
-def pointer(*parts: str) -> str:
-    """A JSON pointer to parts of the spec ('/' and '~' escaped)."""
-    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def at(ptr: str) -> Any:
-    """The spec node a local JSON pointer names."""
-    node: Any = SPEC
-    for raw in ptr.split("/")[1:]:
-        key = raw.replace("~1", "/").replace("~0", "~")
-        node = node[int(key)] if isinstance(node, list) else node[key]
-    return node
-
-
-def deref(node: dict[str, Any], ptr: str) -> tuple[dict[str, Any], str]:
-    """Follow `$ref`s (local ones) from a node; returns the target and its pointer."""
-    while "$ref" in node:
-        ptr = node["$ref"].removeprefix("#")
-        node = at(ptr)
-    return node, ptr
-
-
 def validate(schema_ptr: str, instance: Any, what: str) -> None:
     """Validate an instance against the schema at a spec pointer (OpenAPI 3.1 dialect, formats on)."""
     ref = {"$ref": f"{SPEC_URI}#{quote(schema_ptr, safe='/~')}"}

@@ -12,6 +12,7 @@ from simulator.server.privileges import change_privilege
 from simulator.server.store import Row
 from tests.conftest import Api
 from tests.test_openapi import SPEC, validate
+from tests.test_server_query import get, get_all
 
 ROOT = "/api/data/v9.2"
 WO = f"{ROOT}/msdyn_workorders"
@@ -22,21 +23,6 @@ BAD_PAYLOAD, REFUSED = "0x80048d19", "0x80060888"
 
 def rows_of(api: Api, table: str) -> dict[str, Row]:
     return api.state.store.table(table).rows
-
-
-async def get(api: Api, url: str, headers: dict[str, str] | None = None, user: str = USER) -> dict[str, Any]:
-    resp = await api.call("GET", url, user, headers=headers)
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
-
-
-async def get_all(api: Api, url: str, headers: dict[str, str] | None = None, user: str = USER) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while url:
-        body = await get(api, url, headers, user)
-        out.extend(body["value"])
-        url = body.get("@odata.nextLink", "")
-    return out
 
 
 async def error_of(api: Api, url: str, user: str = USER, headers: dict[str, str] | None = None) -> tuple[str, str]:
