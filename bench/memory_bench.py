@@ -22,9 +22,12 @@ in `syncsim run`; the fleet entries are built before it (the idle figure counts 
 On loopback the server serves pages faster than devices download them on any real network, so how
 many devices hold a page at one moment depends on the server's pace and the fleet size. At 20,000
 devices on phone networks every device is mid-download at once; the figure reproduces that with a
-gate (an aiohttp TraceConfig on the devices' session): each data page, once read, waits until every
-device of the fleet has read its own page of that round (or GATE_TIMEOUT_S passed). The same fleet
-without the gate is reported beside, without a target.
+gate (an aiohttp TraceConfig on the devices' session): a device whose data page's headers are in
+waits, with its body streaming in behind into the connection's buffers, until every device of the
+fleet is at its own page of that round (or GATE_TIMEOUT_S passed); then each parses its page as it
+reads it (device/pages.py). The devices' session has the connection settings of `syncsim run`
+(runner.DEVICE_READ_BUFFER, device_socket). The same fleet without the gate is reported beside,
+without a target.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
 from simulator.ledger import Journal
 from simulator.metrics import Metrics
-from simulator.runner import Admin, make_device, raise_fd_limit
+from simulator.runner import DEVICE_READ_BUFFER, Admin, device_socket, make_device, raise_fd_limit
 from simulator.scenario import Scenario, parse_scenario
 from simulator.server.process import start_server_process
 from simulator.yaml_file import read_yaml
@@ -171,8 +174,8 @@ def fleet_scenario(devices: int) -> Scenario:
 
 
 class Gate:
-    """Holds every data page a device has read until all `parties` devices have read theirs (one
-    round per page), so every device of the fleet has its page in memory at the same moment."""
+    """Holds every device at the start of each data page's body until all `parties` devices are at
+    theirs (one round per page), so every device of the fleet is mid-download at the same moment."""
 
     def __init__(self, parties: int) -> None:
         self.parties = parties
@@ -201,16 +204,18 @@ class Gate:
                 self._release()
 
     def trace_config(self) -> aiohttp.TraceConfig:
-        """aiohttp calls on_response_chunk_received once a response's whole body is read (read())."""
+        """aiohttp calls on_request_end once a response's headers are in, before its body is read:
+        the device waits there with its page streaming in behind (as much as the connection's read
+        buffer takes), then parses it as it reads (device/pages.py)."""
 
-        async def read(session: aiohttp.ClientSession, ctx: SimpleNamespace,
-                       params: aiohttp.TraceResponseChunkReceivedParams) -> None:
+        async def started(session: aiohttp.ClientSession, ctx: SimpleNamespace,
+                          params: aiohttp.TraceRequestEndParams) -> None:
             path = params.url.path
             if params.method == "GET" and path.startswith(API) and "EntityDefinitions" not in path:
                 await self.arrive()
 
         config = aiohttp.TraceConfig()
-        config.on_response_chunk_received.append(read)
+        config.on_request_end.append(started)
         return config
 
 
@@ -242,9 +247,9 @@ async def fleet_first_sync(devices: int, gated: bool, traced: bool) -> dict[str,
     server = await asyncio.to_thread(start_server_process, scenario)
     gate = Gate(1)
     try:
-        connector = aiohttp.TCPConnector(limit=max(64, fd_limit - 256))
+        connector = aiohttp.TCPConnector(limit=max(64, fd_limit - 256), socket_factory=device_socket)
         async with aiohttp.ClientSession() as admin_session, aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None), read_bufsize=DEVICE_READ_BUFFER,
                 trace_configs=[gate.trace_config()] if gated else None) as session:
             admin = Admin(admin_session, server.base_url, server.admin_key)
             fleet, clock = build_fleet(scenario), RealClock(1.0)
@@ -346,8 +351,8 @@ def fleet_figures(devices: int) -> list[Figure]:
         absolute(NAME, "peak per device holding 1,000 rows, fleet first sync", peak * 1000 / rows, "KiB",
                  FLEET_TARGET_KIB, at_most=True,
                  detail=f"{devices:,} devices x {rows:,.0f} rows ({FLEET_ACCOUNTS} accounts + own ~1 KB work "
-                        f"orders; rollout_monday on loopback) first-syncing at once, every device's data page in "
-                        f"memory at the same moment ({gated['gate_rounds']} gate rounds); RSS of the devices' own "
+                        f"orders; rollout_monday on loopback) first-syncing at once, every device mid-download "
+                        f"at the same moment ({gated['gate_rounds']} gate rounds); RSS of the devices' own "
                         f"process, VmHWM over VmRSS before the devices: "
                         f"{(gated['hwm_after'] - gated['rss_before']) / 2**20:,.1f} MiB = {peak:,.0f} KiB per "
                         f"device, {peak / rows:.3f} KiB per held row; {notes(gated)}",

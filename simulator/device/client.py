@@ -82,11 +82,15 @@ class ApiClient:
     async def call(self, method: str, path: str, tally: Tally, *, json: Any = None, body: bytes | None = None,
                    headers: dict[str, str] | Callable[[], dict[str, str]] | None = None,
                    sink: Callable[[bytes], None] | None = None,
+                   reader: Callable[[], Callable[[bytes], None]] | None = None,
                    table: str | None = None, accept: tuple[int, ...] = ()) -> Response:
         """One logical request; returns the response for 2xx/3xx, 4xx statuses in `accept`, else raises SyncFailed.
 
         `headers` may be a function, called for every attempt (a Range that resumes where a cut
-        attempt stopped). `sink` receives the body of a 2xx answer instead of `Response.body`.
+        attempt stopped). `sink` receives the body of a 2xx answer instead of `Response.body`, and
+        keeps what it received across attempts (a file's bytes). `reader` instead gives a sink per
+        attempt, which starts over from the body's first byte (a page parsed as it streams in): the
+        bytes of a cut attempt count as re-fetched.
         """
         url = self.url(path)
         payload = orjson.dumps(json) if json is not None else body
@@ -104,7 +108,8 @@ class ApiClient:
             if self.first_sent_at is None:
                 self.first_sent_at = sent_at
             try:
-                resp = await self.link.request(method, url, headers=hdrs, body=payload, sink=sink)
+                resp = await self.link.request(method, url, headers=hdrs, body=payload,
+                                               sink=sink if reader is None else reader())
             except NetworkError as exc:
                 self._fired(method, path, 0, sent_at, exc.bytes_down, type(exc).__name__)
                 tally.refetched_bytes += 0 if sink else exc.bytes_down  # a sink kept its bytes

@@ -7,6 +7,7 @@ the device's storage capacity; an insert that would pass it raises StorageFull.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _SIZE_BITS = 24  # row sizes up to 16 MiB packed with the version into one int
@@ -53,15 +54,15 @@ class LocalStore:
         rows[row_id] = (version << _SIZE_BITS) | size
         self.used_bytes += size - old_size
 
-    def put_many(self, table: str, rows: list[tuple[str, int]], size: int) -> None:
-        """Insert or replace rows (id, version) of `size` bytes each; all or none (StorageFull)."""
+    def put_many(self, table: str, ids: Sequence[str], versions: Sequence[int], sizes: Sequence[int]) -> None:
+        """Insert or replace rows: ids[i] at versions[i], sizes[i] bytes; all or none (StorageFull)."""
         held = self.ids(table)
-        size = min(size, _SIZE_MASK)
-        growth = sum(size - (held[i] & _SIZE_MASK if i in held else 0) for i, _ in rows)
+        growth = sum(min(size, _SIZE_MASK) - (held[i] & _SIZE_MASK if i in held else 0)
+                     for i, size in zip(ids, sizes, strict=True))
         if growth > 0:
             self.reserve(growth)
-        for row_id, version in rows:
-            held[row_id] = (version << _SIZE_BITS) | size
+        for row_id, version, size in zip(ids, versions, sizes, strict=True):
+            held[row_id] = (version << _SIZE_BITS) | min(size, _SIZE_MASK)
         self.used_bytes += growth
 
     def set_version(self, table: str, row_id: str, version: int) -> None:

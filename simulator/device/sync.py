@@ -7,6 +7,7 @@ on `SyncState`, so a sync cut by airplane mode or a failure continues where it s
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ import orjson
 
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, Outbox
+from simulator.device.pages import PageReader, row_size
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.upload import Outcome, upload_ops
 from simulator.protocol import ErrorCode
@@ -213,7 +215,7 @@ class SyncEngine:
                 self.store.remove(table, row_id)
             else:  # like a page of one row: the row back at the server's version, its files planned again
                 pt = next(p for p in self.profile if p.table == table)
-                self._apply_page(info, pt, [orjson.loads(resp.body)], len(resp.body), {}, None)
+                self._apply_page(info, pt, [orjson.loads(resp.body)], {}, None)
             self.state.refresh.discard((table, row_id))
 
     # --- internals ----------------------------------------------------------------------------
@@ -244,15 +246,20 @@ class SyncEngine:
     async def _follow(self, info: TableInfo, pt: ProfileTable, link: str, tally: Tally, rows: dict[str, int],
                       tracked: bool, seen: set[str] | None = None) -> None:
         headers = {"Prefer": f"odata.maxpagesize={self.page_size}" + (",odata.track-changes" if tracked else "")}
-        while True:
-            resp = await self.api.call("GET", link, tally, headers=headers, table=pt.table)
-            page = orjson.loads(resp.body)
-            values = page.get("value", [])
-            per_row = len(resp.body) // max(1, len(values))
-            self._apply_page(info, pt, values, per_row, rows, seen)
+        staged = PageRows(self, info, pt, rows, seen)
+        reader = PageReader(staged.add)
+
+        def attempt() -> PageReader:  # each attempt reads the page from its first byte
+            staged.clear()
+            return reader.restart()
+
+        while True:  # a page is parsed as it streams in (pages.py), never held whole, and applied at its end
+            await self.api.call("GET", link, tally, headers=headers, table=pt.table, reader=attempt)
+            page = reader.finish()
+            staged.commit()
             nxt = page.get("@odata.nextLink")
             delta = None if nxt else page["@odata.deltaLink"]
-            del resp, page, values  # a page's body and rows are not kept while the next one downloads
+            del page
             if nxt:
                 self.state.resume_links[pt.table] = link = nxt
                 continue
@@ -268,42 +275,91 @@ class SyncEngine:
             self.state.token_regressions.append(table)
         self.state.delta_links[table] = link
 
-    def _apply_page(self, info: TableInfo, pt: ProfileTable, values: list[dict[str, Any]], per_row: int,
+    def _apply_page(self, info: TableInfo, pt: ProfileTable, values: list[dict[str, Any]],
                     rows: dict[str, int], seen: set[str] | None) -> None:
-        """Apply one page: removals, then new or changed rows in one storage check; queue their files."""
-        table, id_column = pt.table, info.id_column
-        held = self.store.ids(table)
-        changed: list[dict[str, Any]] = []
-        for item in values:
-            if item.get("reason") == "deleted":
-                self.store.remove(table, item["id"])
-                continue
-            row_id = item[id_column]
-            if seen is not None:
-                seen.add(row_id)
-            packed = held.get(row_id)
-            if packed is None or packed >> 24 != _version(item):
-                changed.append(item)
-        try:
-            self.store.put_many(table, [(item[id_column], _version(item)) for item in changed], per_row)
-        except StorageFull as exc:
-            raise SyncFailed("STORAGE_FULL", str(exc)) from None
-        if changed:
-            rows[table] = rows.get(table, 0) + len(changed)
-        if pt.files and info.file_columns:
-            for item in changed:
-                self._queue_files(info, pt, item[id_column], item)
+        """Apply a whole page at once (one storage check; see `PageRows`)."""
+        page = PageRows(self, info, pt, rows, seen)
+        page.add(values)
+        page.commit()
 
-    def _queue_files(self, info: TableInfo, pt: ProfileTable, row_id: str, item: dict[str, Any]) -> None:
-        """Plan the download of a row's files that are new or changed; drop local ones it no longer has."""
-        for col in info.file_columns:
-            key, file_id, size = f"{pt.table}/{row_id}/{col}", item.get(col), int(item.get(f"{col}_size") or 0)
+    def _queue_files(self, info: TableInfo, pt: ProfileTable, row_id: str, files: list[tuple[str, Any, int]]) -> None:
+        """Plan the download of a row's files that are new or changed; drop local ones it no longer has.
+        `files`: (column, file id, size) for each of the table's file columns."""
+        for col, file_id, size in files:
+            key = f"{pt.table}/{row_id}/{col}"
             wanted = bool(file_id and size) and (pt.max_file_kb is None or size <= pt.max_file_kb * 1024)
             if not wanted:
                 self.store.drop_file(key)
                 self.state.files.pop(key, None)
             elif self.store.file_ids.get(key) != file_id or self.store.files.get(key, 0) < size:
                 self.state.files[key] = PendingFile(pt.table, info.entity_set, row_id, col, str(file_id), size)
+
+
+class PageRows:
+    """What one page changes on the device, gathered as its rows stream in and applied once the
+    page is complete (`commit`), as one store transaction: a page cut half-way changes nothing, so
+    a row it brought cannot outlive its deletion on the server when the page is read again. Kept
+    small: per row only its id, version, size and files, never the row itself."""
+
+    __slots__ = ("engine", "info", "pt", "rows", "seen", "removed", "ids", "versions", "sizes", "unchanged", "files")
+
+    def __init__(self, engine: SyncEngine, info: TableInfo, pt: ProfileTable, rows: dict[str, int],
+                 seen: set[str] | None) -> None:
+        self.engine, self.info, self.pt = engine, info, pt
+        self.rows = rows  # rows stored per table, counted at commit
+        self.seen = seen  # a forced resync's set of every row id the server gave
+        self.removed: list[str] = []
+        self.ids: list[str] = []  # new or changed rows; their versions and sizes in packed arrays
+        self.versions = array("q")
+        self.sizes = array("q")
+        self.unchanged: list[str] = []  # only gathered for `seen`
+        self.files: list[tuple[str, list[tuple[str, Any, int]]]] = []  # (row id, [(column, file id, size)])
+
+    def clear(self) -> None:
+        self.removed.clear()
+        self.ids.clear()
+        del self.versions[:], self.sizes[:]
+        self.unchanged.clear()
+        self.files.clear()
+
+    def add(self, values: list[dict[str, Any]]) -> None:
+        """Rows of the page as parsed: tombstones, and rows new or changed against the store."""
+        id_column, held = self.info.id_column, self.engine.store.ids(self.pt.table)
+        file_columns = self.info.file_columns if self.pt.files else []
+        for item in values:
+            if item.get("reason") == "deleted":
+                self.removed.append(item["id"])
+                continue
+            row_id, version = item[id_column], _version(item)
+            packed = held.get(row_id)
+            if packed is None or packed >> 24 != version:
+                self.ids.append(row_id)
+                self.versions.append(version)
+                self.sizes.append(row_size(item))
+                if file_columns:
+                    self.files.append((row_id, [(c, item.get(c), int(item.get(f"{c}_size") or 0))
+                                                for c in file_columns]))
+            elif self.seen is not None:
+                self.unchanged.append(row_id)
+
+    def commit(self) -> None:
+        """Apply the page: removals, then new or changed rows in one storage check (each row
+        costs its JSON's size, `pages.row_size`); queue their files."""
+        engine, table, ids = self.engine, self.pt.table, self.ids
+        for row_id in self.removed:
+            engine.store.remove(table, row_id)
+        if self.seen is not None:
+            self.seen.update(self.unchanged)
+            self.seen.update(ids)
+        try:
+            engine.store.put_many(table, ids, self.versions, self.sizes)
+        except StorageFull as exc:
+            raise SyncFailed("STORAGE_FULL", str(exc)) from None
+        if ids:
+            self.rows[table] = self.rows.get(table, 0) + len(ids)
+        for row_id, files in self.files:
+            engine._queue_files(self.info, self.pt, row_id, files)
+        self.clear()
 
 
 def _file_total(content_range: str | None) -> int | None:
