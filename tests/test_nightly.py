@@ -4,6 +4,7 @@ never passes a saturated size, and the capacity search returns a size within its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,63 @@ def test_the_gate_passes_against_its_own_baseline_and_fails_against_a_better_one
 
 
 def test_the_capacity_search_returns_a_size_within_its_budget(tiny: Path, tmp_path: Path) -> None:
+    """End to end, real runs. On a loaded machine a run may be marked saturated: the search must then
+    stop at that size and never pass it (the search itself is pinned down below, with a fake run)."""
     code = main(["bench", str(tiny), "--find-capacity", "--slo", "first_sync_p95<=600s", "--slo", "failure_rate<=50%",
                  "--start", "1", "--max-runs", "2", "--out", str(tmp_path)])
     result = orjson.loads((tmp_path / "capacity.json").read_bytes())
-    assert code == 0 and result["largest_ok"] == 2 and len(result["curve"]) == 2
-    assert result["stopped_because"] == "the budget of 2 runs is spent"
+    curve = result["curve"]
+    assert code == 0 and [r["devices"] for r in curve] == [1, 2][: len(curve)]
+    saturated = [r["devices"] for r in curve if r["saturated"]]
+    if saturated:
+        assert curve[-1]["saturated"] and len(saturated) == 1 and not curve[-1]["meets_slos"]
+        assert result["stopped_because"].startswith(f"the generator was saturated at {saturated[0]:,} devices")
+    else:
+        assert result["largest_ok"] == 2 and len(curve) == 2
+        assert result["stopped_because"] == "the budget of 2 runs is spent"
+
+
+def _fake_runs(monkeypatch: pytest.MonkeyPatch, p95_at: Callable[[int], float],
+               saturated_from: int | None = None) -> list[int]:
+    """Replace the real run by one whose first-sync p95 is p95_at(devices); returns the sizes run."""
+    from simulator.nightly import capacity
+
+    sizes: list[int] = []
+
+    async def measure(path: Path, devices: int, out: Path, console: Any, label: str) -> tuple[dict[str, Any], float]:
+        sizes.append(devices)
+        first = {"p50": p95_at(devices) / 2, "p95": p95_at(devices), "p99": p95_at(devices)}
+        summary = {"classes": {"technician": {
+            "first_sync": first, "delta_sync": {"p95": 1.0}, "syncs": 10, "failed": 0, "conflict_rate": 0.0,
+            "rejection_rate": 0.0, "first_sync_detail": {"unfinished": {"count": 0}}}},
+            "generator_saturated": saturated_from is not None and devices >= saturated_from}
+        return summary, 1.0
+
+    monkeypatch.setattr(capacity, "measure", measure)
+    return sizes
+
+
+@pytest.mark.parametrize(("max_runs", "largest_ok", "first_failing", "runs", "why"), [
+    (20, 38, 39, [1, 2, 4, 8, 16, 32, 64, 48, 40, 36, 38, 39], "bisected to within the precision between 38 and 39"),  # doubling, then bisection to one device
+    (5, 16, None, [1, 2, 4, 8, 16], "the budget of 5 runs is spent"),
+])
+def test_the_capacity_search_doubles_then_bisects_and_stops_within_its_budget(
+        monkeypatch: pytest.MonkeyPatch, tiny: Path, tmp_path: Path, max_runs: int, largest_ok: int,
+        first_failing: int | None, runs: list[int], why: str) -> None:
+    sizes = _fake_runs(monkeypatch, lambda n: 10.0 * n)  # p95 <= 385 s holds up to 38 devices
+    code = main(["bench", str(tiny), "--find-capacity", "--slo", "first_sync_p95<=385s",
+                 "--start", "1", "--max-runs", str(max_runs), "--precision", "0.01", "--out", str(tmp_path / "o")])
+    result = orjson.loads((tmp_path / "o" / "capacity.json").read_bytes())
+    assert code == 0 and sizes == runs and len(sizes) <= max_runs
+    assert (result["largest_ok"], result["first_failing"]) == (largest_ok, first_failing)
+    assert why in result["stopped_because"]
+
+
+def test_the_capacity_search_never_passes_a_saturated_size(monkeypatch: pytest.MonkeyPatch, tiny: Path,
+                                                          tmp_path: Path) -> None:
+    sizes = _fake_runs(monkeypatch, lambda n: 1.0, saturated_from=8)
+    main(["bench", str(tiny), "--find-capacity", "--slo", "first_sync_p95<=60s", "--start", "1",
+          "--out", str(tmp_path / "o")])
+    result = orjson.loads((tmp_path / "o" / "capacity.json").read_bytes())
+    assert sizes == [1, 2, 4, 8] and result["largest_ok"] == 4
+    assert result["stopped_because"].startswith("the generator was saturated at 8 devices")
