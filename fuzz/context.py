@@ -105,10 +105,11 @@ def _scan(state: ServerState, user: User, table: TableStore, per_list: int = 4) 
             if len(into) < per_list:
                 into.append(row.id)
     for row_id in {*info.own, *info.foreign, *info.hidden}:
-        for _, values in table.key_values(table.rows[row_id])[:1]:
-            columns = next(iter(table.keys.values()))
-            info.key_values[row_id] = dict(zip(columns, values, strict=True))
-            info.alternate[row_id] = ",".join(f"{c}={_literal(v)}" for c, v in zip(columns, values, strict=True))
+        row = table.rows[row_id]
+        for name, _ in table.key_values(row)[:1]:  # the row's first alternate key with every column set
+            values = {c: row.values[c] for c in table.keys[name]}  # as stored (the index folds text's case)
+            info.key_values[row_id] = values
+            info.alternate[row_id] = ",".join(f"{c}={_literal(v)}" for c, v in values.items())
     return info
 
 

@@ -38,12 +38,14 @@ EXAMPLES_PER_OPERATION = 9
 
 def scenario() -> Scenario:
     """The small scenario, with technicians reading only their team's accounts (so some rows are
-    hidden from them) and an alternate key on accounts, made ready for fuzzing (fuzz.server.fuzz_scenario)."""
+    hidden from them), an alternate key on accounts and a date-time column on work orders, made ready
+    for fuzzing (fuzz.server.fuzz_scenario)."""
     classes = copy.deepcopy(SMALL["user_classes"])
     classes[0]["privileges"]["account"] = {"read": "team"}
     tables = copy.deepcopy(SMALL["tables"])
     tables[0]["columns"].append({"name": "accountnumber", "type": "text", "max_length": 20})
     tables[0]["keys"] = [{"name": "number", "columns": ["accountnumber"]}]
+    tables[1]["columns"].append({"name": "msdyn_due", "type": "datetime"})
     return fuzz_scenario(small_scenario(user_classes=classes, tables=tables))
 
 

@@ -129,14 +129,15 @@ def check(answer: Answer, request_json: Any = None, injected_fault: bool = False
         f"{answer.method} {answer.url} answered {answer.status}: {answer.body[:500]!r}")
     url = URL(answer.url)
     found = match_path(url.path)
-    if found is None:  # the document's rule for paths it does not list
-        assert answer.status == 404, f"{answer.method} {url.path} is not documented but answered {answer.status}"
-        validate("/components/schemas/Error", answer.json(), f"404 of undocumented {url.path}")
+    if found is None:  # the document's rules for paths it does not list: 404, after authentication (401)
+        allowed = {404, 401} if url.path.startswith((f"{ROOT}/", "/_syncsim/")) else {404}
+        assert answer.status in allowed, f"{answer.method} {url.path} is not documented but answered {answer.status}"
+        validate("/components/schemas/Error", answer.json(), f"{answer.status} of undocumented {url.path}")
         return
     template = found[0]
     op = SPEC["paths"][template].get(answer.method.lower())
     if op is None:  # the document's rule for methods a path does not list: 405, or 404 from a {set} route
-        name = {405: "MethodNotAllowed", 404: "NotFound"}.get(answer.status)
+        name = {405: "MethodNotAllowed", 404: "NotFound", 401: "Unauthorized"}.get(answer.status)
         assert name, f"{answer.method} {template} is not documented but answered {answer.status}"
         validate(pointer("components", "responses", name, "content", "application/json", "schema"),
                  answer.json(), f"{answer.status} of undocumented {answer.method} {template}")
@@ -626,6 +627,22 @@ async def test_update_errors(client: Client) -> None:
     await client.send("PATCH", f"{ROOT}/nope({mine.id})", 404, json={"name": "x"})
 
 
+async def test_alternate_keys_name_rows_in_entity_ids_and_a_clash_is_412(make_client: Callable[..., Any]) -> None:
+    """An upsert by key answers with the key in OData-EntityId and Location (percent-encoded), and
+    another row's key values are 412 DuplicateRecordEntityKey, case-insensitively."""
+    tables = copy.deepcopy(SMALL["tables"])
+    tables[0]["columns"].append({"name": "accountnumber", "type": "text", "max_length": 20})
+    tables[0]["keys"] = [{"name": "number", "columns": ["accountnumber"]}]
+    client = await make_client(tables=tables)
+    created = await client.send("PATCH", f"{ROOT}/accounts(accountnumber='N%C3%A9-1')", 204, json={"name": "k"})
+    assert created.headers["OData-EntityId"].endswith("/accounts(accountnumber='N%C3%A9-1')")
+    assert created.headers["Location"] == created.headers["OData-EntityId"]
+    updated = await client.send("PATCH", f"{ROOT}/accounts(accountnumber='n%C3%A9-1')", 204, json={"name": "l"})
+    assert "Location" not in updated.headers
+    clash = await client.send("POST", f"{ROOT}/accounts", 412, json={"name": "m", "accountnumber": "NÉ-1"})
+    assert clash.error_code == "0x80060892"
+
+
 async def test_a_stale_if_match_is_412_with_conflict_detection_on(make_client: Callable[..., Any]) -> None:
     client = await make_client(**detection_on())
     row = row_of(client, "account")
@@ -963,6 +980,15 @@ async def test_methods_and_paths_the_document_does_not_list_are_405_and_404(clie
     await client.send("GET", "/elsewhere", 404, user=None)
 
 
+async def test_authentication_comes_before_routing_under_the_api_root_and_syncsim(client: Client) -> None:
+    """The document's rule: an unlisted path answers 401 without a token where tokens are needed."""
+    await client.send("GET", f"{ROOT}/nope/deeper", 401, user=None)
+    await client.send("PUT", f"{ROOT}/accounts", 401, user=None)
+    await client.send("GET", "/_syncsim/nope", 401, user=None)
+    await client.admin("GET", "/_syncsim/nope", 404)
+    await client.send("GET", "/elsewhere/deeper", 404, user=None)
+
+
 # --- /_syncsim -----------------------------------------------------------------------------------
 async def test_health_needs_no_key(client: Client) -> None:
     assert (await client.send("GET", "/_syncsim/health", 200, user=None)).json()["status"] == "ok"
@@ -1027,6 +1053,7 @@ async def test_snapshot(client: Client) -> None:
     answer = await client.admin("GET", q("/_syncsim/snapshot", {"user": TECH}))
     assert set(answer.json()["tables"]) == {"account", "msdyn_workorder", "annotation"}
     await client.admin("GET", q("/_syncsim/snapshot", {"user": "nobody"}), 404)
+    await client.admin("GET", "/_syncsim/snapshot", 400)  # no user
     await client.send("GET", q("/_syncsim/snapshot", {"user": TECH}), 401, user=None)
 
 
@@ -1034,6 +1061,17 @@ async def test_activity(client: Client) -> None:
     assert (await client.admin("PUT", "/_syncsim/activity", json={"back_office": False})).json() == {"back_office": False}
     await client.admin("PUT", "/_syncsim/activity", 400, json={"back_office": "no"})
     await client.send("PUT", "/_syncsim/activity", 401, user=None, json={})
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/_syncsim/token"), ("PUT", "/_syncsim/faults"),
+                                            ("POST", "/_syncsim/privileges"), ("PUT", "/_syncsim/activity"),
+                                            ("PUT", "/_syncsim/clock"), ("POST", "/_syncsim/run")])
+async def test_syncsim_routes_refuse_a_body_over_the_limit_with_413(make_client: Callable[..., Any], method: str,
+                                                                   path: str) -> None:
+    client = await make_client(server={"max_body_mb": 0.01})
+    big = json.dumps({"user": "x" * 20_000}).encode()
+    too_big = await client.admin(method, path, 413, data=big, headers={"Content-Type": "application/json"})
+    assert too_big.error_code == "0x8006088a"
 
 
 # --- coverage ------------------------------------------------------------------------------------

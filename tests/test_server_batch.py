@@ -223,6 +223,28 @@ async def test_an_undeclared_content_id_reference_is_400(api: Api) -> None:
     assert rows(api, "account") == before
 
 
+async def test_an_undone_delete_leaves_no_tombstone_and_the_versions_are_given_back(api: Api) -> None:
+    """A rolled-back changeset used to leave store.version advanced and the undone delete in the ledger."""
+    mine = account_of(api, TECH, mine=True)
+    before, version = rows(api, "account"), api.state.store.version
+    body = sdk_batch("batch_t", [[("DELETE", url(api, f"accounts({mine})"), None, {"If-Match": "*"}, 1),
+                                  ("POST", url(api, "accounts"), {"nosuchcolumn": 1}, None, 2)]])
+    status, _, _ = await send(api, body)
+    assert status == 400 and rows(api, "account") == before and api.state.store.version == version
+    assert mine not in api.state.store.table("account").deleted
+    ledger = await (await api.client.get("/_syncsim/ledger", headers={"Authorization": "Bearer admin"})).json()
+    assert "account" not in ledger["deleted"] and ledger["version"] == version
+
+
+async def test_a_delimiter_not_followed_by_a_line_break_is_400_not_a_lost_part(api: Api) -> None:
+    part = sdk_part("batch_t", "GET", url(api, "accounts?$top=1"))
+    body = (part + "--batch_t--\r\n").replace("--batch_t\r\n", "--batch_t", 1).encode()
+    resp = await api.call("POST", f"{ROOT}/$batch", TECH, data=body,
+                          headers={"Content-Type": "multipart/mixed; boundary=batch_t"})
+    assert resp.status == 400
+    assert "text after the boundary" in (await resp.json())["error"]["message"]
+
+
 async def test_a_bulk_action_inside_a_changeset_rolls_back_with_it(api: Api) -> None:
     before = rows(api, "account")
     body = sdk_batch("batch_t", [[

@@ -204,3 +204,15 @@ async def test_bulk_delete_of_an_unknown_table_or_column_is_400(api: Api, logica
     resp = await api.call("POST", f"{ROOT}/BulkDelete", MANAGER, json=_bulk_delete_body(logical, column, [str(uuid.uuid4())]))
     assert resp.status == 400
     assert len(api.state.store.table("account")) == 20
+
+
+async def test_an_undone_bulk_action_gives_its_row_versions_back(api: Api) -> None:
+    """All or nothing includes the version counter: the next write gets the version the undone one had."""
+    ids = _workorder_ids(api, 2)
+    version = api.state.store.version
+    targets = [{"msdyn_workorderid": ids[0], "msdyn_duration": 1}, {"msdyn_workorderid": ids[1], "msdyn_duration": 2},
+               {"msdyn_workorderid": str(uuid.uuid4()), "msdyn_duration": 3}]  # missing: 404 for the whole request
+    resp = await api.call("POST", _action("msdyn_workorders", "UpdateMultiple"), TECH, json={"Targets": targets})
+    assert resp.status == 404 and api.state.store.version == version
+    ok = await api.call("PATCH", f"{ROOT}/msdyn_workorders({ids[0]})", TECH, json={"msdyn_duration": 4})
+    assert ok.headers["ETag"] == f'W/"{version + 1}"'

@@ -231,6 +231,8 @@ def many(n: int) -> str:
     ("msdyn_account($filter=name eq 'x')", REFUSED, "$filter in $expand of the lookup 'msdyn_account'"),
     ("msdyn_account($expand=x)", REFUSED, "Nested $expand"),
     (f"{NOTES}($expand=objectid)", REFUSED, "Nested $expand"),
+    (f"{NOTES}($top=2;$expand=objectid)", REFUSED, ONLY_SELECT_AND_FILTER),  # Dataverse's, before syncsim's refusal
+    (f"{NOTES}($expand=objectid;$orderby=name)", REFUSED, ONLY_SELECT_AND_FILTER),
     (f"{NOTES}($skip=1)", REFUSED, "The query option '$skip' is not supported in $expand."),
     (f"{NOTES}($count=true)", REFUSED, "The query option '$count' is not supported in $expand."),
     ("msdyn_account($levels=2)", REFUSED, "The query option '$levels' is not supported in $expand."),
@@ -261,6 +263,16 @@ async def test_bad_expands_are_400_with_dataverse_error_json(api: Api, expand: s
                 f"{WO}({next(iter(rows_of(api, 'msdyn_workorder')))})?$expand={quote(expand)}"):
         got_code, got_message = await error_of(api, url)
         assert got_code == code and message in got_message, (url, got_code, got_message)
+
+
+async def test_count_checks_expand_as_the_query_does_and_otherwise_ignores_it(api: Api) -> None:
+    """OData: $expand does not change a count. A bad one is the same 400 on /$count as on the query."""
+    plain = await api.call("GET", f"{WO}/$count", USER)
+    expanded = await api.call("GET", f"{WO}/$count?$expand={quote(f'msdyn_account($select=name),{NOTES}')}", USER)
+    assert (plain.status, expanded.status) == (200, 200) and await plain.text() == await expanded.text()
+    for expand in ("nope", "name", f"{NOTES}($top=2;$expand=objectid)"):
+        query_error = await error_of(api, f"{WO}?$expand={quote(expand)}")
+        assert await error_of(api, f"{WO}/$count?$expand={quote(expand)}") == query_error
 
 
 async def test_fifteen_expands_are_the_limit_not_an_error_of_their_own(api: Api) -> None:

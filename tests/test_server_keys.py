@@ -115,6 +115,39 @@ async def test_duplicate_key_values_are_412_and_nothing_is_written(api: Api) -> 
     assert moved.status == 412 and _state(api) == before
 
 
+async def test_text_key_values_match_case_insensitively_as_dataverses_collation_does(api: Api) -> None:
+    table = api.state.store.table("account")
+    row = next(r for r in table.rows.values() if r.values["accountnumber"] == "ACC-000007")
+    got = await api.call("GET", f"{ACCOUNTS}(accountnumber='acc-000007')", MANAGER)
+    assert got.status == 200 and (await got.json())["accountid"] == row.id
+    before = _state(api)
+    dup = await api.call("POST", ACCOUNTS, MANAGER, json={"name": "dup", "accountnumber": "acc-000007"})
+    assert dup.status == 412 and (await dup.json())["error"]["code"] == "0x80060892" and _state(api) == before
+    upsert = await api.call("PATCH", f"{ACCOUNTS}(accountnumber='Acc-000007')", MANAGER, json={"name": "same row"})
+    assert upsert.status == 204 and "Location" not in upsert.headers and len(table) == 20
+    assert table.rows[row.id].values["name"] == "same row"
+    own_case = await api.call("PATCH", f"{ACCOUNTS}({row.id})", MANAGER, json={"accountnumber": "acc-000007"})
+    assert own_case.status == 204  # a row may change the case of its own key
+
+
+async def test_the_key_in_a_created_rows_entity_id_is_percent_encoded(api: Api) -> None:
+    """A line break in a key used to reach the OData-EntityId header: aiohttp refused it after the row
+    was written and the connection was dropped."""
+    made = await api.call("PATCH", f"{ACCOUNTS}(accountnumber='a%0D%0Ab%20%C3%A9')", MANAGER, json={"name": "x"})
+    assert made.status == 204
+    assert made.headers["OData-EntityId"].endswith("/accounts(accountnumber='a%0D%0Ab%20%C3%A9')")
+
+
+async def test_an_upsert_by_key_takes_the_bodys_primary_id_for_the_row_it_creates(api: Api) -> None:
+    table = api.state.store.table("account")
+    new = "00000000-0000-4000-8000-00000000c0de"
+    made = await api.call("PATCH", f"{ACCOUNTS}(accountnumber='C-1')", MANAGER, json={"accountid": new, "name": "c"})
+    assert made.status == 204 and table.rows[new].values["accountnumber"] == "C-1"
+    before = _state(api)
+    taken = await api.call("PATCH", f"{ACCOUNTS}(accountnumber='C-2')", MANAGER, json={"accountid": new, "name": "d"})
+    assert taken.status == 412 and (await taken.json())["error"]["code"] == "0x80040237" and _state(api) == before
+
+
 async def test_upsert_multiple_names_rows_by_key_and_creates_the_missing_ones(api: Api) -> None:
     table = api.state.store.table("account")
     targets = [

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
+from simulator.server.expand import navigation_properties
 from simulator.server.handlers.metadata import metadata_id
 from tests.conftest import Api
 
@@ -136,3 +137,22 @@ async def test_csdl_is_xml_with_change_tracking_annotations(api: Api) -> None:
     workorder = root.find(".//edm:EntityType[@Name='msdyn_workorder']", ns)
     assert workorder is not None
     assert workorder.find("edm:Property[@Name='_msdyn_account_value']", ns) is not None
+
+
+async def test_csdl_lists_every_navigation_property_expand_accepts_with_its_partner(api: Api) -> None:
+    """Single-valued (lookups) and collection-valued (the lookups pointing at the table), named as
+    $expand names them; each side names the other as its Partner."""
+    root = ET.fromstring(await get(api, f"{ROOT}/$metadata"))
+    ns = {"edm": "http://docs.oasis-open.org/odata/ns/edm"}
+    listed = {(t.get("Name"), n.get("Name")): (n.get("Type"), n.get("Partner"))
+              for t in root.findall(".//edm:EntityType", ns) for n in t.findall("edm:NavigationProperty", ns)}
+    store = api.state.store
+    expected = {(t.meta.logical_name, name) for t in store.tables.values() for name in navigation_properties(store, t)}
+    assert set(listed) == expected
+    assert listed[("msdyn_workorder", "msdyn_account")] == ("mscrm.account", "account_msdyn_workorder_msdyn_account")
+    assert listed[("account", "account_msdyn_workorder_msdyn_account")] == (
+        "Collection(mscrm.msdyn_workorder)", "msdyn_account")
+    for (table, name), _ in listed.items():
+        set_name = store.table(table).meta.set_name
+        assert (await api.call("GET", f"{ROOT}/{set_name}?$top=1&$expand={name}", "manager-0001")).status == 200
+

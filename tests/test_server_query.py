@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
+import orjson
 import pytest
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.clock import ManualClock
 from simulator.server.handlers import count
 from simulator.server.odata_filter import Field, compile_filter, parse_filter
+from simulator.server.serve import start_server
 from simulator.server.store import Row
-from tests.conftest import Api
+from tests.conftest import Api, small_scenario
 
 ROOT = "/api/data/v9.2"
 WO = f"{ROOT}/msdyn_workorders"
@@ -181,6 +186,59 @@ async def test_syntax_errors_are_400_naming_position_and_token(api: Api, text: s
 ])
 async def test_bad_queries_are_400_with_dataverse_error_json(api: Api, url: str) -> None:
     await error_of(api, url)
+
+
+@pytest.mark.parametrize("literal", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:30+00:45"])
+async def test_a_date_time_literal_whose_utc_instant_leaves_the_calendar_is_400(api: Api, literal: str) -> None:
+    """It used to be a 500 (OverflowError converting it to UTC), in comparisons, In lists and /$count."""
+    message = await error_of(api, f"{WO}?$filter=" + quote(f"createdon gt {literal}"))
+    assert f"invalid literal '{literal}'" in message
+    await error_of(api, f"{WO}/$count?$filter=" + quote(f"modifiedon le {literal}"))
+    await error_of(api, f"{WO}?$filter=" + quote(f"Microsoft.Dynamics.CRM.In(PropertyName='createdon',PropertyValues=['{literal}'])"))
+
+
+async def test_a_skiptoken_whose_values_the_query_could_not_have_served_is_400(api: Api) -> None:
+    """A forged cookie with a date-time outside the calendar (it used to be a 500) or a value of another type."""
+    first = await get(api, f"{WO}?$orderby=createdon", {"Prefer": "odata.maxpagesize=5"})
+    token = unquote(first["@odata.nextLink"].split("$skiptoken=", 1)[1])
+    paging = token.split('pagingcookie="', 1)[1].split('"', 1)[0]
+    data = unquote(paging).split('syncsim="', 1)[1].split('"', 1)[0]
+    served, last_id, _ = orjson.loads(base64.urlsafe_b64decode(data))
+
+    def with_values(values: list[Any]) -> str:
+        forged = base64.urlsafe_b64encode(orjson.dumps([served, last_id, values])).decode()
+        cookie = token.replace(paging, quote(unquote(paging).replace(data, forged), safe=""))
+        return f"{WO}?$orderby=createdon&$skiptoken=" + quote(cookie, safe="")
+
+    assert (await api.call("GET", with_values(["2024-01-01T00:00:00Z"]), USER)).status == 200
+    for value in ("0001-01-01T00:00:00+01:00", {"a": 1}, "not a date"):
+        await error_of(api, with_values([value]))
+
+
+async def test_a_url_up_to_dataverses_32768_characters_is_read(api: Api) -> None:
+    """aiohttp refuses request lines over 8,190 bytes unless told otherwise; Dataverse takes 32 KB URLs."""
+    select = ",".join(["name"] * 5000)  # about 25,000 characters
+    resp = await api.call("GET", f"{WO}?$top=1&$select={select}", USER)
+    assert resp.status == 200 and len((await resp.json())["value"]) == 1
+
+
+async def test_requests_aiohttps_parser_refuses_get_the_dataverse_error_body_from_the_real_runner() -> None:
+    """`start_server` (syncsim serve, syncsim run, the fuzzer) answers them with the error JSON, not text/plain."""
+    server = await start_server(small_scenario(), admin_key="admin", clock=ManualClock())
+    try:
+        host, port = server.runner.addresses[0][:2]
+        for request in (f"GET {ROOT}/accounts?$select={'x' * 40_000} HTTP/1.1\r\nHost: h\r\n\r\n".encode(),
+                        f"GET {ROOT}/accounts HTTP/1.1\r\nHost: h\r\nPrefer: {'x' * 9000}\r\n\r\n".encode(),
+                        f"POST {ROOT}/accounts HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n{{}}".encode()):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request)
+            answer = await reader.read()  # the server closes the connection after such an answer
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.split(b" ")[1] == b"400" and b"OData-Version: 4.0" in head, head
+            assert orjson.loads(body)["error"]["code"] == "0x80048d19"
+    finally:
+        await server.close()
 
 
 async def test_skip_gives_dataverse_message(api: Api) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from simulator.server.app import make_app
 from simulator.server.seed import build_store
-from tests.conftest import Api, small_scenario
+from tests.conftest import SMALL, Api, small_scenario
 
 WO = "/api/data/v9.2/msdyn_workorders"
 
@@ -193,3 +194,82 @@ async def test_execution_time_stops_when_a_streamed_answer_starts_not_when_a_slo
     client = Api(await aiohttp_client(app))
     resp = await client.call("GET", "/api/data/v9.2/slow")
     assert resp.status == 200 and recorded == [0.0]
+
+
+async def _refused(resp: Any, status: int, code: str) -> str:
+    """The message of an error answer with this status and Dataverse code."""
+    body = await resp.json()
+    assert (resp.status, body["error"]["code"]) == (status, code), body
+    return str(body["error"]["message"])
+
+
+async def test_numbers_past_what_their_column_type_holds_are_400_and_change_nothing(api: Api) -> None:
+    """Whole numbers are Edm.Int32; decimals are limited to ±100 billion (and .NET's decimal before that)."""
+    row_id, _ = await a_row(api)
+    account = next(iter(api.state.store.table("account").rows))
+    version = api.state.store.version
+    for value in (2**31, -(2**31) - 1, 2**64 - 1):
+        message = await _refused(await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": value}),
+                                 400, "0x80048d19")
+        assert message == f"Cannot convert the literal '{value}' to the expected type 'Edm.Int32'."
+    for value, code in ((1e12, "0x80044331"), (-100_000_000_001, "0x80044331"), (1e30, "0x80048d19"), (1e308, "0x80048d19")):
+        await _refused(await api.call("PATCH", f"/api/data/v9.2/accounts({account})", "manager-0001",
+                                      json={"revenue": value}), 400, code)
+    assert api.state.store.version == version
+    fits = await api.call("PATCH", f"/api/data/v9.2/accounts({account})", "manager-0001", json={"revenue": 1e11})
+    assert fits.status == 204
+
+
+async def test_a_lookup_value_column_is_read_only_and_set_through_its_navigation_property(api: Api) -> None:
+    """Dataverse: "CRM do not support direct update of Entity Reference properties" (400 0x80060888)."""
+    row_id, _ = await a_row(api)
+    version, rows = api.state.store.version, len(api.state.store.table("msdyn_workorder"))
+    dangling = "00000000-0000-4000-8000-00000000beef"
+    for method, url in (("PATCH", f"{WO}({row_id})"), ("POST", WO)):
+        for key in ("_msdyn_account_value", "_ownerid_value"):
+            message = await _refused(await api.call(method, url, json={key: dangling}), 400, "0x80060888")
+            assert message.startswith("CRM do not support direct update of Entity Reference properties")
+    assert (api.state.store.version, len(api.state.store.table("msdyn_workorder"))) == (version, rows)
+
+
+async def test_a_primary_id_in_a_patch_body_must_name_the_urls_row(api: Api) -> None:
+    row_id, _ = await a_row(api)
+    table = api.state.store.table("msdyn_workorder")
+    version, rows = api.state.store.version, len(table)
+    other = "00000000-0000-4000-8000-0000000000aa"
+    message = await _refused(await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_workorderid": other}),
+                             400, "0x80048d19")
+    assert other in message and row_id in message
+    await _refused(await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_workorderid": "not-a-guid"}), 400, "0x80048d19")
+    absent = "00000000-0000-4000-8000-0000000000bb"  # an upsert creating a row: the URL's id, not the body's
+    await _refused(await api.call("PATCH", f"{WO}({absent})", json={"msdyn_workorderid": other}), 400, "0x80048d19")
+    assert (api.state.store.version, len(table), other in table.rows) == (version, rows, False)
+    same = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_workorderid": "{" + row_id.upper() + "}", "name": "x"})
+    assert same.status == 204 and table.rows[row_id].values["name"] == "x"
+
+
+async def test_the_primary_id_column_cannot_be_cleared_through_the_column_route(api: Api) -> None:
+    row_id, _ = await a_row(api)
+    version = api.state.store.version
+    await _refused(await api.call("DELETE", f"{WO}({row_id})/msdyn_workorderid"), 400, "0x80048d19")
+    assert api.state.store.version == version and not api.state.write_log.writes
+
+
+async def test_date_times_outside_crmdatetimes_range_are_400_as_in_dataverse(
+        aiohttp_client: Callable[..., Any], make_server: Callable[..., web.Application]) -> None:
+    tables = copy.deepcopy(SMALL["tables"])
+    tables[1]["columns"].append({"name": "msdyn_due", "type": "datetime"})
+    api = await api_for(aiohttp_client, make_server, tables=tables)
+    row_id, _ = await a_row(api)
+    version = api.state.store.version
+    message = await _refused(await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_due": "1752-12-31T23:59:59Z"}),
+                             400, "0x80040239")
+    assert message == ("DateTime is less than minumum value supported by CrmDateTime. Actual value: "
+                       "12/31/1752 23:59:59, Minimum value supported: 01/01/1753 00:00:00")
+    for value in ("0001-01-01T00:00:00+01:00", "1753-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00"):
+        await _refused(await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_due": value}), 400, "0x80040239")
+    for value in (20240101, "tomorrow"):
+        await _refused(await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_due": value}), 400, "0x80044331")
+    assert api.state.store.version == version
+    for value in ("1753-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):
+        assert (await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_due": value})).status == 204

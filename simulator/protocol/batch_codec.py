@@ -118,18 +118,27 @@ def count_requests(items: Sequence[BatchItem]) -> int:
 
 
 def split_parts(body: bytes, boundary: str) -> list[bytes]:
-    """The encapsulated parts between `--boundary` delimiters; preamble and epilogue are dropped."""
-    delimiter = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary.encode()) + rb"(--)?[ \t]*(?=\r?\n|\Z)")
-    matches = list(delimiter.finditer(body))
-    if not matches:
-        raise BatchFormatError(f"The body has no '--{boundary}' delimiter.")
+    """The encapsulated parts between `--boundary` delimiters; preamble and epilogue are dropped.
+
+    A line that opens with `--boundary` is a delimiter (RFC 2046 5.1.1): only `--` (the closing one)
+    and blanks may follow it on its line, anything else is a BatchFormatError (the part would be lost)."""
+    candidate = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary.encode()))
+    rest = re.compile(rb"(--)?[ \t]*(?=\r?\n|\Z)")
     parts: list[bytes] = []
-    for m, following in zip(matches, [*matches[1:], None], strict=True):
-        if m.group(1):
+    opened: int | None = None  # where the current part starts (after its delimiter line)
+    for found in candidate.finditer(body):
+        line = rest.match(body, found.end())
+        if line is None:
+            text = body[found.start() : found.end() + 24].strip(b"\r\n")
+            raise BatchFormatError(f"The delimiter line {text!r}... has text after the boundary; a line break "
+                                   "must follow it.")
+        if opened is not None:
+            parts.append(_strip_line_break(body[opened : found.start()]))
+        if line.group(1):
             return parts
-        if following is None:
-            break
-        parts.append(_strip_line_break(body[m.end() : following.start()]))
+        opened = line.end()
+    if opened is None:
+        raise BatchFormatError(f"The body has no '--{boundary}' delimiter.")
     raise BatchFormatError(f"The body does not end with the closing delimiter '--{boundary}--'.")
 
 

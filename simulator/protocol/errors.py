@@ -19,6 +19,8 @@ class ErrorCode(Enum):
     DUPLICATE_RECORD = ("0x80040237", 412, "DuplicateRecord")
     DUPLICATE_KEY = ("0x80060892", 412, "DuplicateRecordEntityKey")
     VALIDATION = ("0x80044331", 400, "ValidationError")
+    DATETIME_OUT_OF_RANGE = ("0x80040239", 400, "DateTimeOutOfRange")  # code and message Dataverse's, name ours
+    ENTITY_REFERENCE_UPDATE = ("0x80060888", 400, "EntityReferenceUpdateNotSupported")  # `_x_value` in a body
     BAD_PAYLOAD = ("0x80048d19", 400, "ODataClientPayloadError")
     EXPIRED_VERSION_STAMP = ("0x80044352", 400, "ExpiredVersionStamp")
     TRACKING_QUERY_OPTION = ("0x80060888", 400, "ChangeTrackingQueryOptionNotSupported")

@@ -9,6 +9,7 @@ from simulator.scenario import Scenario
 from simulator.server import middlewares
 from simulator.server.activity import activity_ctx
 from simulator.server.handlers import admin, batch, bulk, count, files, metadata, reads, writes
+from simulator.server.http_errors import HANDLER_ARGS
 from simulator.server.limits import ServiceProtection
 from simulator.server.state import STATE, ServerState
 from simulator.server.store import Store
@@ -22,6 +23,7 @@ def make_app(scenario: Scenario, store: Store, clock: Clock, admin_key: str | No
         middlewares=[middlewares.errors, middlewares.auth, middlewares.protection,
                      middlewares.faults, middlewares.idempotency],
         client_max_size=max_body,
+        handler_args=HANDLER_ARGS,  # request lines up to Dataverse's URL limit
     )
     app[STATE] = ServerState(scenario, store, clock, admin_key)
     app[middlewares.PROTECTION] = ServiceProtection(scenario.server.limits)

@@ -180,22 +180,26 @@ def _options(text: str | None, nav: Navigation) -> dict[str, str]:
             raise _bad(f"Syntax error in $expand of '{nav.name}' at '{part}'.")
         if option in out:
             raise _bad(f"The query option '{option}' is given more than once in $expand of '{nav.name}'.")
-        _check_option(option, nav)
         out[option] = value.strip()
+    for option in out:
+        _check_option(option, nav, out)
     return out
 
 
-def _check_option(option: str, nav: Navigation) -> None:
+def _check_option(option: str, nav: Navigation, options: dict[str, str]) -> None:
     if option == "$select":
         return
-    if option in ("$top", "$orderby", "$filter") and nav.collection:
+    if option in ("$top", "$orderby") and nav.collection and "$expand" not in options:
         return
-    if option in ("$top", "$orderby"):
-        raise _refused(ONLY_SELECT_AND_FILTER)
+    if option == "$filter" and nav.collection:
+        return
+    if option in ("$top", "$orderby") or (option == "$expand" and {"$top", "$orderby"} & options.keys()):
+        raise _refused(ONLY_SELECT_AND_FILTER)  # also Dataverse's answer to $top/$orderby beside a nested $expand
     if option == "$filter":
         raise _refused(f"$filter in $expand of the lookup '{nav.name}' is not supported by syncsim.")
     if option == "$expand":
-        raise _refused(f"Nested $expand (in $expand of '{nav.name}') is not supported by syncsim.")
+        raise _refused(f"Nested $expand (in $expand of '{nav.name}') is not supported by syncsim; expand "
+                       f"'{nav.target.meta.set_name}' in a query of its own.")
     if option in _NOT_IN_DATAVERSE:
         raise _refused(f"The query option '{option}' is not supported in $expand.")
     raise _bad(f"The query option '{option}' is not valid in $expand of '{nav.name}'.")

@@ -16,11 +16,12 @@ from typing import Any
 from simulator.protocol import ErrorCode, parse_etag
 from simulator.protocol.errors import CONCURRENCY_MESSAGE
 from simulator.protocol.ids import new_guid
-from simulator.protocol.odata import GUID_RE, body_digest
+from simulator.protocol.odata import body_digest
 from simulator.scenario import ColumnDef
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.state import ServerState
 from simulator.server.store import FileInfo, LogEntry, Row, TableStore, User, lookup_key
+from simulator.server.values import entity_reference, guid, invalid_property, text, typed
 from simulator.server.write_log import Origin, Refusal, Write
 
 _BIND = re.compile(r"^/?(?P<set>[A-Za-z_]\w*)\((?P<id>[0-9a-fA-F-]{36})\)$")
@@ -37,6 +38,8 @@ class _Undo:
     prev: Row | None
     logged: list[tuple[TableStore, list[LogEntry]]]  # change-log entries the write appended, any table
     written: Write | None = None  # its write-log entry
+    tombstone: Row | None = None  # the row's entry in TableStore.deleted before the write
+    version: int = 0  # the store's version before the write
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +165,13 @@ class Writer:
                 raise not_found(table.meta.logical_name, row_id)
             if row is not None:
                 self._reject(table, "Write")
-            values, owner, _ = self._values(table, payload, for_create=True)
+            values, owner, _ = self._values(table, payload, for_create=True, row_id=row_id)
             self._check_create(table)
             return self._insert(table, row_id, values, owner)
         if not self.state.access.can_write(self.user, table, row, "update"):
             self._reject(table, "Write")
         conflict = self._check_etag(table, row, if_match)
-        values, owner, _ = self._values(table, payload, for_create=False)
+        values, owner, _ = self._values(table, payload, for_create=False, row_id=row.id)
         self._check_keys(table, row.id, {**row.values, **values})
         new = Row(row.id, self.state.store.next_version(), row.owner if owner is None else owner,
                   row.team, self.state.clock.now(), {**row.values, **values}, row.files)
@@ -185,15 +188,21 @@ class Writer:
         if not self.state.access.can_write(self.user, table, row, "delete"):
             self._reject(table, "Delete")
         conflict = self._check_etag(table, row, if_match)
-        marks = self._marks()
+        marks, tombstone, version = self._marks(), table.deleted.get(row_id), self.state.store.version
         self.state.store.delete(table, row_id)
         written = self._log(table, row_id, self.state.store.version, "delete", conflict)
-        self._undo.append(_Undo(table, row_id, row, self._logged_since(marks), written))
+        self._undo.append(_Undo(table, row_id, row, self._logged_since(marks), written, tombstone, version))
         self.state.counters.writes_applied += 1
         return WriteResult(row_id, None, conflict=conflict)
 
     def undo(self) -> None:
-        """Revert every write of this writer, newest first (rows, indexes and change log)."""
+        """Revert every write of this writer, newest first: rows, indexes, tombstones, change log, write
+        log, and the store's version counter (the undone versions are given out again).
+
+        An all-or-nothing group runs without yielding to the event loop, so no other request has
+        written, or read the undone rows, in between; the counter is only wound back if no write came
+        after this writer's last one, so a version is never given to two rows."""
+        last = max((u.written.version for u in self._undo if u.written is not None), default=None)
         for u in reversed(self._undo):
             current = u.table.rows.get(u.row_id)
             if current is not None:
@@ -201,6 +210,10 @@ class Writer:
                 del u.table.rows[u.row_id]
             if u.prev is not None:
                 u.table.load(u.prev)
+            if u.tombstone is not None:
+                u.table.deleted[u.row_id] = u.tombstone
+            else:
+                u.table.deleted.pop(u.row_id, None)
             for table, entries in u.logged:
                 drop = {id(e) for e in entries}
                 kept = [(v, e) for v, e in zip(table.log_versions, table.log, strict=True) if id(e) not in drop]
@@ -208,6 +221,13 @@ class Writer:
                 table.log[:] = [e for _, e in kept]
             if u.written is not None:
                 self.state.write_log.writes.remove(u.written)
+        if self._undo and self.state.store.version == last:
+            start = self._undo[0].version
+            self.state.store.version = start
+            for refusal in reversed(self.state.write_log.refusals):  # refused mid-group: as of before it
+                if refusal.at_version <= start:
+                    break
+                refusal.at_version = start
         self.state.counters.writes_applied -= len(self._undo)
         self._undo.clear()
 
@@ -232,10 +252,11 @@ class Writer:
                                  "unique values. Select unique values and try again.")
 
     def _apply(self, table: TableStore, row: Row, conflict: bool, kind: str | None = None) -> None:
-        prev, marks = table.rows.get(row.id), self._marks()
+        """Store a row version whose number came from next_version() just now."""
+        prev, marks, tombstone = table.rows.get(row.id), self._marks(), table.deleted.get(row.id)
         self.state.store.write(table, row)
         written = self._log(table, row.id, row.version, kind, conflict)
-        self._undo.append(_Undo(table, row.id, prev, self._logged_since(marks), written))
+        self._undo.append(_Undo(table, row.id, prev, self._logged_since(marks), written, tombstone, row.version - 1))
         self.state.counters.writes_applied += 1
 
     def _log(self, table: TableStore, row_id: str, version: int, kind: str | None, conflict: bool) -> Write:
@@ -291,14 +312,18 @@ class Writer:
         self.state.counters.conflicts[f"{table.meta.logical_name}/{self.user.name}"] += 1
         return True
 
-    def _values(self, table: TableStore, payload: dict[str, Any], for_create: bool) -> tuple[dict[str, Any], int | None, str | None]:
-        """Validated wire values, a new owner index (or None), and a client-given primary id."""
+    def _values(self, table: TableStore, payload: dict[str, Any], for_create: bool,
+                row_id: str | None = None) -> tuple[dict[str, Any], int | None, str | None]:
+        """Validated wire values, a new owner index (or None), and the body's primary id.
+
+        `row_id` is the row the URL names (PATCH): a primary id in the body must be that one (400
+        otherwise); on an update it changes nothing, on a create (POST, an upsert) it is the new id."""
         if not isinstance(payload, dict):
             raise DataverseError(ErrorCode.BAD_PAYLOAD, "The request body must be a JSON object.")
         meta = table.meta
         values: dict[str, Any] = {}
         owner: int | None = None
-        row_id: str | None = None
+        body_id: str | None = None
         for key, value in payload.items():
             if key.endswith("@odata.bind"):
                 name = key[: -len("@odata.bind")]
@@ -307,36 +332,33 @@ class Writer:
                     continue
                 col = meta.column(name)
                 if col is None or col.type != "lookup":
-                    raise _invalid_property(meta.logical_name, key)
+                    raise invalid_property(meta.logical_name, key)
                 values[lookup_key(name)] = self._bind(col, value, key)
                 continue
             if key.startswith("@") or "@" in key:
                 continue  # annotations such as @odata.type
             if key == meta.id_column:
-                if not for_create:
-                    continue
-                row_id = _guid(value, key)
+                body_id = _same_id(meta.id_column, value, row_id)
                 continue
             values.update(self._column_value(table, key, value))
-        return values, owner, row_id
+        return values, owner, body_id if for_create else None
 
     def _column_value(self, table: TableStore, key: str, value: Any) -> dict[str, Any]:
         meta = table.meta
         if key in (meta.primary_name, "description"):
-            return {key: _text(value, key, 4000)}
+            return {key: text(value, key, 4000)}
         col = meta.column(key)
         if col is None and key.startswith("_") and key.endswith("_value"):
-            col = meta.column(key[1:-6])
-            if col is not None and col.type == "lookup":
-                return {key: None if value is None else _guid(value, key)}
-            col = None
+            lookup = meta.column(key[1:-6])
+            if key == "_ownerid_value" or (lookup is not None and lookup.type == "lookup"):
+                raise entity_reference(key)  # read-only: lookups are written with <column>@odata.bind
         if col is None:
-            raise _invalid_property(meta.logical_name, key)
+            raise invalid_property(meta.logical_name, key)
         if col.type == "file":
             raise DataverseError(ErrorCode.BAD_PAYLOAD, f"File column '{key}' is written with PATCH .../{key}, not in a row body.")
         if col.type == "lookup":
             raise DataverseError(ErrorCode.BAD_PAYLOAD, f"Lookup '{key}' is set with '{key}@odata.bind'.")
-        return {key: _typed(col, value)}
+        return {key: typed(col, meta.logical_name, value)}
 
     def _bind(self, col: ColumnDef, value: Any, key: str) -> str | None:
         if value is None:
@@ -372,52 +394,10 @@ def _base(if_match: str | None) -> int | None:
     return None if if_match is None or if_match.strip() == "*" else parse_etag(if_match)
 
 
-def _invalid_property(logical: str, key: str) -> DataverseError:
-    return DataverseError(ErrorCode.BAD_PAYLOAD,
-                          f"The property '{key}' does not exist on type 'Microsoft.Dynamics.CRM.{logical}'.")
-
-
-def _guid(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not GUID_RE.match(value.strip("{}")):
-        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"'{key}' must be a GUID, got {value!r}.")
-    return value.strip("{}").lower()
-
-
-def _text(value: Any, key: str, max_length: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DataverseError(ErrorCode.VALIDATION, f"A validation error occurred. '{key}' must be a string.")
-    if len(value) > max_length:
-        raise DataverseError(ErrorCode.VALIDATION,
-                             f"A validation error occurred. The length of the '{key}' attribute exceeded the maximum allowed length of '{max_length}'.")
-    return value
-
-
-def _typed(col: ColumnDef, value: Any) -> Any:
-    if value is None:
-        return None
-    bad = DataverseError(ErrorCode.VALIDATION, f"A validation error occurred. '{col.name}' ({col.type}) cannot be {value!r}.")
-    if col.type == "text":
-        return _text(value, col.name, col.max_length)
-    if col.type == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if col.type == "decimal":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad
-        return value
-    if col.type == "choice":
-        allowed = set((col.options or {}).values())
-        if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
-            raise DataverseError(ErrorCode.VALIDATION,
-                                 f"A validation error occurred. '{col.name}' must be one of {sorted(allowed)}, got {value!r}.")
-        return value
-    if col.type == "datetime":
-        try:
-            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise bad from None
-        return value
-    raise bad
+def _same_id(column: str, value: Any, row_id: str | None) -> str:
+    """A primary id in a body: a GUID, and the URL's row when the URL names one."""
+    body_id = guid(value, column)
+    if row_id is not None and body_id != row_id:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The primary id '{column}' in the body ({body_id}) is not the "
+                             f"id of the row the URL names ({row_id}); a row's id cannot be changed.")
+    return body_id

@@ -314,7 +314,8 @@ def parse_filter(text: str) -> Node:
 
 
 def to_datetime(value: Any, strict: bool = False) -> datetime | None:
-    """An ISO 8601 text as an aware UTC datetime (naive means UTC); None (or ValueError if strict) when not one."""
+    """An ISO 8601 text as an aware UTC datetime (naive means UTC); None (or ValueError if strict) when not
+    one, or when its UTC instant falls outside years 1 to 9999."""
     if value is None or isinstance(value, datetime):
         return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
     try:
@@ -325,7 +326,12 @@ def to_datetime(value: Any, strict: bool = False) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    try:
+        return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00: its UTC instant is before year 1 (or after 9999)
+        if strict:
+            raise ValueError(f"{value} is outside the calendar in UTC") from None
+        return None
 
 
 def normalizer(kind: str) -> Callable[[Any], Any]:

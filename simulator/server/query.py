@@ -258,11 +258,14 @@ def encode_skiptoken(cursor: Cursor, id_column: str, first_id: str) -> str:
 
 
 def decode_skiptoken(raw: str | None, query: Query) -> Cursor | None:
-    """The cursor in a $skiptoken made by encode_skiptoken for this query; 400 for anything else."""
+    """The cursor in a $skiptoken made by encode_skiptoken for this query; 400 for anything else (also
+    for $orderby values no row of the query could have, such as a date-time outside the calendar)."""
     if not raw:
         return None
     cursor = _cursor(raw)
-    if cursor is None or len(cursor.last_values) != len(query.order):
+    if cursor is None or len(cursor.last_values) != len(query.order) or not all(
+            v is None or normalizer(field.kind)(v) is not None for (field, _), v in zip(query.order, cursor.last_values,
+                                                                                      strict=True)):
         raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $skiptoken '{raw}' is not valid for this query.")
     return cursor
 

@@ -31,6 +31,7 @@ from aiohttp import web
 from simulator.clock import Clock, RealClock
 from simulator.scenario import Scenario
 from simulator.server.app import make_app
+from simulator.server.http_errors import DataverseRunner
 from simulator.server.seed import build_store
 
 CA_FILE = "ca.pem"
@@ -137,7 +138,7 @@ async def start_server(
 
     store = build_store(scenario, clock.now())
     app = make_app(scenario, store, clock, admin_key=admin_key)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = DataverseRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, bind, port, ssl_context=ssl_context)

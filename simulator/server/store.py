@@ -24,6 +24,12 @@ def lookup_key(column: str) -> str:
     return f"_{column}_value"
 
 
+def key_index(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Alternate-key values as the key index compares them: text case-insensitively, as Dataverse's
+    database collation does ('ACC-1' and 'acc-1' are the same key)."""
+    return tuple(v.casefold() if isinstance(v, str) else v for v in values)
+
+
 @dataclass(slots=True)
 class FileInfo:
     """A file attached to a row: size in bytes, name, and its bytes (None: generated from `seed`)."""
@@ -110,7 +116,7 @@ class TableStore:
         self.lookups = [c.name for c in meta.columns if c.type == "lookup"]
         self.children: dict[str, dict[str, set[str]]] = {c: {} for c in self.lookups}
         self.file_columns = [c.name for c in meta.columns if c.type == "file"]
-        # alternate keys: name -> columns, and name -> (values) -> row id, for rows whose key values are all set
+        # alternate keys: name -> columns, and name -> key_index(values) -> row id, for rows whose key values are all set
         self.keys: dict[str, tuple[str, ...]] = {k.name: tuple(k.columns) for k in meta.keys}
         self.by_key: dict[str, dict[tuple[Any, ...], str]] = {k.name: {} for k in meta.keys}
         # every declared column reads as null until set, as Dataverse returns them
@@ -162,12 +168,13 @@ class TableStore:
                     del self.by_key[name][values]
 
     def key_values(self, row: Row) -> list[tuple[str, tuple[Any, ...]]]:
-        """(key name, its values) for each alternate key whose columns are all set on the row."""
+        """(key name, its values as indexed: key_index) for each alternate key whose columns are all set
+        on the row."""
         out = []
         for name, columns in self.keys.items():
             values = tuple(row.values.get(c) for c in columns)
             if None not in values:
-                out.append((name, values))
+                out.append((name, key_index(values)))
         return out
 
     def key_clash(self, row_id: str, values: dict[str, Any]) -> str | None:
@@ -175,7 +182,7 @@ class TableStore:
         for name, columns in self.keys.items():
             key = tuple(values.get(c) for c in columns)
             if None not in key:
-                other = self.by_key[name].get(key)
+                other = self.by_key[name].get(key_index(key))
                 if other is not None and other != row_id:
                     return name
         return None

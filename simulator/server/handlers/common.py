@@ -11,7 +11,7 @@ from simulator.protocol.odata import API_ROOT, GUID_RE, MAX_PAGE_SIZE
 from simulator.server.errors import DataverseError
 from simulator.server.middlewares import USER
 from simulator.server.state import STATE, ServerState
-from simulator.server.store import Row, TableStore, User
+from simulator.server.store import Row, TableStore, User, key_index
 from simulator.server.write_log import Origin
 
 GUID = GUID_RE
@@ -66,7 +66,7 @@ def resolve_key(table: TableStore, raw: str) -> tuple[str | None, dict[str, Any]
         raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The key '{raw}' is neither a GUID nor an alternate key of "
                              f"{table.meta.logical_name} (its alternate keys: {known}).")
     values = {n.lower(): _key_value(table, n.lower(), v, raw) for n, v in pairs.items()}
-    found = table.by_key[match].get(tuple(values[c] for c in table.keys[match]))
+    found = table.by_key[match].get(key_index(tuple(values[c] for c in table.keys[match])))
     return found, values
 
 

@@ -314,6 +314,9 @@ async def delete(request: web.Request) -> web.Response:
     column = request.match_info["column"]
     user = user_of(request)
     if_match = request.headers.get(H.IF_MATCH)
+    if column == table.meta.id_column:
+        raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The primary id '{column}' of {table.meta.logical_name} cannot "
+                             "be cleared.")
     if not _file_column(table, column):  # DELETE <set>(<id>)/<column> clears a plain column
         Writer(state, user, origin_of(request)).update(table, key, {column: None}, if_match or "*")
         return web.Response(status=204, headers={H.ODATA_VERSION: "4.0"})

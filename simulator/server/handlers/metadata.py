@@ -19,6 +19,7 @@ from simulator.protocol import ErrorCode, H
 from simulator.protocol.odata import API_ROOT, CONFLICT_DETECTION, GUID_RE
 from simulator.scenario import ColumnDef, TableDef
 from simulator.server.errors import DataverseError
+from simulator.server.expand import collection_name
 from simulator.server.handlers.common import root_url, state_of
 from simulator.server.middlewares import json_response
 from simulator.server.odata_filter import Field, compile_filter, parse_filter
@@ -337,6 +338,7 @@ def csdl_document(tables: list[TableDef]) -> str:
     lines = ['<?xml version="1.0" encoding="utf-8"?>',
              '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx"><edmx:DataServices>',
              '<Schema Namespace="Microsoft.Dynamics.CRM" Alias="mscrm" xmlns="http://docs.oasis-open.org/odata/ns/edm">']
+    known = {t.logical_name: t for t in tables}
     for meta in tables:
         lines.append(f'<EntityType Name="{meta.logical_name}"><Key><PropertyRef Name="{meta.id_column}" /></Key>')
         for name, kind, extra in _specs(meta):
@@ -344,8 +346,13 @@ def csdl_document(tables: list[TableDef]) -> str:
                 lines.append(f'<Property Name="{name}" Type="{_EDM[kind]}" />')
                 continue
             lines.append(f'<Property Name="_{name}_value" Type="Edm.Guid" />')
-            if kind == "Lookup":
-                lines.append(f'<NavigationProperty Name="{name}" Type="mscrm.{extra["Targets"][0]}" />')
+            target = known.get(extra["Targets"][0]) if kind == "Lookup" else None
+            if target is not None:  # the single-valued navigation property, as $expand names it
+                partner = collection_name(target.logical_name, meta.logical_name, name)
+                lines.append(f'<NavigationProperty Name="{name}" Type="mscrm.{target.logical_name}" Partner="{partner}">'
+                             f'<ReferentialConstraint Property="_{name}_value" ReferencedProperty="{target.id_column}" />'
+                             "</NavigationProperty>")
+        lines += _collection_properties(meta, tables)
         lines.append("</EntityType>")
     lines.append('<EntityContainer Name="System">')
     for meta in tables:
@@ -356,3 +363,16 @@ def csdl_document(tables: list[TableDef]) -> str:
         lines.append("</EntitySet>")
     lines.append("</EntityContainer></Schema></edmx:DataServices></edmx:Edmx>")
     return "\n".join(lines)
+
+
+def _collection_properties(meta: TableDef, tables: list[TableDef]) -> list[str]:
+    """The collection-valued navigation properties of a table (one per lookup pointing at it), named as
+    $expand names them (simulator/server/expand.py), each the partner of its lookup."""
+    out = []
+    for other in tables:
+        for col in other.columns:
+            if col.type == "lookup" and col.target == meta.logical_name:
+                name = collection_name(meta.logical_name, other.logical_name, col.name)
+                out.append(f'<NavigationProperty Name="{name}" Type="Collection(mscrm.{other.logical_name})" '
+                           f'Partner="{col.name}" />')
+    return out

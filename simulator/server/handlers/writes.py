@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -25,10 +26,12 @@ from simulator.server.handlers.common import (
 from simulator.server.middlewares import json_response
 from simulator.server.mutations import Writer, WriteResult
 from simulator.server.store import TableStore
+from simulator.server.values import guid
 
 routes = web.RouteTableDef()
 SET = "/api/data/v9.2/{set:[A-Za-z_][A-Za-z0-9_]*}"
 ROW = SET + "({key:[^()/]+})"
+KEY_SAFE = "'=,-._~!$&*+;:@"  # an alternate key in a URL header: quotes, commas and the like stay, the rest is %-encoded
 
 
 async def read_json(request: web.Request) -> Any:
@@ -52,7 +55,8 @@ def write_response(request: web.Request, table: TableStore, result: WriteResult,
                    entity_key: str | None = None) -> web.Response:
     """204 with OData-EntityId (naming `entity_key`, an alternate key, when given), or the row under
     Prefer: return=representation."""
-    url = entity_url(base_url(request), table.meta.set_name, entity_key or result.row_id)
+    url = entity_url(base_url(request), table.meta.set_name,
+                     quote(entity_key, safe=KEY_SAFE) if entity_key is not None else result.row_id)
     if "return" in prefer(request) and prefer(request)["return"] == "representation" and result.row is not None:
         body = project(table, result.row, None)
         body["@odata.context"] = f"{base_url(request)}/api/data/v9.2/$metadata#{table.meta.set_name}/$entity"
@@ -89,10 +93,22 @@ async def update_with(request: web.Request, writer: Writer) -> web.Response:
         if if_match is not None:
             raise DataverseError(ErrorCode.NOT_FOUND, f"A record with the specified key values does not exist in "
                                  f"{table.meta.logical_name} entity")
-        key = new_guid(state_of(request).rng)
+        key = _new_row_id(request, table, payload)
         payload = {**payload, **key_values} if isinstance(payload, dict) else payload
     result = writer.at(origin_of(request)).update(table, key, payload, if_match, request.headers.get(H.IF_NONE_MATCH))
     return write_response(request, table, result, entity_key=request.match_info["key"] if key_values else None)
+
+
+def _new_row_id(request: web.Request, table: TableStore, payload: Any) -> str:
+    """The id of the row an upsert by alternate key creates: the body's primary id (as on POST; 412
+    DuplicateRecord when a row has it already, since that row does not have the URL's key), or a new one."""
+    given = payload.get(table.meta.id_column) if isinstance(payload, dict) else None
+    if given is None:
+        return new_guid(state_of(request).rng)
+    row_id = guid(given, table.meta.id_column)
+    if row_id in table.rows:
+        raise DataverseError(ErrorCode.DUPLICATE_RECORD, f"A record with id {row_id} already exists.")
+    return row_id
 
 
 async def delete_with(request: web.Request, writer: Writer) -> web.Response:
