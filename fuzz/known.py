@@ -27,18 +27,7 @@ class KnownBug:
         return any(self.matches(f) for f in findings) if self.matches is not None else bool(findings)
 
 
-KNOWN: tuple[KnownBug, ...] = (
-    KnownBug(
-        "column-range-not-enforced",
-        "whole-number and decimal columns take values outside the MinValue/MaxValue that EntityDefinitions "
-        "advertises (the type's own range, Int32 and ±100 billion, is enforced); Dataverse refuses them with 400 "
-        "(0x80044331). Not fixed yet because syncsim's devices would then be refused: their edits "
-        "(simulator/device/device.py, Device._change) draw whole numbers from 0..999 and decimals from 0..1000 "
-        "whatever the column's range (e.g. msdyn_duration 0..480), so enforcing it waits for the devices to "
-        "honour MinValue/MaxValue",
-        ("body/number-outside-the-columns-range",),
-        None),
-)
+KNOWN: tuple[KnownBug, ...] = ()
 
 BY_CASE: dict[str, KnownBug] = {case: bug for bug in KNOWN for case in bug.cases}
 

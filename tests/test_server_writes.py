@@ -114,6 +114,18 @@ async def test_bad_writes_are_4xx_and_change_nothing(api: Api) -> None:
     assert api.state.store.version == version and row_id in table.rows
 
 
+async def test_a_number_outside_its_columns_min_and_max_is_refused_as_dataverse_does(api: Api) -> None:
+    row_id, _ = await a_row(api)  # msdyn_duration: integer, MinValue 0, MaxValue 480
+    version = api.state.store.version
+    for value in (481, -1):
+        resp = await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": value})
+        error = (await resp.json())["error"]
+        assert resp.status == 400 and error["code"] == "0x80044331", error
+        assert "Accepted Values: 0 to 480" in error["message"]
+    assert api.state.store.version == version
+    assert (await api.call("PATCH", f"{WO}({row_id})", json={"msdyn_duration": 480})).status == 204
+
+
 async def test_past_the_request_limit_the_answer_is_429_with_retry_after(
         aiohttp_client: Callable[..., Any], make_server: Callable[..., web.Application], clock: Any) -> None:
     api = await api_for(aiohttp_client, make_server, server={"limits": {"requests": 3, "window_s": 300}})
@@ -216,8 +228,8 @@ async def test_numbers_past_what_their_column_type_holds_are_400_and_change_noth
         await _refused(await api.call("PATCH", f"/api/data/v9.2/accounts({account})", "manager-0001",
                                       json={"revenue": value}), 400, code)
     assert api.state.store.version == version
-    fits = await api.call("PATCH", f"/api/data/v9.2/accounts({account})", "manager-0001", json={"revenue": 1e11})
-    assert fits.status == 204
+    fits = await api.call("PATCH", f"/api/data/v9.2/accounts({account})", "manager-0001", json={"revenue": 1e3})
+    assert fits.status == 204  # the column's own MaxValue (1,000), below the ±100 billion of every decimal
 
 
 async def test_a_lookup_value_column_is_read_only_and_set_through_its_navigation_property(api: Api) -> None:

@@ -274,9 +274,11 @@ class Device:
         if kind == "choice" and extra:
             return {name: int(extra[int(r.integers(len(extra)))])}
         if kind == "integer":
-            return {name: int(r.integers(0, 1000))}
+            lo, hi = extra or (0, 999)
+            return {name: int(r.integers(int(lo), int(hi) + 1))}
         if kind == "decimal":
-            return {name: round(float(r.uniform(0, 1000)), 2)}
+            lo, hi = extra or (0, 1000)
+            return {name: min(max(round(float(r.uniform(lo, hi)), 2), lo), hi)}
         return {name: f"edited on {self.spec.name} #{self._edits}"[: int(extra or 100)]}
 
     async def _offline_until_online(self, stop_at: float) -> None:

@@ -33,7 +33,7 @@ class TableInfo:
     logical_name: str
     entity_set: str
     id_column: str
-    editable: list[tuple[str, str, Any]] = field(default_factory=list)  # (column, type, choices or max length)
+    editable: list[tuple[str, str, Any]] = field(default_factory=list)  # (column, type, choices, max length or (min, max))
     file_columns: list[str] = field(default_factory=list)
     lookups: list[tuple[str, str]] = field(default_factory=list)  # (column, target logical name)
     conflict_detection: bool = False  # send If-Match (server wins); else last writer wins, with the base version
@@ -407,7 +407,11 @@ def _table_info(body: dict[str, Any]) -> TableInfo:
         elif kind == "Lookup" and attr.get("Targets"):
             info.lookups.append((name, attr["Targets"][0]))
         elif kind in _EDITABLE and name not in ("createdon", "modifiedon") and attr.get("IsValidForUpdate", True):
-            extra = [o["Value"] for o in attr.get("OptionSet", {}).get("Options", [])] if kind == "Picklist" else attr.get("MaxLength")
+            extra: Any = attr.get("MaxLength")
+            if kind == "Picklist":
+                extra = [o["Value"] for o in attr.get("OptionSet", {}).get("Options", [])]
+            elif kind in ("Integer", "Decimal") and attr.get("MinValue") is not None and attr.get("MaxValue") is not None:
+                extra = (attr["MinValue"], attr["MaxValue"])  # the user types a value the column accepts
             info.editable.append((name, _EDITABLE[kind], extra))
     return info
 

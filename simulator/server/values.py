@@ -6,7 +6,7 @@ cannot hold (past Int32 for whole numbers, past .NET's decimal for decimals: 400
 convert the literal ..."), then Dataverse's validation (400 0x80044331) for text that is too long, a
 value of the wrong kind, a choice that is not an option, a decimal outside the ±100 billion every
 decimal column is limited to, and (400 0x80040239) a date-time outside CrmDateTime's 1753-01-01 to
-9999-12-31. Per-column MinValue/MaxValue are not enforced yet (fuzz/known.py).
+9999-12-31; a whole number or decimal outside its column's own MinValue/MaxValue (400 0x80044331).
 """
 
 from __future__ import annotations
@@ -78,7 +78,18 @@ def typed(col: ColumnDef, table: str, value: Any) -> Any:
                                  f"A validation error occurred. '{col.name}' must be one of {sorted(allowed)}, got {value!r}.")
     elif col.type != "integer":
         raise _wrong_kind(col, value)
+    else:
+        _in_range(col, table, value)
     return value
+
+
+def _in_range(col: ColumnDef, table: str, value: int | float) -> None:
+    """The column's own MinValue/MaxValue, as EntityDefinitions advertises them."""
+    if not col.min <= value <= col.max:
+        lo, hi = (int(col.min), int(col.max)) if col.type == "integer" else (col.min, col.max)
+        raise DataverseError(ErrorCode.VALIDATION, (
+            f"A validation error occurred. The value {value} of '{col.name}' on record of type '{table}' is outside "
+            f"the valid range. Accepted Values: {lo} to {hi}."))
 
 
 def cannot_convert(value: Any, edm: str) -> DataverseError:
@@ -97,6 +108,7 @@ def _decimal(col: ColumnDef, table: str, value: int | float) -> int | float:
         raise DataverseError(ErrorCode.VALIDATION, (
             f"A validation error occurred. The value {value} of '{col.name}' on record of type '{table}' is outside "
             f"the valid range. Accepted Values: {-DECIMAL_LIMIT} to {DECIMAL_LIMIT}."))
+    _in_range(col, table, value)
     return value
 
 
