@@ -41,10 +41,13 @@ SCENARIO: dict[str, Any] = {
         ],
         "keys": [{"name": "accountnumber_key", "columns": ["accountnumber"]},
                  {"name": "number_postalcode_key", "columns": ["accountnumber", "address1_postalcode"]}],
+    }, {
+        "logical_name": "contact", "rows": 5, "conflict_detection": True,  # server wins (account: last writer wins)
     }],
     "user_classes": [{
-        "name": "integrator", "count": 1, "profile": [{"table": "account"}],
-        "privileges": {"account": {"read": "org", "write": "org", "create": True, "delete": "org"}},
+        "name": "integrator", "count": 1, "profile": [{"table": "account"}, {"table": "contact"}],
+        "privileges": {"account": {"read": "org", "write": "org", "create": True, "delete": "org"},
+                       "contact": {"read": "org", "write": "org"}},
     }],
 }
 
@@ -213,12 +216,12 @@ def test_sdk_version_https_and_credential_scope(env: Env) -> None:
 
 def test_create_one_and_get(env: Env) -> None:
     with sdk_step(env.wire, "records.create (one)"):
-        rid = env.client.records.create("account", {"name": "SDK single", "revenue": 1234.5})
+        rid = env.client.records.create("account", {"name": "SDK single", "revenue": 234.5})
     with sdk_step(env.wire, "records.get"), pytest.warns(DeprecationWarning, match="retrieve"):
         rec = env.client.records.get("account", rid, select=["name", "revenue"])  # deprecated in 1.1, still works
-    assert rec["name"] == "SDK single" and rec["revenue"] == 1234.5
+    assert rec["name"] == "SDK single" and rec["revenue"] == 234.5
     raw = env.row(rid)
-    assert raw is not None and raw["name"] == "SDK single" and raw["revenue"] == 1234.5
+    assert raw is not None and raw["name"] == "SDK single" and raw["revenue"] == 234.5
     assert raw["accountid"] == rid
 
 
@@ -349,6 +352,32 @@ def test_batch_with_changeset(env: Env) -> None:
     assert by_name["batch plain"]["revenue"] == 1.0
     assert by_name["changeset new"]["revenue"] == 77.0
     assert by_name["changeset second"]["revenue"] == 2.0
+
+
+def test_batch_continue_on_error_runs_past_a_failure_and_stops_without_it(env: Env) -> None:
+    missing = "00000000-0000-4000-8000-00000000dead"
+    for keep_going in (True, False):
+        with sdk_step(env.wire, f"batch, continue_on_error={keep_going}"):
+            batch = env.client.batch.new()
+            batch.records.create("account", {"name": f"before the failure {keep_going}"})
+            batch.records.update("account", missing, {"revenue": 1.0})
+            batch.records.create("account", {"name": f"after the failure {keep_going}"})
+            result = batch.execute(continue_on_error=keep_going)
+        assert [r.status_code for r in result.failed] == [404]
+        names = {r["name"] for r in env.all_rows()}
+        assert f"before the failure {keep_going}" in names
+        assert (f"after the failure {keep_going}" in names) is keep_going  # Dataverse stops at the first failure
+
+
+@pytest.mark.parametrize("entity_set", ["accounts", "contacts"])  # last writer wins, server wins
+def test_a_stale_if_match_is_412_whatever_the_tables_policy(env: Env, entity_set: str) -> None:
+    row = env.raw("GET", f"{entity_set}?$top=1").json()["value"][0]
+    row_id, etag = row[f"{entity_set[:-1]}id"], row["@odata.etag"]
+    assert env.raw("PATCH", f"{entity_set}({row_id})", json={"description": "first"},
+                   headers={"If-Match": etag}).status_code == 204
+    stale = env.raw("PATCH", f"{entity_set}({row_id})", json={"description": "second"}, headers={"If-Match": etag})
+    assert stale.status_code == 412 and stale.json()["error"]["code"] == "0x80060882", stale.text
+    assert env.raw("GET", f"{entity_set}({row_id})").json()["description"] == "first"
 
 
 def test_files_upload_small_and_chunked(env: Env, tmp_path: Path) -> None:
