@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from simulator.device.pages import PageReader, row_size
-from simulator.scenario import parse_scenario
+from simulator.scenario import Faults, parse_scenario
 from simulator.server.state import STATE
 from tests.rig import Rig
 
@@ -118,30 +118,26 @@ def test_a_body_that_is_not_a_page_is_an_error() -> None:
         reader.finish()
 
 
-def _cut_first_page_after_deleting_its_first_row() -> Any:
-    """A middleware: the first data page of notes is answered half-way and cut; before the cut, the
-    back office deletes the page's first row (which the device has by then received)."""
+def _cut_first_page_then_delete_its_first_row() -> Any:
+    """A middleware: the first data page of notes is cut half-way (the server's cut fault), and then
+    the back office deletes the page's first row, which the device had received before the cut."""
     done: list[str] = []
 
     @web.middleware
     async def cut(request: web.Request, handler: Any) -> web.StreamResponse:
-        response = await handler(request)
         if request.method != "GET" or not request.path.endswith("/annotations") or done:
-            return response
-        assert isinstance(response, web.Response) and isinstance(response.body, bytes)
-        body = response.body
-        first = orjson.loads(body)["value"][0]["annotationid"]
+            return await handler(request)
         state = request.app[STATE]
+        state.faults = Faults(cut_rate=1.0)
+        try:
+            response = await handler(request)
+        finally:
+            state.faults = Faults()
         table = state.store.table("annotation")
+        first = min(table.rows)  # pages are in row id order
         state.store.delete(table, first)
         done.append(first)
-        stream = web.StreamResponse(status=200, headers=response.headers)
-        stream.content_length = len(body)
-        await stream.prepare(request)
-        await stream.write(body[: len(body) * 3 // 4])
-        assert request.transport is not None
-        request.transport.close()
-        return stream
+        return response
 
     return cut
 
@@ -154,7 +150,7 @@ async def test_a_page_cut_half_way_changes_nothing_so_a_row_deleted_before_the_r
         "user_classes": [{"name": "manager", "count": 1, "profile": [{"table": "annotation"}],
                           "privileges": {"annotation": {"read": "org", "write": "org"}}}],
     })
-    rig: Rig = await rig_factory(scenario, middlewares=[_cut_first_page_after_deleting_its_first_row()])
+    rig: Rig = await rig_factory(scenario, middlewares=[_cut_first_page_then_delete_its_first_row()])
     device = rig.device("manager-0001")
     record = await device.sync_once()
     assert record.result == "success", record

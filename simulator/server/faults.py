@@ -83,7 +83,7 @@ class CuttableStream:
     def __init__(self, request: web.Request, response: web.StreamResponse, cut: int | None) -> None:
         self.request, self.response, self.cut, self.sent = request, response, cut, 0
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | memoryview) -> None:
         if self.cut is not None and self.sent + len(data) >= self.cut:
             await self.response.write(data[: self.cut - self.sent])
             _close(self.request)

@@ -13,6 +13,7 @@ sends every such row again, so nothing is skipped.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 import orjson
@@ -95,7 +96,7 @@ async def _initial_page(request: web.Request, state: ServerState, table: TableSt
     chunk = ordered[position : position + size]
     if position + len(chunk) >= len(ordered) or not chunk:  # the last page: its deltaLink is dated now
         link = _delta_link(request, table, select, start_version, state.clock.now())
-        return _page(request, state, table, chunk, [], select, {"@odata.deltaLink": link})
+        return await _stream_page(request, state, table, chunk, select, {"@odata.deltaLink": link})
     link = _link(request, table, select, "$skiptoken", f"i.{start_version}.{chunk[-1].id}")
     if not state.access.shared_view(user, table, device):
         return await _stream_page(request, state, table, chunk, select, {"@odata.nextLink": link})
@@ -103,7 +104,7 @@ async def _initial_page(request: web.Request, state: ServerState, table: TableSt
     key = (*state.access.view_key(user, table, device), start_version, last_id, size, tuple(select or ()), root_url(request))
     cached = state.page_cache.get(key)
     if cached is not None:
-        return _respond(state, cached, len(chunk))
+        return await _stream_cached(request, state, cached, len(chunk))
     if not state.page_cache.wants(key):
         return await _stream_page(request, state, table, chunk, select, {"@odata.nextLink": link})
     response = _page(request, state, table, chunk, [], select, {"@odata.nextLink": link})
@@ -258,36 +259,73 @@ def _page(request: web.Request, state: ServerState, table: TableStore, rows: lis
     return _respond(state, body, len(rows))
 
 
-STREAM_GROUP = 256  # rows per write when a page is streamed
+STREAM_BYTES = 32 * 1024
+"""A streamed page is written in pieces of about this size, each once the client has taken the last
+(aiohttp drains past 64 KiB): a slow client costs the server a few tens of KiB, not a copy of its
+page. With 20,000 devices mid-download on phone networks, page-sized copies are tens of GB."""
 
 
 async def _stream_page(request: web.Request, state: ServerState, table: TableStore, rows: list[Row],
                        select: list[str] | None, links: dict[str, str]) -> web.StreamResponse:
-    """A page written in groups of rows with a known Content-Length: no page-sized copy is made."""
-    if select is not None or len(rows) <= STREAM_GROUP or request.get(BATCH_PART):
+    """A page written in pieces with a known Content-Length: no page-sized copy is made (the rows'
+    encodings are cached on the rows)."""
+    if select is not None or request.get(BATCH_PART):
         return _page(request, state, table, rows, [], select, links)
     root = root_url(request)
     head = orjson.dumps({"@odata.context": f"{root}$metadata#{table.meta.set_name}"})[:-1] + b',"value":['
     tail = b"]," + orjson.dumps(links)[1:]
     parts = [row._enc or row.encoded(table) for row in rows]
-    length = len(head) + sum(map(len, parts)) + len(parts) - 1 + len(tail)
+    length = len(head) + sum(map(len, parts)) + max(0, len(parts) - 1) + len(tail)
+    if length <= STREAM_BYTES:
+        return _page(request, state, table, rows, [], select, links)
+
+    def pieces() -> Iterator[bytes]:
+        group: list[bytes] = [head]
+        size = len(head)
+        for i, part in enumerate(parts):
+            group.append(part if i == 0 else b"," + part)
+            size += len(group[-1])
+            if size >= STREAM_BYTES:
+                yield b"".join(group)
+                group, size = [], 0
+        group.append(tail)
+        yield b"".join(group)
+
+    response, whole = await _stream(request, state, pieces(), length)
+    if whole:
+        state.counters.rows_served += len(rows)
+    return response
+
+
+async def _stream_cached(request: web.Request, state: ServerState, body: bytes, rows: int) -> web.StreamResponse:
+    """A cached page (shared bytes), written in pieces: no per-client copy of it."""
+    if len(body) <= STREAM_BYTES or request.get(BATCH_PART):
+        return _respond(state, body, rows)
+    view = memoryview(body)
+    pieces = (view[i : i + STREAM_BYTES] for i in range(0, len(body), STREAM_BYTES))
+    response, whole = await _stream(request, state, pieces, len(body))
+    if whole:
+        state.counters.rows_served += rows
+    return response
+
+
+async def _stream(request: web.Request, state: ServerState, pieces: Iterable[bytes | memoryview],
+                  length: int) -> tuple[web.StreamResponse, bool]:
+    """Write a 200 answer of `length` bytes piece by piece, each after the client took the last; an
+    injected cut (faults) stops it half-way. Returns the answer and whether it was sent whole."""
     response = web.StreamResponse(headers={H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
                                            H.PREFERENCE_APPLIED: "odata.track-changes"})
     response.content_length = length
     await response.prepare(request)
     out = CuttableStream(request, response, cut_point(state, length) if state.faults_on else None)
     try:
-        await out.write(head)
-        for i in range(0, len(parts), STREAM_GROUP):
-            group = b",".join(parts[i : i + STREAM_GROUP])
-            await out.write(group if i == 0 else b"," + group)
-        await out.write(tail)
+        for piece in pieces:
+            await out.write(piece)
         await response.write_eof()
     except CutShort:
-        return response
-    state.counters.rows_served += len(rows)
+        return response, False
     state.counters.bytes_served += length
-    return response
+    return response, True
 
 
 def _respond(state: ServerState, body: bytes, rows: int) -> web.Response:
