@@ -316,13 +316,15 @@ async def _stream(request: web.Request, state: ServerState, pieces: Iterable[byt
     response = web.StreamResponse(headers={H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
                                            H.PREFERENCE_APPLIED: "odata.track-changes"})
     response.content_length = length
-    await response.prepare(request)
     out = CuttableStream(request, response, cut_point(state, length) if state.faults_on else None)
     try:
+        await response.prepare(request)
         for piece in pieces:
             await out.write(piece)
         await response.write_eof()
     except CutShort:
+        return response, False
+    except ConnectionError:  # the client went away (airplane mode, a cut): nothing more to send
         return response, False
     state.counters.bytes_served += length
     return response, True
