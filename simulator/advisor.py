@@ -1,9 +1,11 @@
 """`syncsim advise`: what a scenario's offline profiles will cost, without a run.
 
 Per user class: the rows, data and files one of its devices holds, per profile table and in total;
-an estimated first sync per network of the class (requests x round trip + bytes / bandwidth, per
-phase, as the device engine does it: two metadata requests per table, pages of 5,000 rows, files in
-4 MiB ranges); and warnings from the seed document and the Power Apps guardrails, each naming the
+an estimated first sync per network of the class (per phase, the requests as the device engine makes
+them: two metadata requests per table, pages of 5,000 rows, files in 4 MiB ranges; each request
+timed by the network model's own formula, `Connection.exchange_s`: a round trip, its bytes on the
+wire over the bandwidth, HTTP headers, and on the one connection of the sync its set-up (TCP, TLS
+per the class's `connection`) and slow start); and warnings from the seed document and the Power Apps guardrails, each naming the
 class, the table and the number, and saying what to change. (A lookup to a table outside the profile
 is refused when the scenario is loaded, with the class, table and column named.) With several
 scenarios, a side-by-side comparison of the estimates (what-if).
@@ -12,17 +14,25 @@ Estimates are expectations over the scenario's seeding (who owns rows, how many 
 fills, file sizes drawn from their distribution with the scenario's seed), for one typical user of
 the class: rows owned are the table's rows over its owners; a team's are its members' share; a
 `modified_within_days` window keeps its share of the seeded spread; a `related` table keeps the
-share of its parents in view. The device's own processing time is not modelled (0 s).
+share of its parents in view. The device's own work (reading metadata, storing rows, writing files,
+per its device kind's `Processing`) follows each table, page and file range as in the engine, idling
+the connection meanwhile (slow start after idle); per network the estimate is the class's device
+mix (each kind's estimate weighted by its share; `first_sync_s[network]["processing"]` says how much
+of it is device work), and `processing_s` has each kind's device work per phase. The server's own
+time is not modelled (0 s); latency is its mean (no jitter).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from simulator.device.processing import NO_PROCESSING, Processing
+from simulator.network.faults import Bandwidth, Connection, Tcp
 from simulator.network.presets import NetworkPreset
 from simulator.protocol.odata import FILE_CHUNK_BYTES, MAX_PAGE_SIZE
 from simulator.scenario import ProfileTable, Scenario, TableDef, UserClass
@@ -57,6 +67,7 @@ class ClassEstimate:
     smallest_storage_mb: float
     networks: list[str]
     first_sync_s: dict[str, dict[str, float]] = field(default_factory=dict)  # network -> phase -> s (+ total)
+    processing_s: dict[str, dict[str, float]] = field(default_factory=dict)  # device kind -> phase -> s (+ total)
 
     @property
     def rows(self) -> float:
@@ -77,7 +88,8 @@ class ClassEstimate:
                             "files": round(t.files, 1), "file_bytes": round(t.file_bytes),
                             "files_over_4mb": round(t.files_over_4mb, 1)} for t in self.tables],
                 "smallest_storage_mb": self.smallest_storage_mb,
-                "first_sync_s": {n: {k: round(v, 1) for k, v in p.items()} for n, p in self.first_sync_s.items()}}
+                "first_sync_s": {n: {k: round(v, 1) for k, v in p.items()} for n, p in self.first_sync_s.items()},
+                "processing_s": {d: {k: round(v, 2) for k, v in p.items()} for d, p in self.processing_s.items()}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,24 +205,103 @@ def estimate_class(scenario: Scenario, fleet: _Fleet, cls: UserClass) -> ClassEs
         tables.append(est)
     smallest = min((d.storage_mb for d in cls.devices), default=float("inf"))
     out = ClassEstimate(cls.name, fleet.counts.get(cls.name, 0), tables, smallest, list(cls.networks))
+    kinds = device_kinds(cls)
+    out.processing_s = {name: processing(out, work) for name, _, work in kinds if not work.free}
     for network in cls.networks:
-        out.first_sync_s[network] = first_sync(out, scenario.network(network))
+        out.first_sync_s[network] = mixed_first_sync(out, scenario.network(network), cls.connection.model(), kinds)
     return out
 
 
-def first_sync(est: ClassEstimate, net: NetworkPreset) -> dict[str, float]:
-    """Seconds per phase on a network: each request pays the round trip; bytes pay the bandwidth."""
+def first_sync(est: ClassEstimate, net: NetworkPreset, connection: Connection | None = None,
+               work: Processing = NO_PROCESSING) -> dict[str, float]:
+    """Seconds per phase on a network: the sync's requests one after another on one connection, new
+    at the first request (so set-up and slow start are paid once, in the metadata phase), each timed
+    by the network model's `Connection.exchange_s` at the mean latency. With `work`, the device's own
+    work follows what it works on (a table's metadata, each page's rows, each file range's bytes), as
+    in the engine: its seconds are added, and the connection idles meanwhile (`Tcp.rested`: slow
+    start after idle)."""
+    conn = connection or Connection()
     rtt = net.latency_ms / 1000
+    down = None if net.down_kbps is None else Bandwidth(net.down_kbps)
+    up = None if net.up_kbps is None else Bandwidth(net.up_kbps)
+    tcp = Tcp()
 
-    def transfer(n_bytes: float) -> float:
-        return 0.0 if net.down_kbps is None else n_bytes * 8 / (net.down_kbps * 1000)
+    def rest(seconds: float) -> float:
+        if seconds > 0:
+            tcp.rested(seconds, rtt)
+        return seconds
 
-    metadata = len(est.tables) * (2 * rtt + transfer(METADATA_BYTES))
-    data = sum(max(1, math.ceil(t.rows / MAX_PAGE_SIZE)) * rtt + transfer(t.data_bytes) for t in est.tables)
-    chunks = sum(t.files * max(1, math.ceil((t.file_bytes / t.files if t.files else 0) / FILE_CHUNK_BYTES))
-                 for t in est.tables)
-    files = chunks * rtt + transfer(est.file_bytes)
+    def requests(count: float, down_bytes: float, then_s: float = 0.0) -> float:
+        """`count` alike requests, each followed by `then_s` of the device's work."""
+        if count <= 0:
+            return 0.0
+        if then_s <= 0:
+            return conn.requests_s(tcp, rtt, down, up, count, down_bytes)
+        return _alike(tcp, count, lambda: conn.exchange_s(tcp, rtt, down, up, 0.0, down_bytes) + rest(then_s))
+
+    metadata = sum(requests(2, METADATA_BYTES / 2) + rest(work.metadata_s(1)) for _ in est.tables)
+    data = 0.0
+    for t in est.tables:
+        pages = max(1, math.ceil(t.rows / MAX_PAGE_SIZE))
+        data += requests(pages, t.data_bytes / pages, work.rows_s(t.rows / pages))
+    files = 0.0
+    for t in est.tables:
+        chunks = t.files * max(1, math.ceil((t.file_bytes / t.files if t.files else 0) / FILE_CHUNK_BYTES))
+        files += requests(chunks, t.file_bytes / chunks if chunks else 0.0,
+                          work.files_s(t.file_bytes / chunks) if chunks else 0.0)
     return {"metadata": metadata, "data": data, "files": files, "total": metadata + data + files}
+
+
+def _alike(tcp: Tcp, count: float, step: Callable[[], float]) -> float:
+    """Seconds of `count` alike steps one after another on `tcp` (count may be fractional: an
+    expectation); once a step leaves the connection as it found it, every later one costs the same."""
+    total, left, steps = 0.0, count, 0
+    while left > 0:
+        before, steps = (tcp.fresh, tcp.up, tcp.down), steps + 1
+        seconds = step()
+        share = min(1.0, left)
+        total, left = total + share * seconds, left - share
+        if (tcp.fresh, tcp.up, tcp.down) == before or steps >= 256:  # windows settled (or as good as)
+            return total + max(0.0, left) * seconds
+    return total
+
+
+# --- the device's own work -----------------------------------------------------------------------------
+def device_kinds(cls: UserClass) -> list[tuple[str, float, Processing]]:
+    """The class's device kinds: (name, share, processing); a name used twice gets "#2", "#3"..."""
+    out: list[tuple[str, float, Processing]] = []
+    seen: dict[str, int] = {}
+    for d in cls.devices:
+        seen[d.name] = seen.get(d.name, 0) + 1
+        out.append((d.name if seen[d.name] == 1 else f"{d.name}#{seen[d.name]}", d.share, d.processing()))
+    return out
+
+
+def processing(est: ClassEstimate, work: Processing) -> dict[str, float]:
+    """Seconds of the device's own work in a first sync, per phase, as the engine spends them: each
+    profile table's metadata, every row stored (all new at a first sync), every file byte written."""
+    metadata, data, files = work.metadata_s(len(est.tables)), work.rows_s(est.rows), work.files_s(est.file_bytes)
+    return {"metadata": metadata, "data": data, "files": files, "total": metadata + data + files}
+
+
+def mixed_first_sync(est: ClassEstimate, net: NetworkPreset, connection: Connection,
+                     kinds: list[tuple[str, float, Processing]]) -> dict[str, float]:
+    """A first sync on a network for the class's device mix: each kind's (`first_sync` with its
+    processing), weighted by its share; "processing" says how much of it is the device's own work."""
+    weights: dict[Processing, float] = {}
+    for _, share, work in kinds:
+        weights[work] = weights.get(work, 0.0) + share
+    if len(weights) == 1:
+        ((work, _),) = weights.items()
+        out = first_sync(est, net, connection, work)
+        return out if work.free else {**out, "processing": processing(est, work)["total"]}
+    total = sum(weights.values())
+    out = {"metadata": 0.0, "data": 0.0, "files": 0.0, "total": 0.0, "processing": 0.0}
+    for work, weight in weights.items():
+        one = {**first_sync(est, net, connection, work), "processing": processing(est, work)["total"]}
+        for key in out:
+            out[key] += one[key] * weight / total
+    return out
 
 
 # --- advice -------------------------------------------------------------------------------------------

@@ -159,13 +159,18 @@ def _advise(args: argparse.Namespace) -> int:
                           f"{c.data_bytes / advisor.MIB:,.1f}", f"{c.file_bytes / advisor.MIB:,.1f}")
         console.print(table)
         times = Table(title=f"{r.scenario}: estimated first sync (s), per network of the class")
-        for col in ("User class", "Network", "Total", "Metadata", "Data", "Files"):
+        for col in ("User class", "Network", "Total", "Metadata", "Data", "Files", "Of which device"):
             times.add_column(col, justify="left" if col in ("User class", "Network") else "right")
         for c in r.classes:
             for network, p in c.first_sync_s.items():
                 times.add_row(c.user_class, network, f"{p['total']:,.1f}", f"{p['metadata']:,.1f}",
-                              f"{p['data']:,.1f}", f"{p['files']:,.1f}")
+                              f"{p['data']:,.1f}", f"{p['files']:,.1f}", f"{p.get('processing', 0.0):,.1f}")
         console.print(times)
+        for c in r.classes:  # the device's own work, per kind (the table has the class's mix)
+            for kind, p in c.processing_s.items():
+                console.print(f"{c.user_class} / {kind}: device processing {p['total']:,.1f} s per first sync "
+                              f"(metadata {p['metadata']:,.1f}, data {p['data']:,.1f}, files {p['files']:,.1f})",
+                              highlight=False)
         for a in r.advice:
             console.print(f"[{'red' if a.level == 'error' else 'yellow'}]{a}[/]", highlight=False)
         if not r.advice:

@@ -1,4 +1,5 @@
-"""Who runs which device: one device per scenario user, with device kind, network and start time.
+"""Who runs which device: one device per scenario user, with device kind (storage and processing),
+network and start time.
 
 Deterministic from the scenario seed. Shared by the standalone runner, Locust and the benchmarks.
 """
@@ -41,7 +42,7 @@ def build_fleet(scenario: Scenario) -> list[FleetEntry]:
             user = f"{cls.name}-{n:04d}"
             spec = DeviceSpec(name=f"dev-{user}", user=user, user_class=cls.name,
                               storage_bytes=int(kind.storage_mb * 1024 * 1024), network=net,
-                              seed=(scenario.seed, index))
+                              seed=(scenario.seed, index), processing=kind.processing())
             entries.append(FleetEntry(spec, cls, 0.0))
             index += 1
     return _assign_waves(scenario, entries)

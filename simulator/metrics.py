@@ -26,7 +26,9 @@ class SyncRecord:
     until the network is back) at its full scenario length, whatever the time_scale. `duration_s`
     runs from the sync's start to its end; `waits_s` holds the waits inside it by kind
     (retry_after, backoff, offline); `active_s` is the real time spent in requests. `phases` holds
-    lived seconds per phase (metadata, data, files, upload). Bytes are response plus request body
+    lived seconds per phase (metadata, data, files, upload); `processing_s` the seconds of the
+    device's own work inside each phase (storing rows, writing files, reading metadata; included
+    in `phases` and `duration_s`, absent when none). Bytes are response plus request body
     bytes; `refetched_bytes` were received by requests that were cut and sent again. `final` marks
     the end-of-run syncs of the quiet period (not part of sync-time statistics).
     """
@@ -57,6 +59,7 @@ class SyncRecord:
     refetched_bytes: int = 0
     final: bool = False
     ended_at: float = 0.0  # lived seconds on the device's timeline (clock.Timeline.now()) at the end
+    processing_s: dict[str, float] = field(default_factory=dict)  # phase -> device processing inside it
 
     @property
     def rows(self) -> int:
@@ -78,7 +81,8 @@ class FirstSync:
     then cut) to the end of the attempt that completed it; or, when `finished` is False, to the end of the run. It includes the
     pauses between attempts (`waits_s["between_attempts"]`, the device's idle time after a failed
     attempt) and the waits inside attempts (retry_after, backoff, offline). `phases` sums lived
-    seconds per phase (metadata, data, files) over the attempts; rows and bytes are everything the
+    seconds per phase (metadata, data, files) over the attempts, and `processing_s` the device's own
+    work inside each phase (included in `phases`); rows and bytes are everything the
     attempts downloaded; `refetched_bytes` were received by cut requests and fetched again.
     `error_code` is the cause of the last failed attempt, if any. `start` is scenario time.
     """
@@ -98,6 +102,7 @@ class FirstSync:
     file_bytes: int = 0
     refetched_bytes: int = 0
     error_code: str | None = None
+    processing_s: dict[str, float] = field(default_factory=dict)  # phase -> device processing inside it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import socket
 import ssl
@@ -38,6 +39,7 @@ from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
 from simulator.metrics import DeviceEvent, Metrics
 from simulator.network import Link, NetworkModel, NetworkPreset
+from simulator.network.faults.connection import DEFAULT_KEEPALIVE_S, POOL_CONNECTIONS
 from simulator.parts import DevicePart
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
@@ -60,10 +62,12 @@ class RunResult:
         return 0 if self.passed else 1
 
 
-# A device's own connection pool, as a phone's HTTP client keeps one (OkHttp's defaults: at most 5
-# requests per host, idle connections kept 5 minutes).
-DEVICE_CONNECTIONS = 5
-DEVICE_KEEPALIVE_S = 300.0  # scenario seconds
+# A device's own connection pool, as a phone's HTTP client keeps one (OkHttp's default: at most 5
+# requests per host). Idle connections are kept the class's `connection.keepalive_s` scenario seconds,
+# the network model's keep-alive too (default 60 s: carrier NATs end idle connections sooner than
+# OkHttp's 5 minutes), so the server sees the connections the model charges for.
+DEVICE_CONNECTIONS = POOL_CONNECTIONS
+DEVICE_KEEPALIVE_S = DEFAULT_KEEPALIVE_S  # scenario seconds
 # What a device's connection buffers of a response it has not read yet. On loopback the server sends
 # far faster than a modelled phone network lets the device read, so left to the defaults (Linux
 # autotuning, aiohttp reading 256 KiB per recv and pausing only past 128 KiB) every downloading device
@@ -81,8 +85,6 @@ def device_socket(addr: Any) -> socket.socket:
     return sock
 
 
-
-
 def make_device(entry: FleetEntry, clock: Clock,
                 session: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession], admin: Admin,
                 base_url: str, events: Events, origin: float,
@@ -92,9 +94,11 @@ def make_device(entry: FleetEntry, clock: Clock,
     spec = entry.spec
     switches = itertools.count(1)
 
+    connection = entry.user_class.connection.model()
+
     def network_for(name: str, draws: int | None = None) -> NetworkModel:
         rng = np.random.default_rng([*spec.seed, 0x4E7] if draws is None else [*spec.seed, 0x4E7, draws])
-        return NetworkModel.from_preset(name, rng, networks(name) if networks is not None else None)
+        return NetworkModel.from_preset(name, rng, networks(name) if networks is not None else None, connection)
 
     model = network_for(spec.network)
     link = Link(model, clock, session)
@@ -186,17 +190,22 @@ class FleetRun:
         """The device of a fleet entry, made on first use."""
         device = self.devices.get(entry.spec.name)
         if device is None:
-            device = make_device(entry, self.clock, self.device_pool, self.admin, self.base_url, self.events,
+            pool = functools.partial(self.device_pool, entry.user_class.connection.keepalive_s)
+            device = make_device(entry, self.clock, pool, self.admin, self.base_url, self.events,
                                  self.origin, self.scenario.network)
             self.devices[entry.spec.name] = device
             if entry.spec.name in self._watched:
                 self.journal.watch(device.spec.name, held_probe(device))
         return device
 
-    def device_pool(self) -> aiohttp.ClientSession:
-        """A device's own connection pool (one session per device, opened at its first request)."""
+    def device_pool(self, keepalive_s: float = DEVICE_KEEPALIVE_S) -> aiohttp.ClientSession:
+        """A device's own connection pool (one session per device, opened at its first request),
+        keeping idle connections `keepalive_s` scenario seconds, as its network model does (0: a new
+        connection for every request)."""
+        keep: dict[str, Any] = ({"keepalive_timeout": self.clock.to_real(keepalive_s)} if keepalive_s > 0
+                                else {"force_close": True})
         connector = aiohttp.TCPConnector(limit=DEVICE_CONNECTIONS, ssl=self._ssl, socket_factory=device_socket,
-                                         keepalive_timeout=self.clock.to_real(DEVICE_KEEPALIVE_S))
+                                         **keep)
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                                      read_bufsize=DEVICE_READ_BUFFER)
 

@@ -21,6 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from simulator.device.processing import KindName as ProcessingKind
+from simulator.device.processing import Processing, processing_for
+from simulator.network.faults.connection import DEFAULT_KEEPALIVE_S, Connection
 from simulator.network.presets import PRESETS as NETWORK_PRESETS
 from simulator.network.presets import NetworkPreset as NetworkValues
 from simulator.yaml_file import YamlFileError, read_yaml
@@ -210,6 +213,16 @@ class DeviceKind(_Model):
     storage_mb: float = Field(gt=0)
     share: float = Field(default=1, gt=0)
     name: str = "device"
+    # The device's own work (docs/scenarios.md, Device processing): a built-in kind's figures, each
+    # replaceable; with neither, storing rows, writing files and reading metadata take no time.
+    kind: ProcessingKind | None = None
+    store_rows_per_s: float | None = Field(default=None, gt=0)
+    write_file_mb_per_s: float | None = Field(default=None, gt=0)  # MiB/s
+    metadata_s_per_table: float | None = Field(default=None, ge=0)
+
+    def processing(self) -> Processing:
+        """What this kind's own work costs: its `kind`'s figures with its own in their place."""
+        return processing_for(self.kind, self.store_rows_per_s, self.write_file_mb_per_s, self.metadata_s_per_table)
 
 
 class Airplane(_Model):
@@ -270,6 +283,17 @@ class Behaviour(_Model):
     roaming: Roaming | None = None  # and/or at random
 
 
+class ConnectionSettings(_Model):
+    """A device's HTTP connections as the network model costs them (docs/scenarios.md, Connections)."""
+
+    tls: bool = True  # Dataverse is HTTPS only: TLS 1.3 set-up (one more round trip) and record framing
+    keepalive_s: float = Field(default=DEFAULT_KEEPALIVE_S, ge=0)  # scenario s an idle connection survives; 0: none
+
+    def model(self) -> Connection:
+        """These settings as the network model's."""
+        return Connection(tls=self.tls, keepalive_s=self.keepalive_s)
+
+
 class UserClass(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     count: int | None = Field(default=None, ge=0)
@@ -281,6 +305,7 @@ class UserClass(_Model):
     # network name (a preset, or one of the scenario's `networks`) -> share of the class's devices
     networks: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: {"wifi": 1.0}, min_length=1)
     behaviour: Behaviour = Behaviour()
+    connection: ConnectionSettings = ConnectionSettings()
 
     @field_validator("networks")
     @classmethod

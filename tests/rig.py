@@ -13,6 +13,7 @@ from simulator.check import compare
 from simulator.clock import ManualClock
 from simulator.device.client import ApiClient, Identity
 from simulator.device.device import Device, DeviceSpec
+from simulator.device.processing import NO_PROCESSING, Processing
 from simulator.events import Events
 from simulator.ledger import Journal, check_run
 from simulator.metrics import Metrics
@@ -38,12 +39,13 @@ class Rig:
         self.journal = Journal().attach(self.events)
 
     def device(self, user: str, storage_bytes: int = 1 << 30, page_size: int = 5000,
-               network: NetworkModel | None = None) -> Device:
-        """A device for `user` on a loopback link (or `network`, e.g. NetworkModel(rng, down_kbps=100))."""
+               network: NetworkModel | None = None, processing: Processing = NO_PROCESSING) -> Device:
+        """A device for `user` on a loopback link (or `network`, e.g. NetworkModel(rng, down_kbps=100)),
+        whose own work costs nothing (or what `processing` says)."""
         cls = self.state.scenario.user_class(user.rsplit("-", 1)[0])
         model = network or NetworkModel.from_preset("loopback", np.random.default_rng(0))
         number = self.state.store.users_by_name[user].index  # each device its own draws, as in a run
-        spec = DeviceSpec(f"dev-{user}", user, cls.name, storage_bytes, model.name, (1, number))
+        spec = DeviceSpec(f"dev-{user}", user, cls.name, storage_bytes, model.name, (1, number), processing)
         link = Link(model, self.clock, self.session)
         state = self.state
 

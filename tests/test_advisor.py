@@ -30,22 +30,54 @@ def _cls(report: advisor.Report, name: str = "technician") -> advisor.ClassEstim
     return next(c for c in report.classes if c.user_class == name)
 
 
+WIRE = 1514 / 1448 * (1 + 22 / 16384)
+"""Wire bytes per HTTP byte over TLS (the default): 52 B of TCP/IP headers and 14 B of link framing per
+1,448-B segment, 22 B per 16 KiB TLS record. Every request also carries 500 B of headers each way."""
+
+
 def test_a_known_profile_is_estimated_as_by_hand() -> None:
     c = _cls(advisor.report(_scenario()))
     assert c.rows == pytest.approx(100) and c.data_bytes == pytest.approx(100_000)
-    # 3g: 150 ms round trip, 2,000 kbps. Metadata: 2 requests + 20 kB; data: 1 page + 100 kB.
+    # 3g: 150 ms round trip, 2,000 kbps down, 750 up. Metadata: 2 requests of 10 kB; data: 1 page of 100 kB.
+    # Each request: a round trip, 500 B of headers up, its answer + 500 B of headers down, all on the wire.
     t = c.first_sync_s["3g"]
-    assert t["metadata"] == pytest.approx(2 * 0.15 + 20_000 * 8 / 2e6)
-    assert t["data"] == pytest.approx(0.15 + 100_000 * 8 / 2e6)
-    assert t["files"] == 0 and t["total"] == pytest.approx(0.38 + 0.55)
+    up = 500 * WIRE * 8 / 750e3
+    # The sync's first request opens the connection: TCP + TLS set-up, 2 round trips. Its 10,500 B are
+    # 8 segments, within the first window of 10: no slow-start wait. The window grows to 16.
+    assert t["metadata"] == pytest.approx(2 * 0.15 + 2 * (0.15 + up + 10_500 * WIRE * 8 / 2e6))
+    # The page's 100,500 B are 70 segments: windows of 16, 32, 64 segments. The pipe holds 1 + 0.15 / s
+    # = 25.8 segments (s: a 1,514-B segment's time at 2,000 kbps), so the sender waits once, after 16.
+    seg = 1514 * 8 / 2e6
+    assert t["data"] == pytest.approx(0.15 + up + 100_500 * WIRE * 8 / 2e6 + (seg + 0.15) - seg * 16)
+    assert t["files"] == 0 and t["total"] == pytest.approx(t["metadata"] + t["data"])
+    assert t["total"] == pytest.approx(0.699 + 0.636, abs=1e-3)  # was 0.38 + 0.55 = 0.93 s: set-up, headers, wire
 
 
-def test_600_kb_on_a_100_kbps_link_takes_about_48_seconds() -> None:
+def test_600_kb_on_a_100_kbps_link_takes_about_50_seconds() -> None:
     s = _scenario(tables=[{"logical_name": "msdyn_workorder", "rows": 600, "row_bytes": 1000}],
                   user_classes=[{"name": "technician", "count": 1, "networks": {"2g": 1.0},
                                  "profile": [{"table": "msdyn_workorder"}]}])
     t = _cls(advisor.report(s)).first_sync_s["2g"]
-    assert t["data"] == pytest.approx(48 + 0.4)  # 600,000 bytes at 100 kbps, plus one page's round trip
+    # 600,000 bytes + 500 B of headers on the wire at 100 kbps (50.3 s, was 48 s of bodies alone), plus
+    # one page's round trip and its 500 B of request headers at 50 kbps up. No slow-start wait: 100 kbps
+    # for 0.4 s is 4.3 segments in flight, fewer than the window of 16 the metadata left.
+    assert t["data"] == pytest.approx(600_500 * WIRE * 8 / 100e3 + 0.4 + 500 * WIRE * 8 / 50e3)
+    assert 50.7 < t["data"] < 50.9
+
+
+def test_a_class_without_tls_saves_a_round_trip_of_set_up_and_the_record_framing() -> None:
+    with_tls = _cls(advisor.report(_scenario())).first_sync_s["3g"]
+    plain_class = {"name": "technician", "count": 10, "networks": {"3g": 1.0}, "connection": {"tls": False},
+                   "profile": [{"table": "msdyn_workorder", "filter": "owner"}]}
+    plain = _cls(advisor.report(_scenario(user_classes=[plain_class]))).first_sync_s["3g"]
+    # The connection is set up once, in the metadata phase: TCP's round trip only (0.15 s on 3g).
+    # Every byte also loses TLS's 22 B per 16 KiB record: 3 requests (2 metadata, 1 page) bring 20,000 +
+    # 100,000 B + 3 x 500 B of headers down at 2,000 kbps and send 3 x 500 B of headers up at 750 kbps,
+    # x 1514/1448 x 22/16384 on the wire: about 0.6 ms.
+    framing_s = 22 / 16384 * 1514 / 1448 * 8 * ((20_000 + 100_000 + 3 * 500) / 2e6 + 3 * 500 / 750e3)
+    assert with_tls["total"] - plain["total"] == pytest.approx(0.15 + framing_s)
+    assert with_tls["data"] - plain["data"] == pytest.approx(100_500 * 22 / 16384 * 1514 / 1448 * 8 / 2e6
+                                                             + 500 * 22 / 16384 * 1514 / 1448 * 8 / 750e3)
 
 
 def test_related_and_team_and_date_filters_keep_their_share() -> None:

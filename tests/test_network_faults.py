@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.network.faults import FAULTS, Bandwidth, Latency, Loss, Throttle, register
+from simulator.network.faults import (
+    FAULTS,
+    Bandwidth,
+    Connection,
+    Connections,
+    Latency,
+    Loss,
+    Tcp,
+    Throttle,
+    register,
+)
+from simulator.network.faults.connection import POOL_CONNECTIONS, stall_s
 
 
 def rng(seed: int = 7) -> np.random.Generator:
@@ -16,6 +27,7 @@ def test_each_fault_is_registered_under_its_name() -> None:
     assert FAULTS["latency"] is Latency
     assert FAULTS["bandwidth"] is Bandwidth
     assert FAULTS["loss"] is Loss
+    assert FAULTS["connection"] is Connection
 
 
 def test_registering_a_second_fault_under_a_taken_name_is_refused() -> None:
@@ -116,3 +128,114 @@ def test_loss_draws_are_the_same_for_the_same_seed() -> None:
 def test_loss_rejects_a_probability_outside_zero_to_one(probability: float) -> None:
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
         Loss(probability)
+
+
+def test_a_throttle_follows_a_given_schedule_instead_of_its_bandwidth() -> None:
+    throttle = Throttle(None, start_s=1.0, due=lambda n: 0.5 + n / 1000)  # 0.5 s before the first byte
+    assert throttle.wait_s(now_s=1.0) == 0.5
+    throttle.add(1000)
+    assert throttle.wait_s(now_s=1.0) == 1.5
+
+
+# --- connection: wire bytes, set-up, slow start ------------------------------------------------------
+def test_a_full_segment_takes_1514_bytes_on_the_wire_so_goodput_is_the_references_calibration() -> None:
+    """NETWORK_FIDELITY.md: steady TCP goodput 47.8 / 19.1 / 1.915 Mbit/s on wifi / 4g / 3g, that is
+    the nominal rate x 1448/1514."""
+    plain, tls = Connection(tls=False), Connection(tls=True)
+    assert plain.wire_bytes(1448) == pytest.approx(1514)
+    assert tls.wire_bytes(16_384) == pytest.approx((16_384 + 22) * 1514 / 1448)  # + a TLS record's framing
+    for kbps, goodput_mbps in [(50_000, 47.8), (20_000, 19.1), (2_000, 1.915)]:
+        seconds = plain.leg_s(Bandwidth(kbps), window=1e9, rtt_s=0.05, nbytes=10_000_000)
+        assert 10_000_000 * 8 / seconds / 1e6 == pytest.approx(goodput_mbps, abs=0.05)
+
+
+def test_a_new_connection_costs_one_round_trip_for_tcp_and_one_more_for_tls_1_3() -> None:
+    assert Connection(tls=False).setup_s(0.05) == 0.05
+    assert Connection(tls=True).setup_s(0.05) == 0.1
+
+
+def test_connection_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="keepalive_s must be >= 0"):
+        Connection(keepalive_s=-1)
+
+
+def test_slow_start_waits_one_round_trip_per_window_when_bandwidth_is_unlimited() -> None:
+    # 10 segments fit the first window; 11 need a second one (10 + 20); 31 a third (10 + 20 + 40).
+    assert stall_s(10, 10 * 1448, rtt_s=0.1, segment_s=0.0) == 0.0
+    assert stall_s(10, 11 * 1448, rtt_s=0.1, segment_s=0.0) == pytest.approx(0.1)
+    assert stall_s(10, 31 * 1448, rtt_s=0.1, segment_s=0.0) == pytest.approx(0.2)
+    assert stall_s(10, 11 * 1448, rtt_s=0.0, segment_s=0.0) == 0.0  # no round trip, no wait
+
+
+def test_slow_start_stops_waiting_once_a_window_fills_the_pipe() -> None:
+    """Window k waits segment_s + rtt_s - w_k segment_s after it is sent, while that is positive:
+    with 1 ms segments and a 30 ms round trip the pipe holds 31 segments, so the windows of 10 and 20
+    wait 21 ms and 11 ms, and from the window of 40 on the link is busy."""
+    assert stall_s(10, 1000 * 1448, rtt_s=0.030, segment_s=0.001) == pytest.approx(0.021 + 0.011)
+    assert stall_s(10, 25 * 1448, rtt_s=0.030, segment_s=0.001) == pytest.approx(0.021)  # needs windows 10 and 20
+    assert stall_s(40, 1000 * 1448, rtt_s=0.030, segment_s=0.001) == 0.0  # a grown window: no wait
+
+
+def test_50_row_pages_on_new_connections_cost_2_to_3_round_trips_more_on_4g() -> None:
+    """NETWORK_FIDELITY.md point 3: set-up plus slow start, about 2-3 extra round trips a page."""
+    down, up, rtt = Bandwidth(20_000), Bandwidth(8_000), 0.051
+    plain = Connection(tls=False)
+    warm = Tcp()
+    plain.exchange_s(warm, rtt, down, up, 0, 1_000_000)  # its windows have grown
+    kept = plain.exchange_s(warm, rtt, down, up, 0, 50_075)
+    new = plain.exchange_s(Tcp(), rtt, down, up, 0, 50_075)
+    assert 2 <= (new - kept) / rtt <= 3
+
+
+def test_a_connections_windows_grow_with_what_it_carried_and_rest_after_idle() -> None:
+    tcp = Tcp()
+    assert (tcp.fresh, tcp.down, tcp.up) == (True, 10, 10)
+    tcp.carried(500, 100 * 1448)  # 1 segment up (in flight: 1, so the window stays), 100 down
+    assert (tcp.fresh, tcp.up, tcp.down) == (False, 10, 110)
+    tcp.rested(idle_real_s=0.1, rtt_s=0.05)  # shorter than an RTO (0.05 + 0.2 s): unchanged
+    assert tcp.down == 110
+    tcp.rested(idle_real_s=0.5, rtt_s=0.05)  # 0.55 s from the last send: two RTOs, halved twice
+    assert tcp.down == 27.5
+    tcp.rested(idle_real_s=3600, rtt_s=0.05)
+    assert tcp.down == 10  # never below the initial window
+
+
+def test_many_alike_requests_cost_what_each_one_does() -> None:
+    """`requests_s` (the advisor's) sums `exchange_s` one request at a time until they cost the same,
+    then multiplies; a fractional count is an expectation."""
+    conn, down, up = Connection(), Bandwidth(2_000), Bandwidth(750)
+    one_by_one, tcp = 0.0, Tcp()
+    for _ in range(40):
+        one_by_one += conn.exchange_s(tcp, 0.15, down, up, 0, 50_000)
+    assert conn.requests_s(Tcp(), 0.15, down, up, 40, 50_000) == pytest.approx(one_by_one, rel=1e-12)
+    steady = conn.exchange_s(tcp, 0.15, down, up, 0, 50_000)
+    assert conn.requests_s(Tcp(), 0.15, down, up, 40.5, 50_000) == pytest.approx(one_by_one + 0.5 * steady)
+    assert conn.requests_s(Tcp(), 0.15, down, up, 0, 50_000) == 0.0
+
+
+def test_a_request_takes_the_most_recent_idle_connection_else_opens_one() -> None:
+    pool, settings = Connections(), Connection(keepalive_s=60)
+    a = pool.take(settings, now_s=0, real_s=0, rtt_s=0.05)
+    b = pool.take(settings, now_s=0, real_s=0, rtt_s=0.05)  # concurrent: a second connection
+    assert a is not b and a.fresh and b.fresh
+    for tcp in (a, b):
+        tcp.carried(500, 500)
+    pool.give_back(a, now_s=1, real_s=1)
+    pool.give_back(b, now_s=2, real_s=2)
+    assert pool.take(settings, now_s=3, real_s=3, rtt_s=0.05) is b
+    assert pool.take(settings, now_s=3, real_s=3, rtt_s=0.05) is a
+    pool.give_back(a, now_s=3, real_s=3)
+    assert pool.take(settings, now_s=63.5, real_s=4, rtt_s=0.05).fresh  # idle 60.5 scenario s: gone
+    assert pool.idle == []
+
+
+def test_dropped_connections_are_not_given_back_and_at_most_five_stay_idle() -> None:
+    pool, settings = Connections(), Connection()
+    in_flight = pool.take(settings, now_s=0, real_s=0, rtt_s=0.05)
+    pool.drop()  # airplane mode while the request is in flight
+    pool.give_back(in_flight, now_s=1, real_s=1)
+    assert pool.idle == []
+    many = [pool.take(settings, now_s=0, real_s=0, rtt_s=0.05) for _ in range(7)]
+    for tcp in many:
+        pool.give_back(tcp, now_s=1, real_s=1)
+    assert pool.idle == many[-POOL_CONNECTIONS:]

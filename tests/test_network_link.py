@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from simulator.clock import Clock, ManualClock, RealClock
 from simulator.network import AirplaneModeError, Link, NetworkError, NetworkModel
+from simulator.network.faults import Connection, Loss
 
 HITS = web.AppKey("hits", list[str])
 UPLOAD_S = web.AppKey("upload_s", list[float])
@@ -77,6 +78,11 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client_session
 
 
+WIRE = 1514 / 1448 * (1 + 22 / 16384)
+"""Wire bytes per HTTP byte with the default connection (TLS): 52 B of TCP/IP headers and 14 B of
+link framing per 1,448-B segment, and 22 B of TLS framing per 16 KiB record."""
+
+
 def make_link(session: aiohttp.ClientSession, clock: Clock, **model: Any) -> Link:
     return Link(NetworkModel(np.random.default_rng(1), **model), clock, session)
 
@@ -93,7 +99,12 @@ async def test_a_download_takes_latency_plus_size_over_bandwidth_in_real_time(
     started_s = loop.time()
     response = await link.request("GET", url(server, "/bytes/200000"))
     wall_s = loop.time() - started_s
-    expected_s = 0.2 + 200_000 * 8 / 2_000_000  # L + B/W = 1.0 s
+    # A new TLS connection: 2 L of set-up, then L + B/W with B the 200,000 body bytes + 500 B of
+    # headers, on the wire: 200,500 x WIRE = 209,920 B, 0.8397 s at 2,000 kbps. Slow start: the 139
+    # segments go in windows of 10, 20, 40, 80 while the pipe holds 1 + L / s = 34 segments (s: one
+    # 1,514-B segment's time, 6.056 ms), so the sender waits after the first two windows.
+    s = 1514 * 8 / 2_000_000
+    expected_s = 2 * 0.2 + 0.2 + 200_500 * WIRE * 8 / 2_000_000 + 2 * (s + 0.2) - s * (10 + 20)  # 1.670 s
     assert response.elapsed_s == pytest.approx(expected_s, rel=0.05)
     assert wall_s == pytest.approx(expected_s, rel=0.05)
     assert (response.status, response.bytes_down, len(response.body)) == (200, 200_000, 200_000)
@@ -105,8 +116,14 @@ async def test_a_download_takes_exactly_latency_plus_size_over_bandwidth_on_a_ma
     clock = ManualClock()
     link = make_link(session, clock, latency_ms=250, down_kbps=4000)
     response = await link.request("GET", url(server, "/bytes/500000"))
-    assert response.elapsed_s == pytest.approx(0.25 + 1.0, abs=1e-9)
-    assert clock.monotonic() == pytest.approx(1.25, abs=1e-9)
+    # 2 L of TCP + TLS set-up, L, then 500,500 B (with the headers) on the wire at 4,000 kbps, and slow
+    # start: 346 segments need windows of 10 ... 160; the pipe holds 1 + 0.25 / s = 83.6 segments, so
+    # the sender waits after the windows of 10, 20, 40 and 80.
+    s = 1514 * 8 / 4_000_000
+    expected_s = 2 * 0.25 + 0.25 + 500_500 * WIRE * 8 / 4_000_000 + 4 * (s + 0.25) - s * (10 + 20 + 40 + 80)
+    assert expected_s == pytest.approx(2.356, abs=1e-3)
+    assert response.elapsed_s == pytest.approx(expected_s, abs=1e-9)
+    assert clock.monotonic() == pytest.approx(expected_s, abs=1e-9)
     assert response.bytes_down == 500_000
 
 
@@ -114,13 +131,13 @@ async def test_an_upload_is_paced_to_the_up_bandwidth_so_the_server_sees_a_slow_
     server: TestServer, session: aiohttp.ClientSession
 ) -> None:
     link = make_link(session, RealClock(1.0), up_kbps=2000)
-    body = b"u" * 200_000  # B/W_up = 0.8 s at 2000 kbps
+    body = b"u" * 200_000  # B/W_up = 0.8 s at 2000 kbps; with the headers, on the wire: 0.84 s
     response = await link.request("POST", url(server, "/upload"), body=body)
     assert response.body == b"200000"
     assert response.bytes_up == 200_000
-    assert response.elapsed_s == pytest.approx(0.8, rel=0.05)
-    # The handler starts when the first 16 KiB chunk arrives (0.066 s in), then waits for the rest.
-    assert server.app[UPLOAD_S][0] == pytest.approx(0.8 - 16384 * 8 / 2_000_000, rel=0.1)
+    assert response.elapsed_s == pytest.approx(200_500 * WIRE * 8 / 2_000_000, rel=0.05)  # no latency: no set-up, no slow start
+    # The handler starts when the headers and the first 16 KiB chunk arrive (0.07 s in), then waits for the rest.
+    assert server.app[UPLOAD_S][0] == pytest.approx((200_000 - 16384) * WIRE * 8 / 2_000_000, rel=0.1)
 
 
 async def test_an_upload_takes_exactly_size_over_up_bandwidth_on_a_manual_clock(
@@ -128,7 +145,7 @@ async def test_an_upload_takes_exactly_size_over_up_bandwidth_on_a_manual_clock(
 ) -> None:
     link = make_link(session, ManualClock(), up_kbps=800)
     response = await link.request("POST", url(server, "/upload"), body=b"u" * 100_000)
-    assert response.elapsed_s == pytest.approx(1.0, abs=1e-9)
+    assert response.elapsed_s == pytest.approx((100_000 + 500) * WIRE * 8 / 800_000, abs=1e-9)  # 1.05 s, was 1.0
     assert response.body == b"100000"
 
 
@@ -350,3 +367,61 @@ async def test_each_device_has_its_own_connections_and_airplane_mode_drops_them(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_kept_alive_connection_pays_its_set_up_once_and_the_keep_alive_counts_scenario_time(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """Latency 100 ms, no bandwidth limit, tiny answers: a request takes L on a kept-alive connection,
+    L + 2 L (TCP, TLS 1.3) on a new one. The keep-alive (60 s) is scenario time, read from the clock."""
+    clock = ManualClock(time_scale=60)
+    link = make_link(session, clock, latency_ms=100)
+
+    async def elapsed() -> float:
+        return (await link.request("GET", url(server, "/bytes/10"))).elapsed_s
+
+    assert await elapsed() == pytest.approx(0.3)  # the device's first request: a new connection
+    assert await elapsed() == pytest.approx(0.1)  # kept alive
+    clock.advance(60)  # idle for exactly the keep-alive (1 real second at time_scale 60)
+    assert await elapsed() == pytest.approx(0.1)
+    clock.advance(61)  # idle for longer: the NAT (or the server) has closed it
+    assert await elapsed() == pytest.approx(0.3)
+    link.go_offline()
+    link.go_online()
+    assert await elapsed() == pytest.approx(0.3)  # airplane mode ended the connection
+
+
+async def test_without_tls_or_keep_alive_the_set_up_is_one_round_trip_on_every_request(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    link = make_link(session, ManualClock(), latency_ms=100, connection=Connection(tls=False, keepalive_s=0))
+    times = [(await link.request("GET", url(server, "/bytes/10"))).elapsed_s for _ in range(3)]
+    assert times == pytest.approx([0.2] * 3)  # TCP's handshake, then the request's round trip
+
+
+async def test_a_connection_whose_request_failed_is_not_reused(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    clock = ManualClock()
+    link = make_link(session, clock, latency_ms=100)
+    await link.request("GET", url(server, "/bytes/10"))
+    link.model.loss = Loss(1.0)
+    with pytest.raises(NetworkError, match="packet loss"):
+        await link.request("GET", url(server, "/bytes/10"))  # on the kept-alive connection
+    link.model.loss = Loss(0.0)
+    started = clock.monotonic()
+    assert (await link.request("GET", url(server, "/status/503"))).elapsed_s == pytest.approx(0.3)  # new
+    assert clock.monotonic() - started == pytest.approx(0.3)
+    assert (await link.request("GET", url(server, "/bytes/10"))).elapsed_s == pytest.approx(0.1)  # a 503 keeps it
+
+
+async def test_slow_start_makes_a_15_kb_answer_take_3_round_trips_on_a_new_connection(
+    server: TestServer, session: aiohttp.ClientSession
+) -> None:
+    """The reference's point 3: 15 KB (+ 0.5 KB of headers: 11 segments) is one segment more than a new
+    connection's first window of 10, so it takes TCP's set-up, the request, and one more round trip;
+    once the window has grown, one round trip. (Unlimited bandwidth: only round trips count.)"""
+    link = make_link(session, ManualClock(), latency_ms=50, connection=Connection(tls=False))
+    first = await link.request("GET", url(server, "/bytes/15000"))
+    second = await link.request("GET", url(server, "/bytes/15000"))
+    assert (first.elapsed_s, second.elapsed_s) == pytest.approx((3 * 0.05, 0.05))

@@ -1,12 +1,21 @@
-"""NetworkModel: presets by name, explicit numbers, and reproducible draws from the device's rng."""
+"""NetworkModel: presets by name, explicit numbers, reproducible draws from the device's rng, and the
+device's modelled connections (settings from the scenario, state from the clock)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 import numpy as np
 import pytest
 
+from simulator.clock import ManualClock
+from simulator.events import Events
+from simulator.fleet import build_fleet
 from simulator.network import PRESETS, NetworkModel
-from simulator.network.faults import Bandwidth
+from simulator.network.faults import Bandwidth, Connection
+from simulator.runner import FleetRun, make_device
+from simulator.scenario import ScenarioError, parse_scenario
 
 
 def rng(seed: int = 42) -> np.random.Generator:
@@ -74,3 +83,62 @@ def test_preset_latency_draws_average_to_the_preset_mean_in_seconds() -> None:
     delays = np.array([model.draw_latency_s() for _ in range(20_000)])
     assert delays.mean() == pytest.approx(0.150, abs=0.002)
     assert delays.min() >= 0.0
+
+
+# --- the modelled connections ------------------------------------------------------------------------
+def test_a_model_has_tls_and_a_60_second_keep_alive_by_default_and_takes_other_settings() -> None:
+    assert NetworkModel(rng()).connection == Connection(tls=True, keepalive_s=60)
+    own = Connection(tls=False, keepalive_s=5)
+    assert NetworkModel.from_preset("4g", rng(), connection=own).connection is own
+
+
+def test_the_model_decides_new_connections_from_the_times_it_is_given() -> None:
+    """Keep-alive in scenario seconds (as the device's real pool counts it), slow start after idle
+    in real seconds; a new model (another network) starts with no connection."""
+    model = NetworkModel(rng(), latency_ms=50)
+    tcp, setup_s = model.open(now_s=0, real_s=0, rtt_s=0.05)
+    assert tcp.fresh and setup_s == 0.1  # TCP + TLS
+    model.close(tcp, now_s=1, real_s=1, bytes_up=0, bytes_down=200 * 1448)
+    grown = tcp.down
+    again, setup_s = model.open(now_s=59, real_s=1.1, rtt_s=0.05)  # 58 scenario s idle, 0.1 real s
+    assert again is tcp and setup_s == 0.0 and tcp.down == grown
+    model.close(tcp, now_s=59, real_s=1.1, bytes_up=0, bytes_down=0)
+    again, _ = model.open(now_s=60, real_s=2.1, rtt_s=0.05)  # 1 real s idle: 4 RTOs, windows rested
+    assert again is tcp and tcp.down == max(10, grown / 16)
+    model.close(tcp, now_s=60, real_s=2.1, bytes_up=0, bytes_down=0)
+    model.drop_connections()
+    assert model.open(now_s=61, real_s=2.2, rtt_s=0.05)[0].fresh
+    assert NetworkModel(rng(), latency_ms=50).open(now_s=61, real_s=2.2, rtt_s=0.05)[1] == 0.1
+
+
+def test_a_scenario_class_sets_its_connection_and_bad_settings_name_the_field() -> None:
+    base = {"name": "c", "tables": [{"logical_name": "account", "rows": 10}]}
+
+    def scenario(connection: dict[str, Any]) -> Any:
+        return parse_scenario({**base, "user_classes": [{"name": "tech", "count": 1, "connection": connection,
+                                                          "profile": [{"table": "account"}]}]})
+
+    cls = scenario({"tls": False, "keepalive_s": 30}).user_classes[0]
+    assert cls.connection.model() == Connection(tls=False, keepalive_s=30)
+    assert scenario({}).user_classes[0].connection.model() == Connection()
+    with pytest.raises(ScenarioError, match=r"user_classes\.0\.connection\.keepalive_s: Input should be greater "
+                                            r"than or equal to 0 \(got -1\)"):
+        scenario({"keepalive_s": -1})
+    with pytest.raises(ScenarioError, match=r"user_classes\.0\.connection\.keep_alive_s: unknown field"):
+        scenario({"keep_alive_s": 30})
+
+
+async def test_a_device_of_the_fleet_gets_its_classs_connection_and_its_pool_the_same_keep_alive() -> None:
+    s = parse_scenario({"name": "c", "tables": [{"logical_name": "account", "rows": 10}],
+                        "user_classes": [{"name": "tech", "count": 1, "networks": {"3g": 1.0},
+                                          "connection": {"tls": False, "keepalive_s": 0},
+                                          "profile": [{"table": "account"}]}]})
+    (entry,) = build_fleet(s)
+    async with aiohttp.ClientSession() as session:
+        device = make_device(entry, ManualClock(), session, None, "http://127.0.0.1:9", Events(), 0.0)  # type: ignore[arg-type]
+    assert device.link.model.connection == Connection(tls=False, keepalive_s=0)
+    run = FleetRun(s, report=False)
+    for keepalive_s, force_close in [(0, True), (60, False)]:
+        pool = run.device_pool(keepalive_s)
+        assert pool.connector is not None and pool.connector.force_close is force_close
+        await pool.close()

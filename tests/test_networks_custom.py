@@ -52,16 +52,28 @@ async def test_a_device_on_a_custom_network_gets_its_figures() -> None:
 
 def test_the_advisor_estimates_on_the_custom_network() -> None:
     (c,) = advisor.report(_scenario(DEPOT)).classes
-    assert c.first_sync_s["depot_wifi"]["data"] == pytest.approx(60_000 * 8 / 100_000)  # 4.8 s, no latency
+    # No latency: one page, its 60,000 B + 500 B of headers down at 100 kbps and 500 B of request headers
+    # up at 50 kbps, on the wire (x 1514/1448 for TCP/IP and link framing, x (1 + 22/16384) for TLS).
+    wire = 1514 / 1448 * (1 + 22 / 16384)
+    data_s = 60_500 * wire * 8 / 100_000 + 500 * wire * 8 / 50_000
+    assert c.first_sync_s["depot_wifi"]["data"] == pytest.approx(data_s)  # 5.15 s, was 4.8 s (bodies alone)
 
 
 async def test_a_first_sync_on_a_custom_network_takes_its_bytes_over_its_bandwidth(rig_factory: Any) -> None:
     s = _scenario(DEPOT)
     rig: Rig = await rig_factory(s)
     network = NetworkModel.from_preset("depot_wifi", np.random.default_rng(0), s.network("depot_wifi"))
+    requests: list[str] = []
+    rig.events.request.add_listener(lambda **kw: requests.append(kw["name"]))
     record = await rig.device("manager-0001", network=network).sync_once()
     assert record.result == "success"
-    assert record.duration_s == pytest.approx(record.bytes * 8 / 100_000, rel=1e-6)  # nothing but transfer
+    # Nothing but transfer (no latency: no set-up, no slow-start wait) of the bytes on the wire: the
+    # bodies and 500 B of response headers per request down at 100 kbps, 500 B of request headers up at
+    # 50 kbps, x 1514/1448 (TCP/IP, link framing) x (1 + 22/16384) (TLS records).
+    wire = 1514 / 1448 * (1 + 22 / 16384)
+    down_s = (record.bytes + 500 * len(requests)) * wire * 8 / 100_000
+    up_s = 500 * len(requests) * wire * 8 / 50_000
+    assert record.duration_s == pytest.approx(down_s + up_s, rel=1e-6)
 
 
 async def test_a_network_change_on_schedule_shows_in_the_events_and_the_records(rig_factory: Any) -> None:

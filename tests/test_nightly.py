@@ -84,7 +84,13 @@ def test_the_gate_passes_against_its_own_baseline_and_fails_against_a_better_one
                  "--tolerance", "first_sync_p95_s=2", "--tolerance", "first_sync_p50_s=2",
                  "--tolerance", "delta_sync_p95_s=2", "--tolerance", "generator_loop_lag_p99_ms=100",
                  "--tolerance", "server_requests_per_s=0.9", "--tolerance", "server_rows_per_s=0.9",
-                 "--tolerance", "generator_cpu_p50=100", "--tolerance", "first_sync_p99_s=2"]) == 0
+                 "--tolerance", "generator_cpu_p50=100", "--tolerance", "first_sync_p99_s=2",
+                 # both runs' devices live in this test's process, whose heap the first run grew; the
+                 # server's peak varies between runs started from a test process (120 vs 154 MiB
+                 # seen; three CLI runs: 77 MiB each), not understood yet
+                 "--tolerance", "devices_peak_rss_mb=1", "--tolerance", "server_peak_rss_mb=1",
+                 # two devices make about eight uploads: one more refused is +3 points
+                 "--tolerance", "rejection_rate=0.1", "--tolerance", "conflict_rate=0.1"]) == 0
     better = orjson.loads(base.read_bytes())  # a baseline made better by hand: first syncs ten times faster
     for run in better["sizes"][0]["runs"]:
         run["technician.first_sync_p95_s"] /= 10

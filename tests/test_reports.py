@@ -281,7 +281,8 @@ def test_csv_has_the_documented_columns_and_one_row_per_sync(tmp_path: Path) -> 
     assert lines[0] == (
         "device,user,user_class,mode,result,start,duration_s,active_s,phase_metadata_s,phase_data_s,"
         "phase_files_s,phase_upload_s,rows,bytes,file_bytes,uploaded,applied,conflicts,rejections,restarts,"
-        "error_code,network,storage_used_bytes,storage_capacity_bytes,rejection_codes,waits_s,refetched_bytes,final,ended_at"
+        "error_code,network,storage_used_bytes,storage_capacity_bytes,rejection_codes,waits_s,refetched_bytes,final,ended_at,"
+        "processing_s"
     )
     assert len(lines) == 1 + len(sample_records())
 

@@ -34,8 +34,9 @@ class SyncFailed(Exception):
 
 @dataclass(slots=True)
 class Tally:
-    """What one sync spent: real seconds in requests, bytes per table, restarts, throttles, and
-    body bytes received by requests that were then cut and sent again (`refetched_bytes`)."""
+    """What one sync spent: real seconds in requests, bytes per table, restarts, throttles, body
+    bytes received by requests that were then cut and sent again (`refetched_bytes`), and real
+    seconds of the device's own work (`processing_s`: storing rows, writing files, metadata)."""
 
     active_s: float = 0.0
     bytes_by_table: dict[str, int] = field(default_factory=dict)
@@ -44,6 +45,7 @@ class Tally:
     restarts: int = 0
     throttles: int = 0
     requests: int = 0
+    processing_s: float = 0.0
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ from simulator.clock import Clock
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.first_sync import FirstSyncTracker
 from simulator.device.outbox import Op, OpKind, Outbox
+from simulator.device.processing import NO_PROCESSING, Processing
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.sync import SyncEngine, TableInfo, UploadResult
 from simulator.device.upload import Outcome
@@ -34,7 +35,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
-    """Who and what a device is: names, storage in bytes, network preset, seed for its draws."""
+    """Who and what a device is: names, storage in bytes, network preset, seed for its draws, and
+    what its own work costs (storing rows, writing files, reading metadata)."""
 
     name: str
     user: str
@@ -42,6 +44,16 @@ class DeviceSpec:
     storage_bytes: int
     network: str
     seed: tuple[int, ...]
+    processing: Processing = NO_PROCESSING
+
+
+@dataclass(slots=True)
+class PhaseSplit:
+    """One sync's lived seconds per phase, and the device processing inside each (from `tally`)."""
+
+    tally: Tally
+    phases: dict[str, float] = field(default_factory=dict)
+    processing: dict[str, float] = field(default_factory=dict)
 
 
 class EditSchedule:
@@ -89,7 +101,7 @@ class Device:
         self.store = LocalStore(spec.storage_bytes)
         self.outbox = Outbox()
         self.engine = SyncEngine(api, self.store, self.outbox, cls.profile,
-                                 batch_uploads=cls.behaviour.upload_mode == "batch")
+                                 batch_uploads=cls.behaviour.upload_mode == "batch", processing=spec.processing)
         self.engine.answered = self._answered
         seq = np.random.SeedSequence(list(spec.seed))
         self.rng_sched, self.rng_edit, self.rng_air = (np.random.default_rng(s) for s in seq.spawn(3))
@@ -163,26 +175,27 @@ class Device:
         self._network = self.link.model.name  # a sync is counted on the network it started on
         if mode == "FIRST_SYNC":
             self.first.begin(start, t0)
-        tally, phases, rows = Tally(), dict[str, float](), dict[str, int]()
+        tally, rows = Tally(), dict[str, int]()
+        split = PhaseSplit(tally)
         up, self._carry = self._carry, UploadResult()
         error: str | None = None
         try:
             if mode == "FIRST_SYNC":
-                await self._phase(phases, "metadata", self.engine.metadata(tally))
-                await self._phase(phases, "data", self.engine.data(tally, rows))
+                await self._phase(split, "metadata", self.engine.metadata(tally))
+                await self._phase(split, "data", self.engine.data(tally, rows))
             else:
-                await self._phase(phases, "upload", self.engine.upload(tally, up))
-                if not st.resync and not await self._phase(phases, "data", self.engine.delta(tally, rows)):
+                await self._phase(split, "upload", self.engine.upload(tally, up))
+                if not st.resync and not await self._phase(split, "data", self.engine.delta(tally, rows)):
                     self._event("token_expired", "delta token expired: full resync")
                 if st.resync:  # expired now, or a forced resync cut earlier
                     mode = "FORCED_SYNC"
-                    await self._phase(phases, "data", self.engine.resync(tally, rows))
-            await self._phase(phases, "files", self.engine.files(tally))
+                    await self._phase(split, "data", self.engine.resync(tally, rows))
+            await self._phase(split, "files", self.engine.files(tally))
             st.first_sync_done = True
         except asyncio.CancelledError:
             self._carry = up  # the run is stopping this sync; its answered uploads go in the next record
             if mode == "FIRST_SYNC":  # what the cut attempt did still belongs to the first sync
-                self.first.add(self._record(mode, "CANCELLED", start, t0, waits0, tally, phases, rows, UploadResult()))
+                self.first.add(self._record(mode, "CANCELLED", start, t0, waits0, tally, split, rows, UploadResult()))
             raise
         except (SyncFailed, StorageFull) as exc:
             error = exc.code if isinstance(exc, SyncFailed) else "STORAGE_FULL"
@@ -190,7 +203,7 @@ class Device:
                 self._event("storage_full", str(exc))
                 if mode == "FIRST_SYNC":
                     self.gave_up = error
-        record = self._record(mode, error, start, t0, waits0, tally, phases, rows, up)
+        record = self._record(mode, error, start, t0, waits0, tally, split, rows, up)
         if mode == "FIRST_SYNC":
             self.first.add(record)
             if error is None and not self.first.reported:
@@ -199,24 +212,28 @@ class Device:
         return record
 
     def _record(self, mode: SyncMode, error: str | None, start: float, t0: float, waits0: dict[str, float],
-                tally: Tally, phases: dict[str, float], rows: dict[str, int], up: UploadResult) -> SyncRecord:
+                tally: Tally, split: PhaseSplit, rows: dict[str, int], up: UploadResult) -> SyncRecord:
         return SyncRecord(
             device=self.spec.name, user=self.spec.user, user_class=self.spec.user_class, mode=mode,
             result="failed" if error else "success", start=start, duration_s=(ended := self.timeline.now()) - t0,
-            active_s=tally.active_s, phases=phases, rows_by_table=rows, bytes_by_table=tally.bytes_by_table,
+            active_s=tally.active_s, phases=split.phases, processing_s=split.processing, rows_by_table=rows,
+            bytes_by_table=tally.bytes_by_table,
             file_bytes=tally.file_bytes, uploaded=up.uploaded, applied=up.applied, conflicts=up.conflicts,
             rejections=up.rejections, rejection_codes=up.rejection_codes, restarts=tally.restarts,
             error_code=error, network=self._network, storage_used_bytes=self.store.used_bytes,
             storage_capacity_bytes=self.store.capacity_bytes, waits_s=self.timeline.waits_since(waits0),
             refetched_bytes=tally.refetched_bytes, final=self.final, ended_at=ended)
 
-    async def _phase(self, phases: dict[str, float], name: str, work: Awaitable[T]) -> T:
-        """Await one phase's work, adding its lived duration to phases[name]."""
-        t = self.timeline.now()
+    async def _phase(self, split: PhaseSplit, name: str, work: Awaitable[T]) -> T:
+        """Await one phase's work, adding its lived duration to the split's phases[name], and the
+        device processing inside it to processing[name]."""
+        t, p = self.timeline.now(), split.tally.processing_s
         try:
             return await work
         finally:
-            phases[name] = phases.get(name, 0.0) + self.timeline.now() - t
+            split.phases[name] = split.phases.get(name, 0.0) + self.timeline.now() - t
+            if (spent := split.tally.processing_s - p) > 0:
+                split.processing[name] = split.processing.get(name, 0.0) + spent
 
     # --- edits ----------------------------------------------------------------------------------
     def edit(self) -> Op | None:

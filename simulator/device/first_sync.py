@@ -37,10 +37,13 @@ class FirstSyncTracker:
         start = first_request_at if first_request_at is not None else self.started_at
         duration = 0.0 if start is None else lived_now - start
         phases: dict[str, float] = {}
+        processing: dict[str, float] = {}
         waits: dict[str, float] = {}
         for a in self.attempts:
             for name, seconds in a.phases.items():
                 phases[name] = phases.get(name, 0.0) + seconds
+            for name, seconds in a.processing_s.items():
+                processing[name] = processing.get(name, 0.0) + seconds
             for kind, seconds in a.waits_s.items():
                 waits[kind] = waits.get(kind, 0.0) + seconds
         if len(self.attempts) > 1:  # the device's idle or offline time between its attempts
@@ -52,4 +55,4 @@ class FirstSyncTracker:
             phases=phases, waits_s=waits, rows=sum(a.rows for a in self.attempts),
             bytes=sum(a.bytes for a in self.attempts), file_bytes=sum(a.file_bytes for a in self.attempts),
             refetched_bytes=sum(a.refetched_bytes for a in self.attempts),
-            error_code=failed[-1].error_code if failed else None)
+            error_code=failed[-1].error_code if failed else None, processing_s=processing)

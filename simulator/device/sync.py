@@ -1,8 +1,11 @@
 """The sync engine: first sync (metadata, data, files), delta sync, forced resync, outbox upload.
 
 Written once against the Web API; the standalone runner, Locust and the benchmarks all drive it.
-State needed to resume (the next page link per table, files still to fetch and their offsets) lives
-on `SyncState`, so a sync cut by airplane mode or a failure continues where it stopped.
+The device's own work (storing a page's rows, writing a file's bytes, taking in a table's metadata)
+costs the time its `Processing` says, spent like a transfer (real seconds on the clock) once per
+page, file range or table, and counted in `Tally.processing_s`. State needed to resume (the next
+page link per table, files still to fetch and their offsets) lives on `SyncState`, so a sync cut by
+airplane mode or a failure continues where it stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import orjson
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, Outbox
 from simulator.device.pages import PageReader, row_size
+from simulator.device.processing import NO_PROCESSING, Processing
 from simulator.device.store import LocalStore, StorageFull
 from simulator.device.upload import Outcome, upload_ops
 from simulator.protocol import ErrorCode
@@ -78,10 +82,11 @@ class UploadResult:
 class SyncEngine:
     """Runs the sync phases for one device against the Web API."""
 
-    __slots__ = ("api", "store", "outbox", "state", "profile", "page_size", "batch_uploads", "answered")
+    __slots__ = ("api", "store", "outbox", "state", "profile", "page_size", "batch_uploads", "answered",
+                 "processing")
 
     def __init__(self, api: ApiClient, store: LocalStore, outbox: Outbox, profile: list[ProfileTable],
-                 page_size: int = 5000, batch_uploads: bool = True) -> None:
+                 page_size: int = 5000, batch_uploads: bool = True, processing: Processing = NO_PROCESSING) -> None:
         self.api = api
         self.store = store
         self.outbox = outbox
@@ -90,10 +95,12 @@ class SyncEngine:
         self.page_size = page_size
         self.batch_uploads = batch_uploads
         self.answered: Callable[[Op, Outcome], None] = _ignore  # told of every answered op (the ledger)
+        self.processing = processing  # what the device's own work costs (none by default)
 
     # --- phases -----------------------------------------------------------------------------
     async def metadata(self, tally: Tally) -> None:
-        """Download each profile table's definition with its attributes."""
+        """Download each profile table's definition with its attributes, and take it in (the
+        device's `metadata_s_per_table`)."""
         for pt in self.profile:
             if pt.table in self.state.tables:
                 continue
@@ -107,6 +114,7 @@ class SyncEngine:
                 tally, table=pt.table)
             _add_choices(info, orjson.loads(resp.body))
             self.state.tables[pt.table] = info
+            await self._process(self.processing.metadata_s(1), tally)
         self.state.metadata_done = True
 
     async def data(self, tally: Tally, rows: dict[str, int]) -> None:
@@ -131,9 +139,11 @@ class SyncEngine:
             self.state.resume_links.pop(pt.table, None)
             await self._follow(info, pt, f"{API_ROOT}/{info.entity_set}", tally, rows, tracked=True, seen=seen)
             held = self.store.ids(pt.table)
-            for row_id in [i for i in held if i not in seen and not self.outbox.created_offline(pt.table, i)]:
+            gone = [i for i in held if i not in seen and not self.outbox.created_offline(pt.table, i)]
+            for row_id in gone:
                 self.store.remove(pt.table, row_id)
             self.state.resync.discard(pt.table)
+            await self._process(self.processing.rows_s(len(gone)), tally)
 
     async def delta(self, tally: Tally, rows: dict[str, int]) -> bool:
         """Follow every table's deltaLink. Returns False when a token expired: every table then
@@ -181,9 +191,14 @@ class SyncEngine:
             def rest_of_range(end: int = end) -> dict[str, str]:  # asked again after a cut: from the bytes held
                 return {"Range": f"bytes={self.store.files[key]}-{end}"}
 
-            resp = await self.api.call(
-                "GET", f"{API_ROOT}/{f.entity_set}({f.row_id})/{f.column}/$value", tally,
-                headers=rest_of_range, sink=sink, accept=(403, 404, 416))
+            try:
+                resp = await self.api.call(
+                    "GET", f"{API_ROOT}/{f.entity_set}({f.row_id})/{f.column}/$value", tally,
+                    headers=rest_of_range, sink=sink, accept=(403, 404, 416))
+            except SyncFailed:  # the bytes its attempts stored are kept, and were written
+                await self._process(self.processing.files_s(self.store.files[key] - held), tally)
+                raise
+            await self._process(self.processing.files_s(self.store.files[key] - held), tally)
             if resp.status >= 400 or _file_total(resp.headers.get("Content-Range")) != f.size:
                 return False
         return True
@@ -217,6 +232,7 @@ class SyncEngine:
                 pt = next(p for p in self.profile if p.table == table)
                 self._apply_page(info, pt, [orjson.loads(resp.body)], {}, None)
             self.state.refresh.discard((table, row_id))
+            await self._process(self.processing.rows_s(1), tally)
 
     # --- internals ----------------------------------------------------------------------------
     def _apply_outcome(self, op: Op, outcome: Outcome, result: UploadResult) -> None:
@@ -256,17 +272,26 @@ class SyncEngine:
         while True:  # a page is parsed as it streams in (pages.py), never held whole, and applied at its end
             await self.api.call("GET", link, tally, headers=headers, table=pt.table, reader=attempt)
             page = reader.finish()
-            staged.commit()
+            written = staged.commit()
             nxt = page.get("@odata.nextLink")
             delta = None if nxt else page["@odata.deltaLink"]
             del page
             if nxt:
                 self.state.resume_links[pt.table] = link = nxt
-                continue
-            self.state.resume_links.pop(pt.table, None)
-            assert delta is not None
-            self._new_token(pt.table, delta)
-            return
+            else:
+                self.state.resume_links.pop(pt.table, None)
+                assert delta is not None
+                self._new_token(pt.table, delta)
+            await self._process(self.processing.rows_s(written), tally)  # storing the page's rows
+            if not nxt:
+                return
+
+    async def _process(self, seconds: float, tally: Tally) -> None:
+        """The device's own work: `seconds` of real time (never compressed, as a transfer's), so
+        the sync's lived duration and its phase include it; counted in `tally.processing_s`."""
+        if seconds > 0:
+            tally.processing_s += seconds
+            await self.api.clock.sleep_real(seconds)
 
     def _new_token(self, table: str, link: str) -> None:
         """Keep a table's new deltaLink; note it if its token is older than the one it replaces."""
@@ -342,9 +367,10 @@ class PageRows:
             elif self.seen is not None:
                 self.unchanged.append(row_id)
 
-    def commit(self) -> None:
+    def commit(self) -> int:
         """Apply the page: removals, then new or changed rows in one storage check (each row
-        costs its JSON's size, `pages.row_size`); queue their files."""
+        costs its JSON's size, `pages.row_size`); queue their files. Returns the rows written
+        (removed, new or changed), what storing the page costs the device."""
         engine, table, ids = self.engine, self.pt.table, self.ids
         for row_id in self.removed:
             engine.store.remove(table, row_id)
@@ -359,7 +385,9 @@ class PageRows:
             self.rows[table] = self.rows.get(table, 0) + len(ids)
         for row_id, files in self.files:
             engine._queue_files(self.info, self.pt, row_id, files)
+        written = len(self.removed) + len(ids)
         self.clear()
+        return written
 
 
 def _file_total(content_range: str | None) -> int | None:

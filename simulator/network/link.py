@@ -1,10 +1,14 @@
 """One device's connection: the online / airplane state plus the HTTP transport that applies the
-network model (latency, loss, bandwidth) to every request.
+network model (latency, loss, bandwidth, TCP/TLS connections) to every request.
 
-Timing of one request, all in real seconds read from the injected clock:
-    latency L (drawn per request)  ->  loss draw  ->  upload B_up bytes paced to up_kbps
-    ->  server time  ->  download B_down bytes paced to down_kbps
-so B bytes downloaded at W kbps after latency L take L + B * 8 / (W * 1000) plus server time.
+Timing of one request, all in real seconds read from the injected clock (L drawn per request):
+    set-up if the modelled connection is new (L for TCP, + L for TLS 1.3)  ->  latency L
+    ->  loss draw  ->  request headers + B_up body bytes up  ->  server time
+    ->  response headers + B_down body bytes down
+where each direction takes `Connection.leg_s`: its bytes on the wire (payload x 1514/1448, x TLS
+framing) over the bandwidth, plus slow start's waits on the connection's window. So on a kept-alive
+connection with an open window, B bytes down at W kbps take
+L + (H_up) + (H_down + B) * 1514/1448 * 8 / (W * 1000) plus server time (H: header bytes).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..clock import Clock
 from .errors import AirplaneModeError, NetworkError
-from .faults import Throttle
+from .faults import Tcp, Throttle
 from .model import NetworkModel
 
 CHUNK_BYTES = 16 * 1024
@@ -92,6 +96,7 @@ class Link:
 
     async def close(self) -> None:
         """Close the device's own connections (a shared session is its owner's to close)."""
+        self.model.drop_connections()
         if self._pool is not None and self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -102,13 +107,15 @@ class Link:
         return self._online
 
     def go_offline(self) -> None:
-        """Airplane mode on: new requests fail at once, requests in flight fail promptly."""
+        """Airplane mode on: new requests fail at once, requests in flight fail promptly; every
+        connection ends, real and modelled."""
         self._online = False
         for task, cut in self._in_flight.items():
             if not cut:
                 self._in_flight[task] = True
                 task.cancel("airplane mode")
         self._drop_connections()
+        self.model.drop_connections()
 
     def go_online(self) -> None:
         """Airplane mode off; wakes `wait_online` callers."""
@@ -182,47 +189,57 @@ class Link:
         timeout_s: float,
         got: _Received,
     ) -> Response:
-        """Latency, loss, then the HTTP exchange; aiohttp failures become NetworkError."""
+        """Connection set-up, latency, loss, then the HTTP exchange; aiohttp failures become
+        NetworkError. The modelled connection is reused only after a success."""
+        model = self.model  # a network change during the request does not move it
         start_s = self.clock.monotonic()
-        delay_s = self.model.draw_latency_s()
-        if delay_s > 0:
-            await self.clock.sleep_real(delay_s)
-        if self.model.draw_lost():
-            raise NetworkError(f"{method} {url}: packet loss (p={self.model.loss.probability})")
+        rtt_s = model.draw_latency_s()
+        tcp, setup_s = model.open(self.clock.now(), start_s, rtt_s)
+        if setup_s + rtt_s > 0:
+            await self.clock.sleep_real(setup_s + rtt_s)
+        if model.draw_lost():
+            raise NetworkError(f"{method} {url}: packet loss (p={model.loss.probability})")
         try:
             async with asyncio.timeout(timeout_s):
-                status, resp_headers, data, bytes_down = await self._send(method, url, headers, body, sink, got)
+                status, resp_headers, data, bytes_down = await self._send(
+                    model, tcp, rtt_s, method, url, headers, body, sink, got)
         except TimeoutError as e:
             raise NetworkError(f"{method} {url}: no complete response within {timeout_s} s") from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise NetworkError(f"{method} {url}: {type(e).__name__}: {e}") from e
-        elapsed_s = self.clock.monotonic() - start_s
-        return Response(status, resp_headers, data, elapsed_s, bytes_down, len(body or b""))
+        end_s = self.clock.monotonic()
+        model.close(tcp, self.clock.now(), end_s, len(body or b""), bytes_down)
+        return Response(status, resp_headers, data, end_s - start_s, bytes_down, len(body or b""))
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str] | None, body: bytes | None, sink: Sink | None,
-        got: _Received,
+        self, model: NetworkModel, tcp: Tcp, rtt_s: float, method: str, url: str,
+        headers: dict[str, str] | None, body: bytes | None, sink: Sink | None, got: _Received,
     ) -> tuple[int, CIMultiDictProxy[str], bytes, int]:
         """Send the request, read the paced response; on any failure close (not reuse) the connection."""
         req_headers = CIMultiDict(headers or {})
         data: bytes | AsyncIterator[bytes] | None = body
-        if body and self.model.up is not None:
+        if body and model.up is not None:
             req_headers.setdefault("Content-Length", str(len(body)))
-            data = self._paced_upload(body)
+            data = self._paced_upload(body, lambda n: model.upload_s(tcp, rtt_s, n))
+        else:  # headers only, or an unlimited up link: the request's time before it is sent
+            await self._wait(model.upload_s(tcp, rtt_s, len(body or b"")))
         resp = await self.session.request(
             method, url, headers=req_headers, data=data, timeout=_NO_AIOHTTP_TIMEOUT
         )
         try:
-            received, bytes_down = await self._paced_download(resp, sink if resp.status < 300 else None, got)
+            received, bytes_down = await self._paced_download(
+                resp, sink if resp.status < 300 else None, got, lambda n: model.download_s(tcp, rtt_s, n),
+                unlimited=model.down is None)
         except BaseException:
             resp.close()
             raise
         resp.release()
         return resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), received, bytes_down
 
-    async def _paced_upload(self, body: bytes) -> AsyncIterator[bytes]:
-        """The request body in chunks, each released once the up bandwidth has carried it."""
-        throttle = Throttle(self.model.up, self.clock.monotonic())
+    async def _paced_upload(self, body: bytes, due: Callable[[int], float]) -> AsyncIterator[bytes]:
+        """The request body in chunks, each released once the model's up schedule has carried it
+        (the request's headers first)."""
+        throttle = Throttle(None, self.clock.monotonic(), due)
         for offset in range(0, len(body), CHUNK_BYTES):
             chunk = body[offset : offset + CHUNK_BYTES]
             throttle.add(len(chunk))
@@ -230,13 +247,16 @@ class Link:
             yield chunk
 
     async def _paced_download(self, resp: aiohttp.ClientResponse, sink: Sink | None,
-                              got: _Received) -> tuple[bytes, int]:
-        """Read the response body paced to the down bandwidth; returns (body or b"", byte count).
-        `got.bytes` follows the bytes through, so a cut can say how many arrived."""
-        if self.model.down is None and sink is None:  # unlimited: no pacing, one read
+                              got: _Received, due: Callable[[int], float], unlimited: bool) -> tuple[bytes, int]:
+        """Read the response body paced to the model's down schedule (headers first, then the body
+        on the wire, slow start); returns (body or b"", byte count). `got.bytes` follows the bytes
+        through, so a cut can say how many arrived."""
+        throttle = Throttle(None, self.clock.monotonic(), due)
+        if unlimited and sink is None:  # unlimited: one read, then slow start's waits
             data = await resp.read()
+            throttle.add(len(data))
+            await self._pace(throttle)
             return data, len(data)
-        throttle = Throttle(self.model.down, self.clock.monotonic())
         chunks: list[bytes] = []
         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
             throttle.add(len(chunk))
@@ -246,7 +266,12 @@ class Link:
                 chunks.append(chunk)
             else:
                 sink(chunk)
+        await self._pace(throttle)  # an empty body still brings its headers
         return b"".join(chunks), throttle.sent_bytes
+
+    async def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            await self.clock.sleep_real(seconds)
 
     async def _pace(self, throttle: Throttle) -> None:
         """Sleep (real seconds, on the injected clock) until the throttle's schedule is met."""

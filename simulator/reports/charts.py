@@ -152,15 +152,23 @@ def first_sync_cdf(first_syncs: Sequence[FirstSync], classes: Sequence[str]) -> 
 
 @_styled
 def phase_bars(summary: Mapping[str, Any]) -> str:
-    """Stacked bars of median FIRST_SYNC phase time (s) per user class: metadata, data, files."""
+    """Stacked bars of median FIRST_SYNC phase time (s) per user class: metadata, data, files; the
+    median device processing inside each phase is hatched at the foot of its segment."""
     classes = [n for n, c in summary["classes"].items() if c["first_sync"]["count"]]
     if not classes:
         return _empty("No successful first syncs recorded")
     fig, ax = _figure()
     bottom = np.zeros(len(classes))
+    hatched = False
     for phase in FIRST_SYNC_PHASES:
         p50 = np.array([summary["classes"][n]["first_sync_phases"][phase]["p50"] or 0.0 for n in classes])
         ax.bar(classes, p50, bottom=bottom, label=phase, color=PHASE_COLORS[phase], width=0.6)
+        work = np.array([(summary["classes"][n].get("first_sync_detail", {}).get("processing_s", {}).get(phase) or {})
+                         .get("p50") or 0.0 for n in classes])
+        if work.any():
+            ax.bar(classes, np.minimum(work, p50), bottom=bottom, width=0.6, fill=False, hatch="//",
+                   edgecolor="#ffffff", linewidth=0, label=None if hatched else "device processing")
+            hatched = True
         bottom += p50
     _label_totals(ax, bottom, "{:.1f} s")
     ax.set(ylabel="Median phase time (s)")

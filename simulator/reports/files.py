@@ -1,7 +1,8 @@
 """Write a summary as JSON, and sync records / device events as CSV (and read them back).
 
 CSV round trip: `read_records_csv(write_csv(records))` gives records with the same scalar fields,
-phases (every phase in `PHASES`; an empty cell means the phase was not recorded), `rows` and
+phases (every phase in `PHASES`; an empty cell means the phase was not recorded), the device
+processing per phase (`processing_s`, "phase:seconds;..." like `waits_s`), `rows` and
 `bytes`. Per-table detail collapses to totals: `rows_by_table` becomes `{ALL_TABLES: rows}` and
 `bytes_by_table` becomes `{ALL_TABLES: bytes - file_bytes}` (empty when zero), so summaries rebuilt
 from a CSV equal the ones built from the original records. Floats are written with `repr`, exact.
@@ -34,12 +35,12 @@ RECORD_COLUMNS = (
     *(f"phase_{phase}_s" for phase in PHASES),
     "rows", "bytes", "file_bytes", "uploaded", "applied", "conflicts", "rejections", "restarts",
     "error_code", "network", "storage_used_bytes", "storage_capacity_bytes", "rejection_codes",
-    "waits_s", "refetched_bytes", "final", "ended_at",
+    "waits_s", "refetched_bytes", "final", "ended_at", "processing_s",
 )  # fmt: skip
 FIRST_SYNC_COLUMNS = (
     "device", "user", "user_class", "network", "start", "duration_s", "finished", "attempts",
     *(f"phase_{phase}_s" for phase in ("metadata", "data", "files")),
-    "waits_s", "rows", "bytes", "file_bytes", "refetched_bytes", "error_code",
+    "waits_s", "rows", "bytes", "file_bytes", "refetched_bytes", "error_code", "processing_s",
 )  # fmt: skip
 EVENT_COLUMNS = ("device", "user_class", "kind", "at", "detail")
 _TEXT = ("device", "user", "user_class", "mode", "result", "network")
@@ -73,7 +74,7 @@ def record_row(record: SyncRecord) -> dict[str, Any]:
         row[f"phase_{phase}_s"] = "" if value is None else repr(float(value))
     row.update(rows=record.rows, bytes=record.bytes, error_code=record.error_code or "",
                rejection_codes=_pairs(record.rejection_codes), waits_s=_pairs(record.waits_s),
-               final=int(record.final))
+               final=int(record.final), processing_s=_pairs(record.processing_s))
     for name in _FLOATS:
         row[name] = repr(float(row[name]))
     return row
@@ -106,6 +107,7 @@ def parse_record_row(row: Mapping[str, str]) -> SyncRecord:
         rejection_codes=_unpairs(row.get("rejection_codes", ""), int),
         waits_s=_unpairs(row.get("waits_s", "")),
         final=row.get("final", "0") == "1",
+        processing_s=_unpairs(row.get("processing_s", "")),
     )
 
 
@@ -153,7 +155,8 @@ def write_first_syncs_csv(first_syncs: Iterable[FirstSyncLike], path: Path) -> P
                 value = first.phases.get(phase)
                 row[f"phase_{phase}_s"] = "" if value is None else repr(float(value))
             row.update(start=repr(float(first.start)), duration_s=repr(float(first.duration_s)),
-                       finished=int(first.finished), waits_s=_pairs(first.waits_s), error_code=first.error_code or "")
+                       finished=int(first.finished), waits_s=_pairs(first.waits_s), error_code=first.error_code or "",
+                       processing_s=_pairs(first.processing_s))
             writer.writerow(row)
     return path
 
@@ -169,7 +172,7 @@ def read_first_syncs_csv(path: Path) -> list[FirstSync]:
                 phases={p: float(r[f"phase_{p}_s"]) for p in ("metadata", "data", "files") if r[f"phase_{p}_s"]},
                 waits_s=_unpairs(r["waits_s"]), rows=int(r["rows"]), bytes=int(r["bytes"]),
                 file_bytes=int(r["file_bytes"]), refetched_bytes=int(r["refetched_bytes"]),
-                error_code=r["error_code"] or None,
+                error_code=r["error_code"] or None, processing_s=_unpairs(r.get("processing_s", "")),
             )
             for r in csv.DictReader(f)
         ]

@@ -60,7 +60,8 @@ CHARTS: tuple[tuple[str, str, ChartMaker], ...] = (
      lambda d: charts.first_sync_cdf(d.first_syncs, list(d.summary["classes"]))),
     ("First sync phases (median)",
      "Median seconds spent per first-sync phase over all attempts; the stack is the sum of phase medians, "
-     "not the median total.",
+     "not the median total. Hatched: the median device processing inside a phase (storing rows, writing "
+     "files, reading metadata; first_sync_detail.processing_s in summary.json).",
      lambda d: charts.phase_bars(d.summary)),
     ("The run over time",
      "Every second: devices online, syncing and offline; rows the server served per second and the 429s it "
@@ -151,7 +152,8 @@ def advisor_section(summary: Mapping[str, Any], first_syncs: Sequence[FirstSync]
     return (
         "<h2>Profile advisor</h2>"
         '<p class="caption">The advisor\'s first-sync estimate (<code>syncsim advise</code>: requests &times; round '
-        "trip + bytes / bandwidth, no device processing) beside the median measured first sync of the devices "
+        "trip + bytes / bandwidth, plus the device processing of the class's device kinds) beside the median "
+        "measured first sync of the devices "
         "of that class on that network, so the model's error shows. Its advice follows.</p>"
         '<div class="table"><table><thead><tr><th>User class</th><th>Network</th><th>Estimate (s)</th>'
         f"<th>Measured p50 (s)</th><th>Devices</th><th>Estimate off by</th></tr></thead><tbody>{rows}</tbody>"
@@ -263,8 +265,9 @@ def render_html(summary: Mapping[str, Any], records: Sequence[RecordLike], title
         f"<style>{CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>{run_details(summary)}"
         f'<h2>Per user class</h2><p class="caption">{escape(totals_line(summary["totals"]))}. '
-        "Durations are lived seconds of successful syncs: transfers at their real length plus every wait "
-        "inside the sync (Retry-After, backoff, offline) at its full scenario length; first syncs span all "
+        "Durations are lived seconds of successful syncs: transfers and the device's own processing at their "
+        "real length plus every wait inside the sync (Retry-After, backoff, offline) at its full scenario "
+        "length; first syncs span all "
         "their attempts. Rates are shares of uploaded operations.</p>"
         f"{class_table(summary)}{ledger_section(summary)}{advisor_section(summary, data.first_syncs)}"
         f"{''.join(sections)}</body></html>\n"

@@ -150,12 +150,25 @@ def _storage(last: Mapping[str, SyncRecord]) -> dict[str, float | None]:
     }
 
 
+def _processing(firsts: Sequence[FirstSync]) -> dict[str, Any]:
+    """The device's own work in first syncs, per phase and in total (empty when it cost nothing)."""
+    phases = [p for p in FIRST_SYNC_PHASES if any(f.processing_s.get(p) for f in firsts)]
+    if not phases:
+        return {}
+    keys = ["p50", "p95", "max"]
+    out: dict[str, Any] = {p: stats((f.processing_s.get(p, 0.0) for f in firsts), keys) for p in phases}
+    out["total"] = stats((sum(f.processing_s.values()) for f in firsts), keys)
+    return out
+
+
 def _first_sync_detail(group: _ClassGroup) -> dict[str, Any]:
-    """Beside first-sync time: attempts, waits by kind, bytes fetched again, unfinished first syncs."""
+    """Beside first-sync time: attempts, waits by kind, device processing by phase, bytes fetched
+    again, unfinished first syncs."""
     kinds = sorted({k for f in group.first for k in f.waits_s})
     return {
         "attempts": stats((f.attempts for f in group.first), ["mean", "max"]),
         "waits_s": {k: stats((f.waits_s.get(k, 0.0) for f in group.first), ["p50", "p95", "max"]) for k in kinds},
+        "processing_s": _processing(group.first),
         "refetched_bytes": sum(f.refetched_bytes for f in group.first),
         "unfinished": {"count": len(group.unfinished),
                        "elapsed_max": _round(max(f.duration_s for f in group.unfinished)) if group.unfinished else None,
@@ -216,7 +229,9 @@ def summarize(
     with `extra` at the top level (`extra` may not use those three keys). Classes are sorted by
     name; a class seen only in events has zero syncs and `None` statistics. Durations in lived
     seconds, bytes in bytes, rates as fractions of uploaded operations. `first_sync`,
-    `first_sync_phases` and `rows_per_device` cover finished first syncs (`first_syncs`);
+    `first_sync_phases` and `rows_per_device` cover finished first syncs (`first_syncs`), and so
+    does `first_sync_detail.processing_s` (the device's own work inside those phases, per phase and
+    in total; empty when it cost nothing);
     `first_sync_detail.unfinished` lists the others. `bytes_per_device` and `storage` cover every
     device with a record; `storage` reads each device's latest record that reports a capacity (its
     latest record when none does).

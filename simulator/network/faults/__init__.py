@@ -5,6 +5,8 @@ Registered faults (name -> class, units in the field names):
     latency    Latency(mean_ms, jitter_ms).delay_s(rng) -> seconds to wait before a request
     bandwidth  Bandwidth(kbps).seconds_for(nbytes) -> seconds a transfer takes at that rate
     loss       Loss(probability).fails(rng) -> whether this request is lost
+    connection Connection(tls, keepalive_s).leg_s(...) -> seconds a transfer takes on a real TCP
+               connection (wire bytes, slow start); .setup_s(rtt_s) -> seconds a new one costs
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def register(name: str) -> Callable[[T], T]:
 
 # Imported after `register` exists: each module registers its fault on import.
 from .bandwidth import Bandwidth, Throttle  # noqa: E402
+from .connection import Connection, Connections, Tcp  # noqa: E402
 from .latency import Latency  # noqa: E402
 from .loss import Loss  # noqa: E402
 
-__all__ = ["FAULTS", "Bandwidth", "Latency", "Loss", "Throttle", "register"]
+__all__ = ["FAULTS", "Bandwidth", "Connection", "Connections", "Latency", "Loss", "Tcp", "Throttle", "register"]
