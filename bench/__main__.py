@@ -22,7 +22,16 @@ from pathlib import Path
 
 import orjson
 
-from bench import cycle_bench, delta_bench, devices_bench, locust_bench, memory_bench, pages_bench, seed_bench
+from bench import (
+    cycle_bench,
+    delta_bench,
+    devices_bench,
+    locust_bench,
+    memory_bench,
+    pages_bench,
+    pools_bench,
+    seed_bench,
+)
 from bench.common import Figure, fmt
 
 BENCHES: dict[str, tuple[str, Callable[[bool], list[Figure]]]] = {
@@ -32,6 +41,7 @@ BENCHES: dict[str, tuple[str, Callable[[bool], list[Figure]]]] = {
     "devices": ("device first sync end to end, targets >= 100,000 rows/s and >= 40% of bare",
                 devices_bench.figures),
     "memory": ("idle device memory (target <= 50 KiB) and peak per device holding 1,000 rows in a fleet-wide first sync (target <= 300 KiB)", memory_bench.figures),
+    "pools": ("memory and file descriptors of each device's own connection pool (no target)", pools_bench.figures),
     "cycle": ("engine CPU per delta sync cycle (no target)", cycle_bench.figures),
     "locust": ("sync rate through Locust vs syncsim run, target >= 80%", locust_bench.figures),
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
@@ -143,14 +143,17 @@ class Timeline:
     measured on the clock in both scenario and real time, and the timeline counts its scenario
     length instead of its real one. `waited` sums the lived seconds of waits per kind
     (retry_after, backoff, offline, idle). Only the device's own task may wait through it.
+    `on_sleep`, if set, is told the length of each `sleep` as it starts (the device's Link: it ends
+    the connections the wait will outlive at once, so an idle device holds no socket meanwhile).
     """
 
-    __slots__ = ("clock", "_credit", "waited")
+    __slots__ = ("clock", "_credit", "waited", "on_sleep")
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._credit = 0.0  # scenario seconds waited minus the real seconds those waits took
         self.waited: dict[str, float] = {}
+        self.on_sleep: Callable[[float], None] | None = None
 
     def now(self) -> float:
         return self.clock.monotonic() + self._credit
@@ -158,6 +161,8 @@ class Timeline:
     async def sleep(self, scenario_seconds: float, kind: str) -> None:
         """Wait `scenario_seconds` of scenario time, counted at exactly that length as `kind`
         (a late wake-up is the generator's delay, not the device's)."""
+        if self.on_sleep is not None:
+            self.on_sleep(max(0.0, scenario_seconds))
         await self._wait(self.clock.sleep(scenario_seconds), kind, max(0.0, scenario_seconds))
 
     async def wait(self, work: Awaitable[T], kind: str) -> T:

@@ -30,7 +30,7 @@ from rich.console import Console
 
 from simulator import advisor
 from simulator.check import compare, summarize_checks
-from simulator.clock import Clock, RealClock, wall_s
+from simulator.clock import Clock, RealClock, Timeline, wall_s
 from simulator.device.client import ApiClient, Identity
 from simulator.device.device import Device
 from simulator.events import Events
@@ -63,9 +63,9 @@ class RunResult:
 
 
 # A device's own connection pool, as a phone's HTTP client keeps one (OkHttp's default: at most 5
-# requests per host). Idle connections are kept the class's `connection.keepalive_s` scenario seconds,
-# the network model's keep-alive too (default 60 s: carrier NATs end idle connections sooner than
-# OkHttp's 5 minutes), so the server sees the connections the model charges for.
+# requests per host). It follows the network model, which keeps an idle connection the class's
+# `connection.keepalive_s` seconds of the device's lived time (default 60 s: carrier NATs end idle
+# connections sooner than OkHttp's 5 minutes), so the server sees the connections the model charges for.
 DEVICE_CONNECTIONS = POOL_CONNECTIONS
 DEVICE_KEEPALIVE_S = DEFAULT_KEEPALIVE_S  # scenario seconds
 # What a device's connection buffers of a response it has not read yet. On loopback the server sends
@@ -85,6 +85,16 @@ def device_socket(addr: Any) -> socket.socket:
     return sock
 
 
+def device_session(ssl: ssl.SSLContext | bool, keepalive_real_s: float) -> aiohttp.ClientSession:
+    """A device's own connection pool: at most DEVICE_CONNECTIONS connections, idle ones kept
+    `keepalive_real_s` real seconds (<= 0: closed after each request), device sockets and read buffer."""
+    keep: dict[str, Any] = ({"keepalive_timeout": keepalive_real_s} if keepalive_real_s > 0
+                            else {"force_close": True})
+    connector = aiohttp.TCPConnector(limit=DEVICE_CONNECTIONS, ssl=ssl, socket_factory=device_socket, **keep)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                                 read_bufsize=DEVICE_READ_BUFFER)
+
+
 def make_device(entry: FleetEntry, clock: Clock,
                 session: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession], admin: Admin,
                 base_url: str, events: Events, origin: float,
@@ -101,7 +111,9 @@ def make_device(entry: FleetEntry, clock: Clock,
         return NetworkModel.from_preset(name, rng, networks(name) if networks is not None else None, connection)
 
     model = network_for(spec.network)
-    link = Link(model, clock, session)
+    # the device's lived time: its ApiClient waits through it (the link's), its link measures the
+    # keep-alive on it
+    link = Link(model, clock, session, Timeline(clock))
     who = Identity(spec.name, spec.user, spec.user_class)
 
     async def token() -> str:
@@ -199,15 +211,22 @@ class FleetRun:
         return device
 
     def device_pool(self, keepalive_s: float = DEVICE_KEEPALIVE_S) -> aiohttp.ClientSession:
-        """A device's own connection pool (one session per device, opened at its first request),
-        keeping idle connections `keepalive_s` scenario seconds, as its network model does (0: a new
-        connection for every request)."""
-        keep: dict[str, Any] = ({"keepalive_timeout": self.clock.to_real(keepalive_s)} if keepalive_s > 0
-                                else {"force_close": True})
-        connector = aiohttp.TCPConnector(limit=DEVICE_CONNECTIONS, ssl=self._ssl, socket_factory=device_socket,
-                                         **keep)
-        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                     read_bufsize=DEVICE_READ_BUFFER)
+        """A device's own connection pool (one session per device at a time, opened at its first
+        request, and anew after the model ended its connections) for a class keeping idle
+        connections `keepalive_s` seconds of lived time (0: a new connection for every request).
+
+        The network model decides when the device's connection is new, and its Link drops this pool
+        then (docs/scenarios.md, Connections). The pool's own keep-alive is only a safety net, so it
+        must never close a connection the model keeps: the model keeps one through `keepalive_s` of
+        the device's lived time, where real pauses (the device's own work) count their real length
+        and waits their scenario length, no less than their real length from time_scale 1 up; so a
+        kept connection is idle at most `keepalive_s` real seconds (all of it real pauses), or
+        `keepalive_s / time_scale` below time_scale 1 (all of it waits). Sockets are not held through
+        the waits between syncs for that long: the Link ends the connections a wait will outlive as
+        the wait starts (Timeline.on_sleep); only waits of unknown length (an airplane-mode class's
+        idle wait) leave a connection to this timeout."""
+        keepalive_real_s = max(keepalive_s, self.clock.to_real(keepalive_s))
+        return device_session(self._ssl, keepalive_real_s if keepalive_s > 0 else 0.0)
 
     async def close_devices(self) -> None:
         """Close every device's own connections."""

@@ -287,7 +287,7 @@ class ConnectionSettings(_Model):
     """A device's HTTP connections as the network model costs them (docs/scenarios.md, Connections)."""
 
     tls: bool = True  # Dataverse is HTTPS only: TLS 1.3 set-up (one more round trip) and record framing
-    keepalive_s: float = Field(default=DEFAULT_KEEPALIVE_S, ge=0)  # scenario s an idle connection survives; 0: none
+    keepalive_s: float = Field(default=DEFAULT_KEEPALIVE_S, ge=0)  # lived s an idle connection survives; 0: none
 
     def model(self) -> Connection:
         """These settings as the network model's."""

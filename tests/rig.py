@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from simulator.check import compare
-from simulator.clock import ManualClock
+from simulator.clock import ManualClock, Timeline
 from simulator.device.client import ApiClient, Identity
 from simulator.device.device import Device, DeviceSpec
 from simulator.device.processing import NO_PROCESSING, Processing
@@ -46,7 +46,7 @@ class Rig:
         model = network or NetworkModel.from_preset("loopback", np.random.default_rng(0))
         number = self.state.store.users_by_name[user].index  # each device its own draws, as in a run
         spec = DeviceSpec(f"dev-{user}", user, cls.name, storage_bytes, model.name, (1, number), processing)
-        link = Link(model, self.clock, self.session)
+        link = Link(model, self.clock, self.session, Timeline(self.clock))  # lived time, shared with its ApiClient
         state = self.state
 
         async def token() -> str:

@@ -111,6 +111,25 @@ async def test_processing_adds_to_transfers_on_a_slow_link(rig_factory: Any) -> 
     assert slow.processing_s == pytest.approx({"metadata": 1.5, "data": 3.0})
 
 
+async def test_a_devices_own_work_keeps_its_connection_and_a_wait_past_the_keep_alive_does_not(
+        rig_factory: Any) -> None:
+    """The keep-alive (60 s) counts the device's lived time: storing a page of 5,000 rows at 1,000 a second
+    is 5 s of it (300 scenario seconds at time_scale 60) and keeps the connection, as on a real phone,
+    while 61 s of waiting between syncs ends it and 59 s does not."""
+    rig: Rig = await rig_factory(_scenario([_rows(10_000)]))
+    model = NetworkModel(np.random.default_rng(0), latency_ms=100, name="100ms")
+    device = rig.device("manager-0001", network=model, page_size=5000, processing=Processing(store_rows_per_s=1000))
+    started = rig.clock.now()
+    first = await device.sync_once()
+    assert first.result == "success" and first.processing_s == pytest.approx({"data": 10.0})  # 2 pages, 5 s each
+    assert rig.clock.now() - started > 2 * 5 * SCALE  # idle for 300 scenario seconds after each page
+    assert model.connections.opened == 1  # one set-up for the whole sync
+    await device.timeline.sleep(61, "idle")
+    assert (await device.sync_once()).mode == "DELTA_SYNC" and model.connections.opened == 2
+    await device.timeline.sleep(59, "idle")
+    assert (await device.sync_once()).result == "success" and model.connections.opened == 2
+
+
 # --- device kinds in a scenario -------------------------------------------------------------------------
 async def test_two_classes_on_the_same_network_differ_by_their_devices_processing(rig_factory: Any) -> None:
     tables = [_rows(1200), _rows(800, "contact")]

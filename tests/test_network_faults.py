@@ -215,27 +215,33 @@ def test_many_alike_requests_cost_what_each_one_does() -> None:
 
 def test_a_request_takes_the_most_recent_idle_connection_else_opens_one() -> None:
     pool, settings = Connections(), Connection(keepalive_s=60)
-    a = pool.take(settings, now_s=0, real_s=0, rtt_s=0.05)
-    b = pool.take(settings, now_s=0, real_s=0, rtt_s=0.05)  # concurrent: a second connection
+    a = pool.take(settings, lived_s=0, real_s=0, rtt_s=0.05)
+    b = pool.take(settings, lived_s=0, real_s=0, rtt_s=0.05)  # concurrent: a second connection
     assert a is not b and a.fresh and b.fresh
     for tcp in (a, b):
         tcp.carried(500, 500)
-    pool.give_back(a, now_s=1, real_s=1)
-    pool.give_back(b, now_s=2, real_s=2)
-    assert pool.take(settings, now_s=3, real_s=3, rtt_s=0.05) is b
-    assert pool.take(settings, now_s=3, real_s=3, rtt_s=0.05) is a
-    pool.give_back(a, now_s=3, real_s=3)
-    assert pool.take(settings, now_s=63.5, real_s=4, rtt_s=0.05).fresh  # idle 60.5 scenario s: gone
-    assert pool.idle == []
+    pool.give_back(a, lived_s=1, real_s=1)
+    pool.give_back(b, lived_s=2, real_s=2)
+    assert pool.take(settings, lived_s=3, real_s=3, rtt_s=0.05) is b
+    assert pool.take(settings, lived_s=3, real_s=3, rtt_s=0.05) is a
+    pool.give_back(a, lived_s=3, real_s=3)
+    assert pool.kept(settings, lived_s=63) and not pool.kept(settings, lived_s=63.5)
+    assert pool.take(settings, lived_s=63.5, real_s=4, rtt_s=0.05).fresh  # idle 60.5 lived s: gone
+    assert pool.idle == [] and pool.opened == 3
+    c = pool.take(settings, lived_s=64, real_s=5, rtt_s=0.05)
+    c.carried(500, 500)
+    pool.give_back(c, lived_s=64, real_s=5)
+    pool.expire()  # a wait it will not outlive: it ends now
+    assert pool.idle == [] and pool.take(settings, lived_s=65, real_s=6, rtt_s=0.05).fresh and pool.opened == 5
 
 
 def test_dropped_connections_are_not_given_back_and_at_most_five_stay_idle() -> None:
     pool, settings = Connections(), Connection()
-    in_flight = pool.take(settings, now_s=0, real_s=0, rtt_s=0.05)
+    in_flight = pool.take(settings, lived_s=0, real_s=0, rtt_s=0.05)
     pool.drop()  # airplane mode while the request is in flight
-    pool.give_back(in_flight, now_s=1, real_s=1)
+    pool.give_back(in_flight, lived_s=1, real_s=1)
     assert pool.idle == []
-    many = [pool.take(settings, now_s=0, real_s=0, rtt_s=0.05) for _ in range(7)]
+    many = [pool.take(settings, lived_s=0, real_s=0, rtt_s=0.05) for _ in range(7)]
     for tcp in many:
-        pool.give_back(tcp, now_s=1, real_s=1)
+        pool.give_back(tcp, lived_s=1, real_s=1)
     assert pool.idle == many[-POOL_CONNECTIONS:]

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from simulator.clock import Clock, ManualClock, RealClock
+from simulator.clock import Clock, ManualClock, RealClock, Timeline
 from simulator.network import AirplaneModeError, Link, NetworkError, NetworkModel
 from simulator.network.faults import Connection, Loss
 
@@ -373,7 +373,8 @@ async def test_a_kept_alive_connection_pays_its_set_up_once_and_the_keep_alive_c
     server: TestServer, session: aiohttp.ClientSession
 ) -> None:
     """Latency 100 ms, no bandwidth limit, tiny answers: a request takes L on a kept-alive connection,
-    L + 2 L (TCP, TLS 1.3) on a new one. The keep-alive (60 s) is scenario time, read from the clock."""
+    L + 2 L (TCP, TLS 1.3) on a new one. Without a device timeline the keep-alive (60 s) is scenario
+    time, read from the clock."""
     clock = ManualClock(time_scale=60)
     link = make_link(session, clock, latency_ms=100)
 
@@ -389,6 +390,74 @@ async def test_a_kept_alive_connection_pays_its_set_up_once_and_the_keep_alive_c
     link.go_offline()
     link.go_online()
     assert await elapsed() == pytest.approx(0.3)  # airplane mode ended the connection
+
+
+async def test_the_keep_alive_counts_lived_time_and_the_devices_real_connections_follow_the_model(
+    aiohttp_server: Any
+) -> None:
+    """A device's own pool on its lived timeline, at time_scale 60, latency 100 ms: 0.1 s on a kept
+    connection, 0.3 s on a new one (TCP + TLS 1.3). A real pause of 5 s (the device's own work: 300
+    scenario seconds) keeps the connection, 61 s of waiting does not; the server sees a new real
+    connection (client port) exactly when the model charges one, and the same one when it keeps it."""
+    async def port(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        return web.Response(text=str(peer[1] if peer else 0))
+
+    app = web.Application()
+    app.router.add_get("/port", port)
+    srv = await aiohttp_server(app, host="127.0.0.1")
+    clock = ManualClock(time_scale=60)
+    timeline = Timeline(clock)
+    sessions: list[aiohttp.ClientSession] = []
+
+    def pool() -> aiohttp.ClientSession:
+        sessions.append(aiohttp.ClientSession())
+        return sessions[-1]
+
+    link = Link(NetworkModel(np.random.default_rng(1), latency_ms=100), clock, pool, timeline)
+    assert link.lived == timeline.now
+
+    async def seen() -> tuple[float, str]:
+        response = await link.request("GET", url(srv, "/port"))
+        return round(response.elapsed_s, 9), response.body.decode()
+
+    async def server_connections(expected: int) -> int:
+        """The connections the server holds, once they are `expected` (or after 1 s: closes travel
+        over loopback, this waits for them and does not time anything)."""
+        assert srv.runner is not None and srv.runner.server is not None
+        held = srv.runner.server.connections
+        for _ in range(200):
+            if len(held := srv.runner.server.connections) == expected:
+                break
+            await asyncio.sleep(0.005)
+        return len(held)
+
+    try:
+        first, port1 = await seen()
+        await clock.sleep_real(5)  # the device stores a page: 5 lived seconds, 300 scenario seconds
+        assert clock.now() - 1_700_000_000.0 > 300
+        kept, port2 = await seen()
+        assert (first, kept) == (0.3, 0.1) and port2 == port1  # kept by the model and by the pool
+        await timeline.sleep(61, "idle")  # between syncs: the link ends the connection as the wait starts
+        assert len(sessions) == 1 and sessions[0].closed and link.model.connections.idle == []
+        assert await server_connections(0) == 0  # no socket held through the wait
+        new, port3 = await seen()
+        assert new == 0.3 and port3 != port1
+        await timeline.sleep(59, "idle")  # a shorter wait keeps it, in the model and in the pool
+        assert (await seen()) == (0.1, port3)
+        await clock.sleep_real(61)  # a real pause past the keep-alive: new at the next request
+        new, port4 = await seen()
+        assert new == 0.3 and port4 != port3 and await server_connections(1) == 1
+        link.model.loss = Loss(1.0)
+        with pytest.raises(NetworkError, match="packet loss"):
+            await link.request("GET", url(srv, "/port"))  # lost before it is sent: the pool still holds it
+        link.model.loss = Loss(0.0)
+        new, port5 = await seen()
+        assert new == 0.3 and port5 != port4  # a failed request's connection is not reused, real or modelled
+        assert (await seen()) == (0.1, port5)
+        assert link.model.connections.opened == 4 and len(sessions) == 4
+    finally:
+        await link.close()
 
 
 async def test_without_tls_or_keep_alive_the_set_up_is_one_round_trip_on_every_request(

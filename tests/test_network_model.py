@@ -9,7 +9,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from simulator.clock import ManualClock
+from simulator.clock import ManualClock, RealClock
 from simulator.events import Events
 from simulator.fleet import build_fleet
 from simulator.network import PRESETS, NetworkModel
@@ -93,22 +93,22 @@ def test_a_model_has_tls_and_a_60_second_keep_alive_by_default_and_takes_other_s
 
 
 def test_the_model_decides_new_connections_from_the_times_it_is_given() -> None:
-    """Keep-alive in scenario seconds (as the device's real pool counts it), slow start after idle
-    in real seconds; a new model (another network) starts with no connection."""
+    """Keep-alive in the device's lived seconds, slow start after idle in real seconds; a new model
+    (another network) starts with no connection."""
     model = NetworkModel(rng(), latency_ms=50)
-    tcp, setup_s = model.open(now_s=0, real_s=0, rtt_s=0.05)
+    tcp, setup_s = model.open(lived_s=0, real_s=0, rtt_s=0.05)
     assert tcp.fresh and setup_s == 0.1  # TCP + TLS
-    model.close(tcp, now_s=1, real_s=1, bytes_up=0, bytes_down=200 * 1448)
+    model.close(tcp, lived_s=1, real_s=1, bytes_up=0, bytes_down=200 * 1448)
     grown = tcp.down
-    again, setup_s = model.open(now_s=59, real_s=1.1, rtt_s=0.05)  # 58 scenario s idle, 0.1 real s
+    again, setup_s = model.open(lived_s=59, real_s=1.1, rtt_s=0.05)  # 58 lived s idle, 0.1 real s
     assert again is tcp and setup_s == 0.0 and tcp.down == grown
-    model.close(tcp, now_s=59, real_s=1.1, bytes_up=0, bytes_down=0)
-    again, _ = model.open(now_s=60, real_s=2.1, rtt_s=0.05)  # 1 real s idle: 4 RTOs, windows rested
+    model.close(tcp, lived_s=59, real_s=1.1, bytes_up=0, bytes_down=0)
+    again, _ = model.open(lived_s=60, real_s=2.1, rtt_s=0.05)  # 1 real s idle: 4 RTOs, windows rested
     assert again is tcp and tcp.down == max(10, grown / 16)
-    model.close(tcp, now_s=60, real_s=2.1, bytes_up=0, bytes_down=0)
+    model.close(tcp, lived_s=60, real_s=2.1, bytes_up=0, bytes_down=0)
     model.drop_connections()
-    assert model.open(now_s=61, real_s=2.2, rtt_s=0.05)[0].fresh
-    assert NetworkModel(rng(), latency_ms=50).open(now_s=61, real_s=2.2, rtt_s=0.05)[1] == 0.1
+    assert model.open(lived_s=61, real_s=2.2, rtt_s=0.05)[0].fresh
+    assert NetworkModel(rng(), latency_ms=50).open(lived_s=61, real_s=2.2, rtt_s=0.05)[1] == 0.1
 
 
 def test_a_scenario_class_sets_its_connection_and_bad_settings_name_the_field() -> None:
@@ -128,7 +128,8 @@ def test_a_scenario_class_sets_its_connection_and_bad_settings_name_the_field() 
         scenario({"keep_alive_s": 30})
 
 
-async def test_a_device_of_the_fleet_gets_its_classs_connection_and_its_pool_the_same_keep_alive() -> None:
+async def test_a_device_of_the_fleet_gets_its_classs_connection_and_its_pool_a_keep_alive_that_never_cuts_the_models(
+) -> None:
     s = parse_scenario({"name": "c", "tables": [{"logical_name": "account", "rows": 10}],
                         "user_classes": [{"name": "tech", "count": 1, "networks": {"3g": 1.0},
                                           "connection": {"tls": False, "keepalive_s": 0},
@@ -137,8 +138,14 @@ async def test_a_device_of_the_fleet_gets_its_classs_connection_and_its_pool_the
     async with aiohttp.ClientSession() as session:
         device = make_device(entry, ManualClock(), session, None, "http://127.0.0.1:9", Events(), 0.0)  # type: ignore[arg-type]
     assert device.link.model.connection == Connection(tls=False, keepalive_s=0)
-    run = FleetRun(s, report=False)
-    for keepalive_s, force_close in [(0, True), (60, False)]:
-        pool = run.device_pool(keepalive_s)
+    assert device.link.timeline is device.api.timeline is device.timeline  # keep-alive on the device's lived time
+    # The pool's own keep-alive, a safety net (the link drops the pool when the model says): the longest real
+    # time a connection the model keeps 60 lived seconds can be idle, 60 real s from time_scale 1 up (a real
+    # pause counts 1:1), 60 / time_scale real s below (a wait counts its scenario length).
+    for time_scale, keepalive_s, force_close, real_s in [(60, 0, True, None), (60, 60, False, 60.0),
+                                                          (1, 60, False, 60.0), (0.5, 60, False, 120.0)]:
+        pool = FleetRun(s, report=False, clock=RealClock(time_scale)).device_pool(keepalive_s)
         assert pool.connector is not None and pool.connector.force_close is force_close
+        if real_s is not None:
+            assert pool.connector._keepalive_timeout == real_s  # aiohttp keeps no public reading of it
         await pool.close()

@@ -65,7 +65,9 @@ class ApiClient:
                  events: Events, max_retries: int = 6, backoff_s: float = 2.0) -> None:
         self.link = link
         self.clock = clock
-        self.timeline = Timeline(clock)  # the device's lived time: every wait of its syncs goes through it
+        # the device's lived time: every wait of its syncs goes through it; the link's when it has one
+        # (its keep-alive is measured on it), so both count the same waits
+        self.timeline = link.timeline if link.timeline is not None else Timeline(clock)
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.who = who

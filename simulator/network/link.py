@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..clock import Clock
+from ..clock import Clock, Timeline
 from .errors import AirplaneModeError, NetworkError
 from .faults import Tcp, Throttle
 from .model import NetworkModel
@@ -58,16 +58,31 @@ class Link:
 
     `session` is either a client session shared with other links (tests, benchmarks) or a factory
     of the device's own: then the device has its own small connection pool, as a phone's HTTP
-    client has, opened at its first request, dropped by airplane mode (the next request opens a new
-    connection) and closed by `close()`; idle connections end after the pool's keep-alive.
+    client has, opened at its first request and closed by `close()`. The model decides when the
+    device's connection is new and this pool follows it: whenever the model opens a new connection
+    with no other request of the device in flight (first request, after a failed request, after
+    the keep-alive, on another network) the pool's connections are dropped, so the server sees a
+    new connection exactly when the model charges one; airplane mode drops them too.
+
+    `timeline` is the device's lived time (its ApiClient waits through it): the keep-alive is
+    measured on it, so the device's own work counts its real seconds and a wait between syncs its
+    scenario seconds, as a phone lives them; and the link hears of each wait as it starts
+    (`Timeline.on_sleep`), ending at once the connections the wait will outlive, so an idle device
+    holds no socket through it. Without a timeline the keep-alive counts scenario time.
     """
 
-    __slots__ = ("model", "clock", "_session", "_pool", "_online", "_in_flight", "_online_event")
+    __slots__ = ("model", "clock", "timeline", "lived", "_session", "_pool", "_online", "_in_flight",
+                 "_online_event")
 
     def __init__(self, model: NetworkModel, clock: Clock,
-                 session: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession]) -> None:
+                 session: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession],
+                 timeline: Timeline | None = None) -> None:
         self.model = model
         self.clock = clock
+        self.timeline = timeline
+        self.lived: Callable[[], float] = clock.now if timeline is None else timeline.now
+        if timeline is not None:
+            timeline.on_sleep = self._idle_for
         own = not isinstance(session, aiohttp.ClientSession)
         self._session: aiohttp.ClientSession | None = None if own else session  # type: ignore[assignment]
         self._pool: Callable[[], aiohttp.ClientSession] | None = session if own else None  # type: ignore[assignment]
@@ -88,11 +103,20 @@ class Link:
         return self._pool is not None
 
     def _drop_connections(self) -> None:
-        """The device's own connections are gone (airplane mode): its next request opens a new one."""
+        """The device's own connections are gone (airplane mode, or the model ended them): its next
+        request opens a new one."""
         if self._pool is not None and self._session is not None:
             closing = asyncio.ensure_future(self._session.close())
             closing.add_done_callback(_closed)
             self._session = None
+
+    def _idle_for(self, scenario_s: float) -> None:
+        """The device starts a wait of `scenario_s` (its timeline says so): if no idle connection
+        will outlive it, they end now, modelled and real, instead of at the device's next request."""
+        if self._in_flight or self.model.keeps(self.lived() + scenario_s):
+            return
+        self.model.connections.expire()
+        self._drop_connections()
 
     async def close(self) -> None:
         """Close the device's own connections (a shared session is its owner's to close)."""
@@ -194,7 +218,9 @@ class Link:
         model = self.model  # a network change during the request does not move it
         start_s = self.clock.monotonic()
         rtt_s = model.draw_latency_s()
-        tcp, setup_s = model.open(self.clock.now(), start_s, rtt_s)
+        tcp, setup_s = model.open(self.lived(), start_s, rtt_s)
+        if tcp.fresh and len(self._in_flight) == 1:
+            self._drop_connections()  # the model's connection is new: so is the real one
         if setup_s + rtt_s > 0:
             await self.clock.sleep_real(setup_s + rtt_s)
         if model.draw_lost():
@@ -208,7 +234,7 @@ class Link:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise NetworkError(f"{method} {url}: {type(e).__name__}: {e}") from e
         end_s = self.clock.monotonic()
-        model.close(tcp, self.clock.now(), end_s, len(body or b""), bytes_down)
+        model.close(tcp, self.lived(), end_s, len(body or b""), bytes_down)
         return Response(status, resp_headers, data, end_s - start_s, bytes_down, len(body or b""))
 
     async def _send(

@@ -20,7 +20,8 @@ class NetworkModel:
     rng: the device's generator, seeded from the scenario by the caller, so runs are reproducible.
 
     `connections` is the state of the device's modelled connections (faults/connection.py), kept
-    here from the times the link gives, so a new model (another network) starts new connections.
+    here from the times the link gives (the device's lived time for the keep-alive, real time for
+    slow start), so a new model (another network) starts new connections.
     """
 
     __slots__ = ("name", "latency", "loss", "down", "up", "rng", "connection", "connections")
@@ -74,11 +75,15 @@ class NetworkModel:
         """Whether the next request is lost."""
         return self.loss.fails(self.rng)
 
-    def open(self, now_s: float, real_s: float, rtt_s: float) -> tuple[Tcp, float]:
-        """The modelled connection for a request starting now (scenario seconds `now_s`, real
-        `real_s`) whose round trip is `rtt_s`, and the seconds its set-up costs (0 if kept alive)."""
-        tcp = self.connections.take(self.connection, now_s, real_s, rtt_s)
+    def open(self, lived_s: float, real_s: float, rtt_s: float) -> tuple[Tcp, float]:
+        """The modelled connection for a request starting now (the device's lived time `lived_s`,
+        real `real_s`) whose round trip is `rtt_s`, and the seconds its set-up costs (0 if kept alive)."""
+        tcp = self.connections.take(self.connection, lived_s, real_s, rtt_s)
         return tcp, self.connection.setup_s(rtt_s) if tcp.fresh else 0.0
+
+    def keeps(self, lived_s: float) -> bool:
+        """Whether a request starting at lived time `lived_s` would find a kept-alive connection."""
+        return self.connections.kept(self.connection, lived_s)
 
     def upload_s(self, tcp: Tcp, rtt_s: float, nbytes: int) -> float:
         """Seconds until the request's headers and first `nbytes` body bytes are up on `tcp`."""
@@ -88,10 +93,11 @@ class NetworkModel:
         """Seconds from the answer's first byte until its headers and first `nbytes` body bytes are in."""
         return self.connection.leg_s(self.down, tcp.down, rtt_s, RESPONSE_HEADER_BYTES + nbytes)
 
-    def close(self, tcp: Tcp, now_s: float, real_s: float, bytes_up: int, bytes_down: int) -> None:
-        """The request on `tcp` succeeded with these body bytes: the connection is idle from now."""
+    def close(self, tcp: Tcp, lived_s: float, real_s: float, bytes_up: int, bytes_down: int) -> None:
+        """The request on `tcp` succeeded with these body bytes: the connection is idle from now
+        (lived time `lived_s`, real `real_s`)."""
         tcp.carried(REQUEST_HEADER_BYTES + bytes_up, RESPONSE_HEADER_BYTES + bytes_down)
-        self.connections.give_back(tcp, now_s, real_s)
+        self.connections.give_back(tcp, lived_s, real_s)
 
     def drop_connections(self) -> None:
         """Every modelled connection ends (airplane mode)."""

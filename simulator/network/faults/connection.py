@@ -17,7 +17,8 @@ simulation:
 
 `Connection` holds a device's settings (TLS, keep-alive); `Tcp` is one modelled connection's state
 (its two windows and when it went idle); `Connections` is a device's set of them, tracked from the
-clock alone: which request gets a new connection depends only on the times the model is given.
+clock alone: which request gets a new connection depends only on the times the model is given (the
+device's lived time for the keep-alive, real time for slow start after idle).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ RTO_FLOOR_S = 0.2
 """Linux's minimum retransmission timeout: the window of a connection idle for longer than its
 RTO (round trip + this) is halved per RTO idle, down to the initial window (slow start after idle)."""
 DEFAULT_KEEPALIVE_S = 60.0
-"""Scenario seconds an idle connection survives by default: carrier NATs close idle TCP flows after
+"""Seconds an idle connection survives by default, on the device's lived time (a wait counts its
+scenario length, the device's own work its real length): carrier NATs close idle TCP flows after
 30 s to a few minutes, so a phone's connection rarely outlives the gap between two sync cycles
 (docs/scenarios.md, Connections)."""
 POOL_CONNECTIONS = 5
@@ -61,8 +63,9 @@ class Connection:
 
     tls: whether requests go over TLS 1.3 (one more round trip to set up a connection, and record
     framing on every byte); Dataverse is HTTPS only, so on by default.
-    keepalive_s: scenario seconds an idle connection survives (>= 0); 0 opens a new connection for
-    every request.
+    keepalive_s: seconds an idle connection survives (>= 0), on the device's lived time: waits (sync
+    intervals, backoff) count their scenario length, the device's own work its real length, as a
+    phone lives them; 0 opens a new connection for every request.
     """
 
     tls: bool = True
@@ -159,7 +162,8 @@ def grown(window: float, nbytes: float) -> float:
 class Tcp:
     """One modelled connection: its congestion windows in segments (`down`: server to device, `up`:
     device to server), whether it has carried a request yet (`fresh`: set-up still to pay), and when
-    it went idle (scenario seconds for the keep-alive, real seconds for slow start after idle)."""
+    it went idle (`idle_at_s` on the device's lived time, for the keep-alive; `idle_at_real_s` in
+    real seconds, for slow start after idle)."""
 
     __slots__ = ("down", "up", "fresh", "idle_at_s", "idle_at_real_s", "epoch")
 
@@ -189,38 +193,49 @@ class Connections:
     """One device's modelled connections, decided from the clock alone.
 
     Each request in flight holds one connection. A request takes the most recently idle one if it
-    has been idle for at most `keepalive_s` scenario seconds (its windows rested for the real
-    seconds it was idle), else it opens a new one (older idle ones are then gone too); so
-    concurrent requests use as many connections as there are of them. A connection goes back idle
-    when its request succeeds; a failed or cut request's connection is not reused. `drop` (airplane
-    mode) ends every connection, including those of requests in flight. At most POOL_CONNECTIONS
-    stay idle.
+    has been idle for at most `keepalive_s` seconds of the device's lived time (its windows rested
+    for the real seconds it was idle), else it opens a new one (older idle ones are then gone too);
+    so concurrent requests use as many connections as there are of them. A connection goes back
+    idle when its request succeeds; a failed or cut request's connection is not reused. `drop`
+    (airplane mode) ends every connection, including those of requests in flight. At most
+    POOL_CONNECTIONS stay idle. `opened` counts the new connections (set-ups paid).
     """
 
-    __slots__ = ("idle", "epoch")
+    __slots__ = ("idle", "epoch", "opened")
 
     def __init__(self) -> None:
         self.idle: list[Tcp] = []
         self.epoch = 0
+        self.opened = 0
 
-    def take(self, settings: Connection, now_s: float, real_s: float, rtt_s: float) -> Tcp:
-        """The connection for a request starting at scenario time `now_s`, real time `real_s`."""
-        if self.idle:
+    def kept(self, settings: Connection, lived_s: float) -> bool:
+        """Whether a request starting at lived time `lived_s` would find an idle connection alive."""
+        return bool(self.idle) and settings.keepalive_s > 0 and \
+            lived_s - self.idle[-1].idle_at_s <= settings.keepalive_s
+
+    def take(self, settings: Connection, lived_s: float, real_s: float, rtt_s: float) -> Tcp:
+        """The connection for a request starting at lived time `lived_s`, real time `real_s`."""
+        if self.kept(settings, lived_s):
             tcp = self.idle.pop()
-            if settings.keepalive_s > 0 and now_s - tcp.idle_at_s <= settings.keepalive_s:
-                tcp.rested(real_s - tcp.idle_at_real_s, rtt_s)
-                return tcp
-            self.idle.clear()  # idle longer than the keep-alive; the others even longer
+            tcp.rested(real_s - tcp.idle_at_real_s, rtt_s)
+            return tcp
+        self.idle.clear()  # idle longer than the keep-alive; the others even longer
+        self.opened += 1
         return Tcp(self.epoch)
 
-    def give_back(self, tcp: Tcp, now_s: float, real_s: float) -> None:
+    def give_back(self, tcp: Tcp, lived_s: float, real_s: float) -> None:
         """The request on `tcp` is done and the connection idle, unless dropped meanwhile."""
         if tcp.epoch != self.epoch:
             return
-        tcp.idle_at_s, tcp.idle_at_real_s = now_s, real_s
+        tcp.idle_at_s, tcp.idle_at_real_s = lived_s, real_s
         self.idle.append(tcp)
         if len(self.idle) > POOL_CONNECTIONS:
             del self.idle[0]
+
+    def expire(self) -> None:
+        """The idle connections end (the device waits longer than they live); those of requests in
+        flight stay."""
+        self.idle.clear()
 
     def drop(self) -> None:
         """Every connection ends (airplane mode): the next request opens a new one."""
