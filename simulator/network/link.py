@@ -29,7 +29,7 @@ from .model import NetworkModel
 CHUNK_BYTES = 16 * 1024
 """Size in bytes of the pieces bodies are streamed and paced in, both ways."""
 
-# aiohttp's own timeouts are switched off: `timeout_s` is the one deadline, and the session default
+# aiohttp's own timeouts are switched off: `timeout_s` (a read timeout) is the one deadline, and the session default
 # (300 s total) would cut long paced downloads that are within the caller's budget.
 _NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None)
 
@@ -169,8 +169,11 @@ class Link:
 
         sink: if given, each received body chunk of a 2xx answer is passed to it instead of being kept
         (big files); the body of any other answer is kept in `Response.body` as usual.
-        timeout_s: real seconds allowed after the latency for connecting, uploading, server time and
-        downloading; exceeding it raises NetworkError. HTTP error statuses are returned, not raised.
+        timeout_s: real seconds the request may go without progress, as a phone's HTTP client's read
+        timeout: for the answer to start after the request is sent (connecting, uploading, server
+        time), and between two pieces of its body; exceeding it raises NetworkError. A slow answer
+        that keeps coming is never cut (a fleet that saturates the generator slows every download
+        down; a whole-request deadline would cut them all, and every retry again). HTTP error statuses are returned, not raised.
         Raises AirplaneModeError if offline or cut by `go_offline`, NetworkError on loss, connection
         failure or timeout.
         """
@@ -226,11 +229,16 @@ class Link:
         if model.draw_lost():
             raise NetworkError(f"{method} {url}: packet loss (p={model.loss.probability})")
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s) as deadline:
+                loop = asyncio.get_running_loop()
+
+                def progress() -> None:  # something arrived: the read timeout starts again
+                    deadline.reschedule(loop.time() + timeout_s)
+
                 status, resp_headers, data, bytes_down = await self._send(
-                    model, tcp, rtt_s, method, url, headers, body, sink, got)
+                    model, tcp, rtt_s, method, url, headers, body, sink, got, progress)
         except TimeoutError as e:
-            raise NetworkError(f"{method} {url}: no complete response within {timeout_s} s") from e
+            raise NetworkError(f"{method} {url}: nothing received for {timeout_s} s") from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise NetworkError(f"{method} {url}: {type(e).__name__}: {e}") from e
         end_s = self.clock.monotonic()
@@ -240,53 +248,54 @@ class Link:
     async def _send(
         self, model: NetworkModel, tcp: Tcp, rtt_s: float, method: str, url: str,
         headers: dict[str, str] | None, body: bytes | None, sink: Sink | None, got: _Received,
+        progress: Callable[[], None],
     ) -> tuple[int, CIMultiDictProxy[str], bytes, int]:
         """Send the request, read the paced response; on any failure close (not reuse) the connection."""
         req_headers = CIMultiDict(headers or {})
         data: bytes | AsyncIterator[bytes] | None = body
         if body and model.up is not None:
             req_headers.setdefault("Content-Length", str(len(body)))
-            data = self._paced_upload(body, lambda n: model.upload_s(tcp, rtt_s, n))
+            data = self._paced_upload(body, lambda n: model.upload_s(tcp, rtt_s, n), progress)
         else:  # headers only, or an unlimited up link: the request's time before it is sent
             await self._wait(model.upload_s(tcp, rtt_s, len(body or b"")))
         resp = await self.session.request(
             method, url, headers=req_headers, data=data, timeout=_NO_AIOHTTP_TIMEOUT
         )
+        progress()
         try:
             received, bytes_down = await self._paced_download(
                 resp, sink if resp.status < 300 else None, got, lambda n: model.download_s(tcp, rtt_s, n),
-                unlimited=model.down is None)
+                progress)
         except BaseException:
             resp.close()
             raise
         resp.release()
         return resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), received, bytes_down
 
-    async def _paced_upload(self, body: bytes, due: Callable[[int], float]) -> AsyncIterator[bytes]:
+    async def _paced_upload(self, body: bytes, due: Callable[[int], float],
+                            progress: Callable[[], None]) -> AsyncIterator[bytes]:
         """The request body in chunks, each released once the model's up schedule has carried it
-        (the request's headers first)."""
+        (the request's headers first); `progress` is told of every piece."""
         throttle = Throttle(None, self.clock.monotonic(), due)
         for offset in range(0, len(body), CHUNK_BYTES):
             chunk = body[offset : offset + CHUNK_BYTES]
             throttle.add(len(chunk))
             await self._pace(throttle)
+            progress()
             yield chunk
 
     async def _paced_download(self, resp: aiohttp.ClientResponse, sink: Sink | None,
-                              got: _Received, due: Callable[[int], float], unlimited: bool) -> tuple[bytes, int]:
+                              got: _Received, due: Callable[[int], float],
+                              progress: Callable[[], None]) -> tuple[bytes, int]:
         """Read the response body paced to the model's down schedule (headers first, then the body
         on the wire, slow start); returns (body or b"", byte count). `got.bytes` follows the bytes
-        through, so a cut can say how many arrived."""
+        through, so a cut can say how many arrived; `progress` is told of every piece."""
         throttle = Throttle(None, self.clock.monotonic(), due)
-        if unlimited and sink is None:  # unlimited: one read, then slow start's waits
-            data = await resp.read()
-            throttle.add(len(data))
-            await self._pace(throttle)
-            return data, len(data)
         chunks: list[bytes] = []
         async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
             throttle.add(len(chunk))
             await self._pace(throttle)
+            progress()
             got.bytes += len(chunk)
             if sink is None:
                 chunks.append(chunk)
