@@ -261,6 +261,7 @@ class FleetRun:
         await self.admin.back_office(False)
         for _ in range(QUIET_ROUNDS):
             await self.quiet_round()
+        await self.close_devices()  # their sockets are done: the check's own requests need file descriptors
         elapsed = wall_s() - self._wall0
         return await check_and_report(self.scenario, self.admin, await self.hand_in(), elapsed, self.out_root,
                                       self.console if self.report else Console(quiet=True))

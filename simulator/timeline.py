@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import numpy as np
 
 from simulator.clock import Clock, sleep_wall, wall_s
@@ -43,16 +44,28 @@ class TimelineSampler:
         self.interval_s = interval_s
         self.own = ProcessHealth()
         self.samples: list[TimelineSample] = []
+        self.missed = 0  # seconds whose server figures could not be read
 
     async def run(self) -> None:
-        """Sample until cancelled (the runner stops it after the quiet period)."""
-        last = await self._served()
+        """Sample until cancelled (the runner stops it after the quiet period). A second whose
+        server figures cannot be read (the server too busy, the process out of file descriptors)
+        is a gap in the timeline (its samples' `t` show it, `missed` counts it), never the end of
+        the run."""
+        last: tuple[float, int, int, int] | None = None
         own = asyncio.ensure_future(self.own.run())
         try:
             while True:
-                await sleep_wall(self.interval_s)
-                served = await self._served()
-                self.samples.append(await self._sample(last, served))
+                if last is not None:
+                    await sleep_wall(self.interval_s)
+                try:
+                    served = await self._served()
+                    if last is not None:
+                        self.samples.append(await self._sample(last, served))
+                except (aiohttp.ClientError, OSError):
+                    self.missed += 1
+                    last = None  # rates restart from the next reading
+                    await sleep_wall(self.interval_s)
+                    continue
                 last = served
         finally:
             own.cancel()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from rich.console import Console
 
@@ -113,3 +115,32 @@ def test_the_benchmark_reads_requests_and_rows_per_real_second_of_the_run() -> N
     metrics = extract(summary)
     assert (metrics["server_requests_per_s"], metrics["server_rows_per_s"]) == (20.0, 500.0)
     assert (metrics["throttled_429s"], metrics["throttle_rate"], metrics["ledger_violations"]) == (10, 0.01, 2)
+
+
+async def test_a_second_whose_server_figures_cannot_be_read_is_a_gap_not_the_end_of_the_run() -> None:
+    """A 20,000-device run lost every result when the sampler's last reading failed (out of file
+    descriptors): a failed reading is counted and skipped, and sampling goes on."""
+    from simulator.clock import ManualClock
+    from simulator.timeline import FleetState, TimelineSampler
+
+    calls = {"n": 0}
+
+    async def counters() -> dict[str, object]:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            raise aiohttp.ClientConnectionError("Cannot connect to host [Too many open files]")
+        return {"rows_served": 10 * calls["n"], "bytes_served": 0, "throttles": {}}
+
+    async def health() -> dict[str, object]:
+        return {"process": {"loop_lag_ms": 1.0, "cpu": 0.2, "peak_rss_mb": 9.0}}
+
+    sampler = TimelineSampler(ManualClock(), ManualClock().now(), lambda: FleetState(1, 0, 0, 0), health, counters,
+                              interval_s=0.01)
+    task = asyncio.ensure_future(sampler.run())
+    async with asyncio.timeout(10):  # the old sampler ended at the failure: no second sample ever
+        while len(sampler.samples) < 2 and not task.done():
+            await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert sampler.missed == 2 and len(sampler.samples) >= 2
