@@ -196,7 +196,8 @@ def estimate_class(scenario: Scenario, fleet: _Fleet, cls: UserClass) -> ClassEs
         table = fleet.tables[pt.table]
         rows = table.rows * fleet.share(cls, pt)
         est = TableEstimate(pt.table, pt.filter, rows, rows * table.row_bytes)
-        for name, (share, mean, over) in _file_sizes(table, scenario.seed, pt.max_file_kb).items():
+        sizes = _file_sizes(table, scenario.seed, pt.max_file_kb) if pt.files else {}  # files: false: none
+        for name, (share, mean, over) in sizes.items():
             col = table.column(name)
             count = rows * (col.fill if col else 1.0)
             est.files += count * share

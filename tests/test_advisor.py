@@ -157,3 +157,20 @@ def test_a_profiles_file_cap_keeps_big_files_off_the_estimate_and_the_advice() -
     uncapped, capped = (_cls(advisor.report(scenario(c))) for c in (None, 4096))
     assert capped.file_bytes < uncapped.file_bytes and capped.tables[0].files_over_4mb == 0
     assert not any("over 4 MB" in str(a) for a in advisor.report(scenario(4096)).advice)
+
+
+def test_a_table_read_without_its_files_costs_no_files_as_on_the_device() -> None:
+    """`files: false` in a profile: the device never downloads the table's files, so neither the
+    estimate nor the advice counts them (it did: field_service's managers showed 240 MB)."""
+    def scenario(files: bool) -> Any:
+        return _scenario(
+            tables=[{"logical_name": "annotation", "entity_set": "annotations", "rows": 200,
+                     "columns": [{"name": "documentbody", "type": "file",
+                                  "size": {"median_kb": 6000, "sigma": 0, "min_kb": 6000, "max_kb": 6000}}]}],
+            user_classes=[{"name": "technician", "count": 1, "networks": {"3g": 1.0},
+                           "profile": [{"table": "annotation", "files": files}]}])
+    with_files, without = (_cls(advisor.report(scenario(f))) for f in (True, False))
+    assert with_files.file_bytes > 1e9 and with_files.tables[0].files_over_4mb == 200
+    assert without.file_bytes == 0 and without.tables[0].files == 0 and without.tables[0].files_over_4mb == 0
+    assert without.first_sync_s["3g"]["files"] == 0
+    assert not any("over 4 MB" in str(a) for a in advisor.report(scenario(False)).advice)
