@@ -34,13 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import multiprocessing as mp
-import signal
 import time
-import traceback
 import tracemalloc
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -48,7 +44,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import API, NO_LIMITS, Figure, absolute, info, visits_scenario
-from bench.procs import ChildServer
+from bench.procs import ChildServer, run_in_child
 from simulator.clock import RealClock
 from simulator.device.device import Device
 from simulator.events import Events
@@ -291,39 +287,9 @@ async def fleet_first_sync(devices: int, gated: bool, traced: bool) -> dict[str,
             "traced_held": traced_held, "gate_rounds": gate.rounds, "gate_timeouts": gate.timeouts}
 
 
-def _fleet_child(devices: int, gated: bool, traced: bool, conn: Connection) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends us
-    try:
-        conn.send(("ok", asyncio.run(fleet_first_sync(devices, gated, traced))))
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        conn.close()
-
-
 def fleet_in_child(devices: int, *, gated: bool, traced: bool = False) -> dict[str, Any]:
     """`fleet_first_sync` in a fresh spawned process (which starts the server process itself)."""
-    ctx = mp.get_context("spawn")
-    ours, theirs = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_fleet_child, args=(devices, gated, traced, theirs), name="bench-memory-fleet")
-    proc.start()
-    theirs.close()
-    try:
-        if not ours.poll(FLEET_PROCESS_TIMEOUT_S):
-            raise TimeoutError(f"the fleet process did not finish within {FLEET_PROCESS_TIMEOUT_S:g} s")
-        try:
-            status, payload = ours.recv()
-        except EOFError:
-            raise RuntimeError(f"the fleet process exited ({proc.exitcode}) without a result") from None
-        if status != "ok":
-            raise RuntimeError(f"the fleet process failed:\n{payload}")
-        proc.join(30)
-        return dict(payload)
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(10)
-        ours.close()
+    return run_in_child(fleet_first_sync, (devices, gated, traced), "bench-memory-fleet", FLEET_PROCESS_TIMEOUT_S)
 
 
 def fleet_figures(devices: int) -> list[Figure]:

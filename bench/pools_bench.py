@@ -26,20 +26,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import multiprocessing as mp
 import os
-import signal
 import statistics
 import time
-import traceback
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 import aiohttp
 
 from bench.common import Figure, info, visits_scenario
 from bench.memory_bench import proc_status
+from bench.procs import run_in_child
 from simulator.clock import RealClock
 from simulator.events import Events
 from simulator.fleet import build_fleet
@@ -128,39 +125,9 @@ async def fleet_sync(devices: int, own: bool) -> dict[str, Any]:
             "rss_before": rss0, "rss_after": rss1, "seconds": seconds}
 
 
-def _child(devices: int, own: bool, conn: Connection) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends us
-    try:
-        conn.send(("ok", asyncio.run(fleet_sync(devices, own))))
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
-    finally:
-        conn.close()
-
-
 def in_child(devices: int, own: bool) -> dict[str, Any]:
     """`fleet_sync` in a fresh spawned process (which starts the server process itself)."""
-    ctx = mp.get_context("spawn")
-    ours, theirs = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(devices, own, theirs), name="bench-pools-fleet")
-    proc.start()
-    theirs.close()
-    try:
-        if not ours.poll(PROCESS_TIMEOUT_S):
-            raise TimeoutError(f"the fleet process did not finish within {PROCESS_TIMEOUT_S:g} s")
-        try:
-            status, payload = ours.recv()
-        except EOFError:
-            raise RuntimeError(f"the fleet process exited ({proc.exitcode}) without a result") from None
-        if status != "ok":
-            raise RuntimeError(f"the fleet process failed:\n{payload}")
-        proc.join(30)
-        return dict(payload)
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(10)
-        ours.close()
+    return run_in_child(fleet_sync, (devices, own), "bench-pools-fleet", PROCESS_TIMEOUT_S)
 
 
 def figures(quick: bool = False) -> list[Figure]:

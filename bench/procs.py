@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -127,3 +128,41 @@ def _control(conn: Connection, loop: asyncio.AbstractEventLoop, stop: asyncio.Ev
             continue
         loop.call_soon_threadsafe(stop.set)
         return
+
+
+def run_in_child(job: Callable[..., Awaitable[dict[str, Any]]], args: tuple[Any, ...], name: str,
+                 timeout_s: float) -> dict[str, Any]:
+    """`asyncio.run(job(*args))` in a fresh spawned process (so no earlier benchmark's heap is in
+    it); its result, or a RuntimeError with the child's traceback. `job` must be a module-level
+    async function (spawn pickles it by name)."""
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_job_main, args=(job, args, theirs), name=name)
+    proc.start()
+    theirs.close()
+    try:
+        if not ours.poll(timeout_s):
+            raise TimeoutError(f"the {name} process did not finish within {timeout_s:g} s")
+        try:
+            status, payload = ours.recv()
+        except EOFError:
+            raise RuntimeError(f"the {name} process exited ({proc.exitcode}) without a result") from None
+        if status != "ok":
+            raise RuntimeError(f"the {name} process failed:\n{payload}")
+        proc.join(30)
+        return dict(payload)
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+        ours.close()
+
+
+def _job_main(job: Callable[..., Awaitable[dict[str, Any]]], args: tuple[Any, ...], conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends us
+    try:
+        conn.send(("ok", asyncio.run(job(*args))))  # type: ignore[arg-type]
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
