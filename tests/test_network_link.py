@@ -366,15 +366,17 @@ async def test_going_offline_cuts_every_request_in_flight_on_that_link_only(
     assert (await unaffected).status == 200
 
 
+async def client_port(request: web.Request) -> web.Response:
+    """Answers the client's port: a new port is a new connection."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return web.Response(text=str(peer[1] if peer else 0))
+
+
 async def test_each_device_has_its_own_connections_and_airplane_mode_drops_them(aiohttp_server: Any) -> None:
     """A device's own pool: its requests share its kept-alive connection, never another device's;
     after airplane mode its next request opens a new connection (the server sees the client port)."""
-    async def port(request: web.Request) -> web.Response:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        return web.Response(text=str(peer[1] if peer else 0))
-
     app = web.Application()
-    app.router.add_get("/port", port)
+    app.router.add_get("/port", client_port)
     srv = await aiohttp_server(app, host="127.0.0.1")
     clock = RealClock(60)
     a, b = (Link(NetworkModel(np.random.default_rng(i), name="loopback"), clock, aiohttp.ClientSession)
@@ -424,12 +426,8 @@ async def test_the_keep_alive_counts_lived_time_and_the_devices_real_connections
     connection, 0.3 s on a new one (TCP + TLS 1.3). A real pause of 5 s (the device's own work: 300
     scenario seconds) keeps the connection, 61 s of waiting does not; the server sees a new real
     connection (client port) exactly when the model charges one, and the same one when it keeps it."""
-    async def port(request: web.Request) -> web.Response:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        return web.Response(text=str(peer[1] if peer else 0))
-
     app = web.Application()
-    app.router.add_get("/port", port)
+    app.router.add_get("/port", client_port)
     srv = await aiohttp_server(app, host="127.0.0.1")
     clock = ManualClock(time_scale=60)
     timeline = Timeline(clock)

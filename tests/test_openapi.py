@@ -35,7 +35,7 @@ from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
 import simulator.protocol
-from fuzz.conformance import at, deref, pointer  # the spec helpers the fuzzer uses too
+from fuzz.conformance import at, deref, pointer, templates  # the spec helpers the fuzzer uses too
 from simulator.clock import ManualClock
 from simulator.protocol.batch import parse_batch_response
 from simulator.server.store import Row
@@ -68,22 +68,9 @@ def validate(schema_ptr: str, instance: Any, what: str) -> None:
     assert not errors, f"{what} does not match {schema_ptr}:\n{detail}"
 
 
-def _template_regex(template: str) -> re.Pattern[str]:
-    """A path template as a regex: `{name}` matches one segment's text up to '/', '(' or ')'."""
-    out, pos = "", 0
-    for m in re.finditer(r"\{(\w+)\}", template):
-        out += re.escape(template[pos : m.start()]) + f"(?P<{m.group(1)}>[^/()]+)"
-        pos = m.end()
-    return re.compile(out + re.escape(template[pos:]))
-
-
-# literal paths before templated ones, as OpenAPI requires: fewest parameters first, then longest
-TEMPLATES = sorted(((t, _template_regex(t)) for t in SPEC["paths"]), key=lambda p: (p[0].count("{"), -len(p[0])))
-
-
 def match_path(path: str) -> tuple[str, dict[str, str]] | None:
     """The spec path template a concrete (decoded) path belongs to, with its parameter values."""
-    for template, regex in TEMPLATES:
+    for template, regex in templates():
         m = regex.fullmatch(path)
         if m:
             return template, m.groupdict()
