@@ -31,6 +31,7 @@ from bench import (
     pages_bench,
     pools_bench,
     seed_bench,
+    servermodel_bench,
 )
 from bench.common import Figure, fmt
 
@@ -44,6 +45,8 @@ BENCHES: dict[str, tuple[str, Callable[[bool], list[Figure]]]] = {
     "pools": ("memory and file descriptors of each device's own connection pool (no target)", pools_bench.figures),
     "cycle": ("engine CPU per delta sync cycle (no target)", cycle_bench.figures),
     "locust": ("sync rate through Locust vs syncsim run, target >= 80%", locust_bench.figures),
+    "servermodel": ("the server model's defaults fitted to the mock server's measured request times (no target)",
+                    servermodel_bench.figures),
 }
 REPORTS = Path("reports")
 

@@ -51,9 +51,10 @@ from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
 from simulator.ledger import Journal
 from simulator.metrics import Metrics
-from simulator.runner import DEVICE_READ_BUFFER, Admin, device_socket, make_device, raise_fd_limit
+from simulator.runner import Admin, make_device, raise_fd_limit
 from simulator.scenario import Scenario, parse_scenario
 from simulator.server.process import start_server_process
+from simulator.transport.sockets import DEVICE_READ_BUFFER, device_socket
 from simulator.yaml_file import read_yaml
 
 NAME = "memory"

@@ -3,7 +3,7 @@ file descriptors, and so how many devices one process can sync at once within it
 
 The same fleet runs twice, each time in a fresh spawned process of its own against the server in
 another process (start_server_process, loopback): once with every device on its own pool, as
-`syncsim run` gives them (runner.device_session, the pool FleetRun.device_pool builds), once with all
+`syncsim run` gives them (SocketTransport.session, the pool FleetRun.device_pool builds), once with all
 devices on ONE shared session (same socket factory, read buffer and keep-alive). Each device makes
 its first sync of a small profile (PROFILE_ROWS rows), the fleet in waves of WAVE devices at a time
 (both runs alike), and keeps its connection alive afterwards (KEEPALIVE_REAL_S: longer than the
@@ -40,16 +40,10 @@ from bench.procs import run_in_child
 from simulator.clock import RealClock
 from simulator.events import Events
 from simulator.fleet import build_fleet
-from simulator.runner import (
-    DEVICE_CONNECTIONS,
-    DEVICE_READ_BUFFER,
-    Admin,
-    device_session,
-    device_socket,
-    make_device,
-    raise_fd_limit,
-)
+from simulator.runner import DEVICE_CONNECTIONS, Admin, make_device, raise_fd_limit
 from simulator.server.process import start_server_process
+from simulator.transport import SocketTransport
+from simulator.transport.sockets import DEVICE_READ_BUFFER, device_socket
 
 NAME = "pools"
 PROFILE_ROWS = 10  # rows of each device's first sync
@@ -93,7 +87,8 @@ async def fleet_sync(devices: int, own: bool) -> dict[str, Any]:
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None),
                 read_bufsize=DEVICE_READ_BUFFER) as shared:
             admin = Admin(admin_session, server.base_url, server.admin_key)
-            pool = functools.partial(device_session, True, KEEPALIVE_REAL_S) if own else shared
+            pool = functools.partial(SocketTransport().session, limit=DEVICE_CONNECTIONS, keepalive_s=KEEPALIVE_REAL_S,
+                                     device=True) if own else shared
             fleet, clock, events = build_fleet(scenario), RealClock(1.0), Events()
             origin = clock.now()
             warm = make_device(fleet[0], clock, pool, admin, server.base_url, events, origin)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from simulator import seeds
 from simulator.device.processing import NO_PROCESSING, Processing
 from simulator.network.faults import Bandwidth, Connection, Tcp
 from simulator.network.presets import NetworkPreset
@@ -68,6 +69,7 @@ class ClassEstimate:
     networks: list[str]
     first_sync_s: dict[str, dict[str, float]] = field(default_factory=dict)  # network -> phase -> s (+ total)
     processing_s: dict[str, dict[str, float]] = field(default_factory=dict)  # device kind -> phase -> s (+ total)
+    page_size: int = MAX_PAGE_SIZE  # rows per page the class's devices get (their ask, within the server's limit)
 
     @property
     def rows(self) -> float:
@@ -178,7 +180,7 @@ def _file_sizes(table: TableDef, seed: int, cap_kb: float | None) -> dict[str, t
     downloaded and over 4 MB), from its size distribution (seeded draws); files over the profile's
     `max_file_kb` are skipped, as the device skips them."""
     out: dict[str, tuple[float, float, float]] = {}
-    rng = np.random.default_rng([seed, 0xAD715E])
+    rng = seeds.scenario_rng(seed, seeds.ADVISOR)
     for col in table.columns:
         if col.type == "file" and col.size is not None:
             s = col.size
@@ -205,7 +207,8 @@ def estimate_class(scenario: Scenario, fleet: _Fleet, cls: UserClass) -> ClassEs
             est.files_over_4mb += count * over
         tables.append(est)
     smallest = min((d.storage_mb for d in cls.devices), default=float("inf"))
-    out = ClassEstimate(cls.name, fleet.counts.get(cls.name, 0), tables, smallest, list(cls.networks))
+    out = ClassEstimate(cls.name, fleet.counts.get(cls.name, 0), tables, smallest, list(cls.networks),
+                        page_size=min(cls.behaviour.page_size, scenario.server.max_page_size))
     kinds = device_kinds(cls)
     out.processing_s = {name: processing(out, work) for name, _, work in kinds if not work.free}
     for network in cls.networks:
@@ -243,7 +246,7 @@ def first_sync(est: ClassEstimate, net: NetworkPreset, connection: Connection | 
     metadata = sum(requests(2, METADATA_BYTES / 2) + rest(work.metadata_s(1)) for _ in est.tables)
     data = 0.0
     for t in est.tables:
-        pages = max(1, math.ceil(t.rows / MAX_PAGE_SIZE))
+        pages = max(1, math.ceil(t.rows / est.page_size))
         data += requests(pages, t.data_bytes / pages, work.rows_s(t.rows / pages))
     files = 0.0
     for t in est.tables:

@@ -7,10 +7,10 @@ Bad input (a scenario file, an override, a host or port, an --out folder) ends t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from simulator.nightly import command as nightly_command
 from simulator.scenario import ScenarioError, load_scenario
@@ -29,14 +29,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", type=int,
                      help="override the total device count (an integer from 1 to the scenario's max_devices)")
     run.add_argument("--duration", type=float, help="override duration_s (scenario seconds, > 0)")
-    run.add_argument("--time-scale", type=float, help="override time_scale (> 0)")
+    run.add_argument("--clock", choices=("virtual", "real"),
+                     help="virtual (the default): simulated time, deterministic, as fast as the machine goes; "
+                          "real: real sockets and waits at the scenario's time_scale (the default with --target)")
+    run.add_argument("--time-scale", type=float, help="override time_scale (> 0; real clock only)")
     run.add_argument("--out", type=Path, default=Path("reports"), help="folder for run reports (default: reports)")
     run.add_argument("--no-progress", action="store_true", help="do not print progress lines")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--target", metavar="URL",
                        help="drive an already running `syncsim serve` of the same scenario (loopback URL)")
     where.add_argument("--in-process", action="store_true",
-                       help="run the embedded server on the devices' event loop (default: its own process)")
+                       help="with --clock real: run the embedded server on the devices' event loop "
+                            "(default: its own process)")
     run.add_argument("--admin-key", help="with --target: the admin key `syncsim serve` printed")
     run.add_argument("--ca-file", type=Path, help="with an https --target: the CA file `syncsim serve --tls` printed")
     serve = sub.add_parser("serve", help="run the mock Dataverse server standalone")
@@ -75,25 +79,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from simulator.runner import run_scenario
+    from simulator.runner import run_blocking
     from simulator.server.process import ServerProcessError
-    from simulator.target import Target, TargetError, Where
+    from simulator.target import TargetError
 
     scenario = load_scenario(args.scenario, seed=args.seed, devices=args.devices, duration_s=args.duration,
                              time_scale=args.time_scale)
+    server = _where(args)
+    _check_writable(args.out)
+    try:
+        result = run_blocking(scenario, args.out, progress=not args.no_progress, server=server)
+    except (TargetError, ServerProcessError) as exc:
+        raise UsageError(str(exc)) from None
+    return result.exit_code
+
+
+def _where(args: argparse.Namespace) -> Any:
+    """The run's server from --clock, --target and --in-process (a Target or a `Where`)."""
+    from simulator.target import Target
+
     if (args.admin_key or args.ca_file) and not args.target:
         raise UsageError("--admin-key and --ca-file go with --target URL (a running `syncsim serve`)")
     if args.target and not args.admin_key:
         raise UsageError(f"--target {args.target}: give --admin-key, the key `syncsim serve` printed")
-    server: Where | Target = "in_process" if args.in_process else "process"
+    real = args.target or args.in_process
+    if args.clock == "virtual" and real:
+        flag = "--target" if args.target else "--in-process"
+        raise UsageError(f"{flag} runs in real time (real sockets and waits); drop --clock virtual or use --clock real")
     if args.target:
-        server = Target(args.target, args.admin_key, args.ca_file)
-    _check_writable(args.out)
-    try:
-        result = asyncio.run(run_scenario(scenario, args.out, progress=not args.no_progress, server=server))
-    except (TargetError, ServerProcessError) as exc:
-        raise UsageError(str(exc)) from None
-    return result.exit_code
+        return Target(args.target, args.admin_key, args.ca_file)
+    if args.clock == "real" or real:
+        return "in_process" if args.in_process else "process"
+    if args.time_scale is not None:
+        print(f"syncsim: --time-scale {args.time_scale:g} means nothing in virtual time (a run takes the time its "
+              "work takes); it applies with --clock real", file=sys.stderr)
+    return "virtual"
 
 
 def _check_writable(folder: Path) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from simulator import seeds
 from simulator.device.device import DeviceSpec
 from simulator.scenario import Scenario, UserClass
 
@@ -29,7 +30,7 @@ def _pick(rng: np.random.Generator, names: Sequence[str], weights: Sequence[floa
 
 def build_fleet(scenario: Scenario) -> list[FleetEntry]:
     """One device per user, in class order; user names match the server's (<class>-0001...)."""
-    rng = np.random.default_rng([scenario.seed, 0xF1EE7])
+    rng = seeds.scenario_rng(scenario.seed, seeds.FLEET)
     counts = scenario.class_counts()
     entries: list[FleetEntry] = []
     index = 0
@@ -42,7 +43,7 @@ def build_fleet(scenario: Scenario) -> list[FleetEntry]:
             user = f"{cls.name}-{n:04d}"
             spec = DeviceSpec(name=f"dev-{user}", user=user, user_class=cls.name,
                               storage_bytes=int(kind.storage_mb * 1024 * 1024), network=net,
-                              seed=(scenario.seed, index), processing=kind.processing())
+                              seed=seeds.device_seed(scenario.seed, index), processing=kind.processing())
             entries.append(FleetEntry(spec, cls, 0.0))
             index += 1
     return _assign_waves(scenario, entries)

@@ -1,7 +1,9 @@
 """Live progress for long runs: scenario time, devices through first sync, syncs done, errors.
 
 Reads only the recorded metrics. On a terminal it redraws one line; elsewhere (CI, pipes) it
-prints a line every `every_s` real seconds.
+prints a line every `every_s` real seconds. In virtual time it has no real seconds to count: it
+prints at steps of the scenario's time instead (a twentieth of its duration; a two-hundredth on a
+terminal), so the lines are the same however fast the machine is.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from types import TracebackType
 
 from rich.console import Console
 
-from simulator.clock import Clock
+from simulator.clock import Clock, sleep_wall
 from simulator.metrics import Metrics
 
 
@@ -46,9 +48,15 @@ class Progress:
         if self.enabled:
             self.console.print(self.line())
 
+    async def _tick(self) -> None:
+        if self.clock.kind == "virtual":
+            await self.clock.sleep(self.duration_s / (200 if self.console.is_terminal else 20))
+        else:
+            await sleep_wall(self.every_s)  # real-time display refresh, not simulated time
+
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.every_s)  # real-time display refresh, not simulated time
+            await self._tick()
             if self.console.is_terminal:
                 self.console.print(self.line(), end="\r")
             else:

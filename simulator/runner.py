@@ -1,7 +1,8 @@
 """`syncsim run`: compose the server, the fleet and the reports for one scenario.
 
-1. Start the mock server in its own process on an ephemeral loopback port (seeded from the
-   scenario), or use one already running (`--target`); join its clock and start the run.
+1. Start the mock server (seeded from the scenario): on the run's own virtual-time loop behind memory
+   pipes (the default), or in its own process on an ephemeral loopback port (`--clock real`), or use
+   one already running (`--target`); join its clock and start the run.
 2. Start each device at its rollout wave; devices sync and edit until the scenario's duration.
 3. Quiet period: pause the back office, bring every device online, sync every device twice
    (round one delivers all edits, round two downloads everybody's), bounded by quiet_period_s.
@@ -14,9 +15,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import socket
-import ssl
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -25,16 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 from rich.console import Console
 
-from simulator import advisor
+from simulator import advisor, seeds
 from simulator.check import compare, summarize_checks
-from simulator.clock import Clock, RealClock, Timeline, wall_s
+from simulator.clock import Clock, ClockKind, RealClock, Timeline, VirtualClock, cpu_s, run_virtual, wall_s
 from simulator.device.client import ApiClient, Identity
 from simulator.device.device import Device
 from simulator.events import Events
 from simulator.fleet import FleetEntry, build_fleet
+from simulator.health import peak_rss_mb
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
 from simulator.metrics import DeviceEvent, Metrics
@@ -49,6 +47,7 @@ from simulator.server.serve import raise_fd_limit
 from simulator.storms import run_storms
 from simulator.target import Admin, Target, Where, check_same_scenario, server_for_run
 from simulator.timeline import FleetState, TimelineSampler, saturation
+from simulator.transport import SocketTransport, Transport
 
 
 @dataclass(slots=True)
@@ -68,31 +67,12 @@ class RunResult:
 # connections sooner than OkHttp's 5 minutes), so the server sees the connections the model charges for.
 DEVICE_CONNECTIONS = POOL_CONNECTIONS
 DEVICE_KEEPALIVE_S = DEFAULT_KEEPALIVE_S  # scenario seconds
-# What a device's connection buffers of a response it has not read yet. On loopback the server sends
-# far faster than a modelled phone network lets the device read, so left to the defaults (Linux
-# autotuning, aiohttp reading 256 KiB per recv and pausing only past 128 KiB) every downloading device
-# would hold hundreds of KiB the phone never would: with these, each holds at most a few tens of KiB
-# (issue #12: 300 KiB per device for a 20,000-device fleet). Loopback still carries them at GB/s.
-DEVICE_READ_BUFFER = 16 * 1024  # aiohttp's read_bufsize: it stops reading past twice this
-DEVICE_RECEIVE_WINDOW = 32 * 1024  # SO_RCVBUF of a device's sockets (the kernel doubles it)
+SHARED_KEEPALIVE_S = 15.0  # the runner's own session (admin calls, storms): aiohttp's default
 
 
-def device_socket(addr: Any) -> socket.socket:
-    """A device's socket (aiohttp's `socket_factory`): a small receive window, see DEVICE_RECEIVE_WINDOW."""
-    family, kind, proto, _, _ = addr
-    sock = socket.socket(family=family, type=kind, proto=proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DEVICE_RECEIVE_WINDOW)
-    return sock
-
-
-def device_session(ssl: ssl.SSLContext | bool, keepalive_real_s: float) -> aiohttp.ClientSession:
-    """A device's own connection pool: at most DEVICE_CONNECTIONS connections, idle ones kept
-    `keepalive_real_s` real seconds (<= 0: closed after each request), device sockets and read buffer."""
-    keep: dict[str, Any] = ({"keepalive_timeout": keepalive_real_s} if keepalive_real_s > 0
-                            else {"force_close": True})
-    connector = aiohttp.TCPConnector(limit=DEVICE_CONNECTIONS, ssl=ssl, socket_factory=device_socket, **keep)
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                 read_bufsize=DEVICE_READ_BUFFER)
+def default_clock(scenario: Scenario, server: Where | Target) -> Clock:
+    """A virtual run's clock (on the running VirtualEventLoop), or a real-time one at the scenario's time_scale."""
+    return VirtualClock() if server == "virtual" else RealClock(scenario.time_scale)
 
 
 def make_device(entry: FleetEntry, clock: Clock,
@@ -107,7 +87,7 @@ def make_device(entry: FleetEntry, clock: Clock,
     connection = entry.user_class.connection.model()
 
     def network_for(name: str, draws: int | None = None) -> NetworkModel:
-        rng = np.random.default_rng([*spec.seed, 0x4E7] if draws is None else [*spec.seed, 0x4E7, draws])
+        rng = seeds.network_rng(spec.seed, draws)
         return NetworkModel.from_preset(name, rng, networks(name) if networks is not None else None, connection)
 
     model = network_for(spec.network)
@@ -141,15 +121,15 @@ class FleetRun:
     hands them in (`hand_in()`); `check_and_report` checks and reports the merged parts.
     """
 
-    def __init__(self, scenario: Scenario, *, server: Where | Target = "process", out_root: Path = Path("reports"),
-                 console: Console | None = None, report: bool = True, clock: RealClock | None = None,
+    def __init__(self, scenario: Scenario, *, server: Where | Target = "virtual", out_root: Path = Path("reports"),
+                 console: Console | None = None, report: bool = True, clock: Clock | None = None,
                  primary: bool = True, origin: float | None = None) -> None:
         self.scenario = scenario
         self.server = server
         self.out_root = out_root
         self.console = console or Console(stderr=True)
         self.report = report
-        self.clock = clock or RealClock(scenario.time_scale)
+        self.clock = clock or default_clock(scenario, server)
         self.primary = primary
         self.events = Events()
         self.metrics = Metrics(self.events)
@@ -163,29 +143,31 @@ class FleetRun:
         self._wall0 = 0.0
         self._sampling: asyncio.Future[None] | None = None
         self._quiet: QuietPeriod | None = None
-        self._ssl: ssl.SSLContext | bool = True
+        self._cpu0 = 0.0
+        self.transport: Transport = SocketTransport()  # the server's, once entered
 
     async def __aenter__(self) -> FleetRun:
-        limit = raise_fd_limit()
-        t_seed = time.perf_counter()
+        t_seed = wall_s()
         try:
             endpoint = await self._stack.enter_async_context(server_for_run(self.scenario, self.clock, self.server))
             self.base_url = endpoint.base_url
-            connector = aiohttp.TCPConnector(limit=max(64, limit - 256), force_close=False, ssl=endpoint.ssl or True)
+            self.transport = endpoint.transport
+            limit = raise_fd_limit() if self.transport.kind == "sockets" else 1 << 16
             self.session = await self._stack.enter_async_context(
-                aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)))
+                self.transport.session(limit=max(64, limit - 256), keepalive_s=SHARED_KEEPALIVE_S, device=False))
             self.admin = Admin(self.session, endpoint.base_url, endpoint.admin_key)
             await check_same_scenario(self.admin, self.scenario, endpoint.base_url)
-            self.console.print(f"server {endpoint.base_url} ready ({time.perf_counter() - t_seed:.1f}s)")
-            self._ssl = endpoint.ssl or True
-            self._wall0 = wall_s()
+            where = "virtual time, in process" if self.clock.kind == "virtual" else endpoint.base_url
+            self.console.print(f"server ({where}) ready ({wall_s() - t_seed:.1f}s)")
+            self._wall0, self._cpu0 = wall_s(), cpu_s()
             if self.primary:
                 if endpoint.joins_clock:
                     await self.admin.join_clock(self.clock)
                 self.origin = self.clock.now()
                 await self.admin.start_run(self.origin)
             self.sampler = TimelineSampler(self.clock, self.origin, self.fleet_state, self.admin.health,
-                                           self.admin.counters)
+                                           _read_now(endpoint.counters) if endpoint.counters else self.admin.counters,
+                                           generator=self.clock.kind == "real")
             self._sampling = self._stack.enter_context(_background(self.sampler.run()))
         except BaseException:
             await self._stack.aclose()
@@ -226,7 +208,8 @@ class FleetRun:
         the wait starts (Timeline.on_sleep); only waits of unknown length (an airplane-mode class's
         idle wait) leave a connection to this timeout."""
         keepalive_real_s = max(keepalive_s, self.clock.to_real(keepalive_s))
-        return device_session(self._ssl, keepalive_real_s if keepalive_s > 0 else 0.0)
+        return self.transport.session(limit=DEVICE_CONNECTIONS, keepalive_s=keepalive_real_s if keepalive_s > 0 else 0.0,
+                                      device=True)
 
     async def close_devices(self) -> None:
         """Close every device's own connections."""
@@ -262,12 +245,33 @@ class FleetRun:
         for _ in range(QUIET_ROUNDS):
             await self.quiet_round()
         await self.close_devices()  # their sockets are done: the check's own requests need file descriptors
-        elapsed = wall_s() - self._wall0
-        return await check_and_report(self.scenario, self.admin, await self.hand_in(), elapsed, self.out_root,
+        return await check_and_report(self.scenario, self.admin, await self.hand_in(), self.cost(), self.out_root,
                                       self.console if self.report else Console(quiet=True))
 
+    def cost(self) -> RunCost:
+        """What the run has cost the generator so far (wall and CPU seconds since the server was ready)."""
+        return RunCost(self.clock.kind, wall_s() - self._wall0, cpu_s() - self._cpu0, self.clock.now() - self.origin)
 
-async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, elapsed_s: float, out_root: Path,
+
+GENERATOR_FIELDS = ("wall_s", "generator")
+"""The fields of summary.json about the generator itself (its wall time, CPU, memory and health): in a
+virtual-time run the only ones that differ between two runs of the same scenario and seed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCost:
+    """What a run cost the generator: the kind of clock it ran on, and the wall and CPU seconds of the
+    device process from the run's start to the end of its quiet period. Generator facts, never inputs
+    to a figure: the only fields of summary.json that differ between two runs of one seed (with the
+    `generator` section they fill)."""
+
+    clock: ClockKind
+    wall_s: float
+    cpu_s: float
+    run_s: float = 0.0  # scenario seconds from the run's start to the end of its quiet period (a fact of the run)
+
+
+async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, cost: RunCost, out_root: Path,
                            console: Console) -> RunResult:
     """Compare every checked device with the server's view of its user, run the ledger, write the
     reports: for one process's devices or the merged parts of several."""
@@ -278,19 +282,27 @@ async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, e
     ledger = check_run(part.journal, await admin.ledger(), part.ends, expected, {v.device: v for v in views})
     counters = await admin.counters()
     counters["faults_injected"] = faults_injected(counters, Counter(part.storms), part.events)
-    return _report(scenario, part, check, ledger, counters, elapsed_s, out_root, console)
+    return _report(scenario, part, check, ledger, counters, cost, out_root, console)
+
+
+def run_blocking(scenario: Scenario, out_root: Path = Path("reports"), *, server: Where | Target = "virtual",
+                 **options: Any) -> RunResult:
+    """`run_scenario` to the end, on a new event loop: a VirtualEventLoop for a virtual run, asyncio's
+    own loop for a real-time one."""
+    main = run_scenario(scenario, out_root, server=server, **options)
+    return run_virtual(main) if server == "virtual" else asyncio.run(main)
 
 
 async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, progress: bool = True,
-                       console: Console | None = None, server: Where | Target = "process",
+                       console: Console | None = None, server: Where | Target = "virtual",
                        report: bool = True) -> RunResult:
-    """Run a scenario against `server` (default: the embedded server in its own process) and write
-    its reports; `report=False` leaves out the end-of-run tables on the console (the files are written)."""
+    """Run a scenario against `server` (default: the embedded server on this virtual-time loop; run
+    it with `run_blocking`) and write its reports; `report=False` leaves out the end-of-run tables on
+    the console (the files are written)."""
     console = console or Console(stderr=True)
     run = FleetRun(scenario, server=server, out_root=out_root, console=console, report=report)
     console.print(f"[bold]{scenario.name}[/]: {len(run.fleet)} devices, {scenario.duration_s:g}s of scenario time "
-                  f"at x{scenario.time_scale:g} (~{scenario.duration_s / scenario.time_scale:.0f}s real); "
-                  f"{_server_words(server)}...")
+                  f"{_time_words(run.clock, scenario.duration_s)}; {_server_words(server)}...")
     async with run:
         devices = [run.device(e) for e in run.fleet]
         watch = Progress(run.metrics, len(devices), run.clock, run.origin, scenario.duration_s, enabled=progress,
@@ -347,7 +359,21 @@ async def _stopped(task: asyncio.Future[None]) -> None:
 def _server_words(server: Where | Target) -> str:
     if isinstance(server, Target):
         return f"driving the server at {server.url}"
-    return "seeding data (server in its own process)" if server == "process" else "seeding data (server in process)"
+    return {"virtual": "seeding data (server in process, no sockets)", "process": "seeding data (server in its own process)",
+            "in_process": "seeding data (server in process)"}[server]
+
+
+def _time_words(clock: Clock, duration_s: float) -> str:
+    if clock.kind == "virtual":
+        return "in virtual time"
+    return f"at x{clock.time_scale:g} (~{clock.to_real(duration_s):.0f}s real)"
+
+
+def _read_now(read: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A synchronous reading as the sampler's awaitable fetch."""
+    async def fetch() -> dict[str, Any]:
+        return read()
+    return fetch
 
 
 def faults_injected(counters: dict[str, Any], storms: Counter[str], events: list[DeviceEvent]) -> dict[str, int]:
@@ -470,8 +496,29 @@ def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str
     return out
 
 
+def generator_health(part: DevicePart, cost: RunCost) -> dict[str, Any]:
+    """The generator's health: in real time its loop lag, CPU and memory over the run (saturation);
+    in virtual time only what the run cost (it cannot saturate: time waits for the work)."""
+    if cost.clock == "real":
+        return saturation(part.timeline, part.lags_ms)
+    simulated = cost.run_s
+    return {"clock": cost.clock, "samples": 0, "saturated": False, "saturated_share": 0.0,
+            "wall_s": round(cost.wall_s, 3), "cpu_s": round(cost.cpu_s, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "simulated_s_per_wall_s": round(simulated / cost.wall_s, 1) if cost.wall_s > 0 else None}
+
+
+def new_out_dir(out_root: Path, name: str) -> Path:
+    """`<out_root>/<name>-<UTC stamp>`, with `-2`, `-3`... when runs end within the same second."""
+    base = f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    for n in itertools.count(1):
+        out_dir = out_root / (base if n == 1 else f"{base}-{n}")
+        if not out_dir.exists():
+            return out_dir
+    raise AssertionError("unreachable")
+
+
 def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledger: dict[str, Any],
-            counters: dict[str, Any], elapsed_s: float, out_root: Path, console: Console) -> RunResult:
+            counters: dict[str, Any], cost: RunCost, out_root: Path, console: Console) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
 
     def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
@@ -479,7 +526,8 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
 
     extra = {
         "scenario": scenario.name, "seed": scenario.seed, "duration_s": scenario.duration_s,
-        "time_scale": scenario.time_scale, "ledger": ledger, "end_of_run_check": check,
+        "clock": cost.clock, "time_scale": scenario.time_scale if cost.clock == "real" else None,
+        "ledger": ledger, "end_of_run_check": check,
         "server": {"conflicts": by_devices(counters.get("conflicts", {})),
                    "rejections": by_devices(counters.get("rejections", {})),
                    "back_office_refusals": sum(
@@ -487,18 +535,21 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
                    "rows_served": counters.get("rows_served", 0), "bytes_served": counters.get("bytes_served", 0),
                    "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0),
                    "requests": sum(counters.get("requests", {}).values())},
-        "wall_s": round(elapsed_s, 3),  # real seconds from the run's start to the end of its quiet period
+        # what the server model assumed and spent (virtual time; in real time the server's CPU decides)
+        "server_model": None if cost.clock == "real" else {
+            **scenario.server.model.model_dump(mode="json"), "spent": counters.get("server_time")},
+        "run_s": round(cost.run_s, 3),  # scenario seconds from the run's start to the end of its quiet period
+        "wall_s": round(cost.wall_s, 3),  # real seconds from the run's start to the end of its quiet period
         "device_conflicts": device_conflicts,
         "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
         "faults_injected": counters["faults_injected"],
-        "generator_saturated": (health := saturation(metrics.timeline, metrics.lags_ms))["saturated"],
+        "generator_saturated": (health := generator_health(metrics, cost))["saturated"],
         "generator": health,
         "timeline_marks": timeline_marks(scenario),
         "advisor": advisor.report(scenario).to_dict(),  # estimates, set beside the measured figures in the report
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out_dir = out_root / f"{scenario.name}-{stamp}"
+    out_dir = new_out_dir(out_root, scenario.name)
     paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}",
                       first_syncs=metrics.first_syncs, timeline=metrics.timeline)
     render_table(summary, console=Console(width=max(140, Console().width), quiet=console.quiet))

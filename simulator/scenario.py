@@ -170,6 +170,33 @@ class Faults(_Model):
     cut_rate: float = Field(default=0, ge=0, le=1)  # share of answers (pages, files) cut half-way through
 
 
+class ServiceCost(_Model):
+    """What one request of a kind costs the server in a virtual-time run: `base_ms`, plus `per_row_ms`
+    for every row it reads or writes, plus `per_kb_ms` for every KiB of its request and answer bodies
+    (milliseconds of server time)."""
+
+    base_ms: float = Field(ge=0)
+    per_row_ms: float = Field(default=0, ge=0)
+    per_kb_ms: float = Field(default=0, ge=0)
+
+
+class ServiceModel(_Model):
+    """The server's own time in a virtual-time run (docs/scenarios.md, "The server model"): per kind of
+    request a cost, and how many requests it works on at once (`concurrency`; more wait their turn,
+    first come first served). A request's time is its wait plus its cost; service protection counts
+    both as execution time. The defaults are the mock server's own, measured in real time on one core
+    (`python -m bench servermodel`): set your environment's from its telemetry."""
+
+    concurrency: int = Field(default=1, ge=1, le=100_000)
+    metadata: ServiceCost = ServiceCost(base_ms=0.6, per_kb_ms=0.01)
+    read: ServiceCost = ServiceCost(base_ms=0.5, per_row_ms=0.004, per_kb_ms=0.002)
+    delta: ServiceCost = ServiceCost(base_ms=0.5, per_row_ms=0.02, per_kb_ms=0.002)
+    write: ServiceCost = ServiceCost(base_ms=0.6, per_row_ms=0.1, per_kb_ms=0.01)
+    batch: ServiceCost = ServiceCost(base_ms=0.6, per_row_ms=0.15, per_kb_ms=0.01)
+    file: ServiceCost = ServiceCost(base_ms=0.4, per_kb_ms=0.001)
+    other: ServiceCost = ServiceCost(base_ms=0.4)
+
+
 class ServerSettings(_Model):
     conflict_detection: bool = False  # Power Apps default: off (column-level last writer wins)
     token_retention_days: float = Field(default=7, ge=0, le=365)
@@ -178,6 +205,7 @@ class ServerSettings(_Model):
     limits: Limits = Limits()
     faults: Faults = Faults()
     token_ttl_s: float = Field(default=86400, gt=0)  # access token lifetime, scenario seconds
+    model: ServiceModel = ServiceModel()  # the server's own time in a virtual-time run
 
 
 class ProfileTable(_Model):
@@ -278,6 +306,7 @@ class Behaviour(_Model):
     edit_mix: EditMix = EditMix()
     edit_tables: list[str] = Field(default_factory=list)  # [] = every profile table
     upload_mode: Literal["batch", "one_by_one"] = "batch"
+    page_size: int = Field(default=5000, ge=1, le=5000)  # rows per page the device asks for (odata.maxpagesize)
     airplane: Airplane = Airplane()
     network_changes: list[NetworkChange] = Field(default_factory=list)  # on a schedule (Wi-Fi at the depot...)
     roaming: Roaming | None = None  # and/or at random

@@ -1,21 +1,24 @@
-"""Which server a run drives, and the runner's calls to its /_syncsim/ extensions.
+"""Which server a run drives, how its clients reach it, and the runner's calls to its /_syncsim/
+extensions.
 
-A run drives one of three servers:
-- `process` (the default): the embedded mock server started in a process of its own, so devices and
-  server each get a core and never share an event loop;
-- `in_process`: the same server on the runner's own event loop (tests; small runs);
+A run drives one of four servers:
+- `virtual` (the default of `syncsim run`): the embedded mock server on the run's own virtual-time
+  event loop, reached through memory pipes (transport/memory.py): no socket, no port;
+- `process` (`--clock real`): the embedded server in a process of its own, over loopback sockets, so
+  devices and server each get a core and never share an event loop;
+- `in_process`: the same server on the runner's own real-time event loop, over sockets (tests);
 - a `Target`: an already running `syncsim serve` of the same scenario, by URL and admin key.
 
-Whatever the server, the runner joins its clock to the run's (PUT /_syncsim/clock), starts the run
-(POST /_syncsim/run) and ends with its snapshots, write log and counters, all over loopback HTTP.
+Whatever the server, the runner joins its clock to the run's (PUT /_syncsim/clock) unless it already
+shares it, starts the run (POST /_syncsim/run) and ends with its snapshots, write log and counters,
+all over HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,12 +26,18 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
-from simulator.clock import RealClock
+from simulator.clock import Clock
 from simulator.scenario import Scenario
+from simulator.server.handlers.admin import counters_of
 from simulator.server.process import start_server_process
-from simulator.server.serve import ServeError, loopback_host, make_ssl_client_context, start_server
+from simulator.server.serve import ServeError, loopback_host, make_ssl_client_context, serve_app, start_server
+from simulator.transport import MemoryTransport, SocketTransport, Transport
+from simulator.transport.memory import MEMORY_HOST
 
-Where = Literal["process", "in_process"]
+Where = Literal["virtual", "process", "in_process"]
+VIRTUAL_ADMIN_KEY = "syncsim-virtual-run"  # no socket reaches a virtual run's server: its key guards nothing
+
+Counters = Callable[[], dict[str, Any]]
 
 
 class TargetError(Exception):
@@ -46,12 +55,14 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where the run's server listens, how to administer it, and how to trust it (https)."""
+    """Where the run's server is, how to administer it, how clients reach it (sockets, with the CA
+    to trust for https, or memory pipes), and whether it must join the run's clock."""
 
     base_url: str
     admin_key: str
-    ssl: ssl.SSLContext | None = None
+    transport: Transport
     joins_clock: bool = True  # False: it runs on the runner's own clock already (in process)
+    counters: Counters | None = None  # its counters read in process (a virtual run), not over HTTP
 
 
 class Admin:
@@ -73,7 +84,7 @@ class Admin:
     async def token(self, user: str) -> str:
         return str((await self._call("POST", "/_syncsim/token", json={"user": user}))["access_token"])
 
-    async def join_clock(self, clock: RealClock) -> None:
+    async def join_clock(self, clock: Clock) -> None:
         await self._call("PUT", "/_syncsim/clock", json={"time_scale": clock.time_scale, "now": clock.now()})
 
     async def start_run(self, started_at: float) -> None:
@@ -94,20 +105,31 @@ class Admin:
 
 
 @contextlib.asynccontextmanager
-async def server_for_run(scenario: Scenario, clock: RealClock, where: Where | Target) -> AsyncIterator[Endpoint]:
+async def server_for_run(scenario: Scenario, clock: Clock, where: Where | Target) -> AsyncIterator[Endpoint]:
     """The run's server, started (and stopped) here unless it is a Target."""
     if isinstance(where, Target):
         yield target_endpoint(where)
+    elif where == "virtual":
+        if clock.kind != "virtual":
+            raise ValueError("a virtual run's server needs the run's VirtualClock")
+        runner = await serve_app(scenario, clock, VIRTUAL_ADMIN_KEY)
+        app, protocols = runner.app, runner.server
+        assert protocols is not None  # set up by serve_app
+        try:
+            yield Endpoint(f"http://{MEMORY_HOST}", VIRTUAL_ADMIN_KEY, MemoryTransport(protocols), joins_clock=False,
+                           counters=lambda: counters_of(app))
+        finally:
+            await runner.cleanup()
     elif where == "in_process":
         server = await start_server(scenario, clock=clock)
         try:
-            yield Endpoint(server.base_url, server.admin_key, joins_clock=False)
+            yield Endpoint(server.base_url, server.admin_key, SocketTransport(), joins_clock=False)
         finally:
             await server.close()
     else:
         child = await asyncio.to_thread(start_server_process, scenario)
         try:
-            yield Endpoint(child.base_url, child.admin_key)
+            yield Endpoint(child.base_url, child.admin_key, SocketTransport())
         finally:
             await asyncio.to_thread(child.close)
 
@@ -126,7 +148,7 @@ def target_endpoint(target: Target) -> Endpoint:
         if target.ca_file is None:
             raise TargetError(f"--target {target.url}: an https server needs --ca-file (the CA file `syncsim serve --tls` printed)")
         context = make_ssl_client_context(target.ca_file)
-    return Endpoint(str(url.origin()), target.admin_key, context)
+    return Endpoint(str(url.origin()), target.admin_key, SocketTransport(context or True))
 
 
 async def check_same_scenario(admin: Admin, scenario: Scenario, base_url: str) -> None:

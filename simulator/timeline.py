@@ -35,16 +35,29 @@ Fetch = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class TimelineSampler:
-    """Takes a TimelineSample every `interval_s` wall seconds while `run` runs."""
+    """Takes a TimelineSample every `interval_s` seconds while `run` runs: wall seconds with the
+    generator's health (`generator`, a real-time run), or seconds of the run's clock without it (a
+    virtual run: its generator cannot lag the simulated time, and sampling it would not be
+    deterministic)."""
 
     def __init__(self, clock: Clock, origin: float, fleet: Callable[[], FleetState], health: Fetch,
-                 counters: Fetch, interval_s: float = 1.0) -> None:
+                 counters: Fetch, interval_s: float = 1.0, generator: bool = True) -> None:
         self.clock, self.origin, self.fleet = clock, origin, fleet
         self.server_health, self.server_counters = health, counters
         self.interval_s = interval_s
+        self.generator = generator
         self.own = ProcessHealth()
         self.samples: list[TimelineSample] = []
         self.missed = 0  # seconds whose server figures could not be read
+
+    async def _sleep(self) -> None:
+        if self.generator:
+            await sleep_wall(self.interval_s)
+        else:
+            await self.clock.sleep(self.interval_s)
+
+    def _elapsed(self) -> float:
+        return wall_s() if self.generator else self.clock.monotonic()
 
     async def run(self) -> None:
         """Sample until cancelled (the runner stops it after the quiet period). A second whose
@@ -52,11 +65,11 @@ class TimelineSampler:
         is a gap in the timeline (its samples' `t` show it, `missed` counts it), never the end of
         the run."""
         last: tuple[float, int, int, int] | None = None
-        own = asyncio.ensure_future(self.own.run())
+        own = asyncio.ensure_future(self.own.run()) if self.generator else None
         try:
             while True:
                 if last is not None:
-                    await sleep_wall(self.interval_s)
+                    await self._sleep()
                 try:
                     served = await self._served()
                     if last is not None:
@@ -64,23 +77,24 @@ class TimelineSampler:
                 except (aiohttp.ClientError, OSError):
                     self.missed += 1
                     last = None  # rates restart from the next reading
-                    await sleep_wall(self.interval_s)
+                    await self._sleep()
                     continue
                 last = served
         finally:
-            own.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await own
+            if own is not None:
+                own.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await own
 
     async def _served(self) -> tuple[float, int, int, int]:
         c = await self.server_counters()
-        return wall_s(), c.get("rows_served", 0), c.get("bytes_served", 0), sum(c.get("throttles", {}).values())
+        return self._elapsed(), c.get("rows_served", 0), c.get("bytes_served", 0), sum(c.get("throttles", {}).values())
 
     async def _sample(self, last: tuple[float, int, int, int], now: tuple[float, int, int, int]) -> TimelineSample:
         elapsed = max(1e-9, now[0] - last[0])
         fleet = self.fleet()
         own = self.own.latest
-        server = (await self.server_health()).get("process") or {}
+        server = ((await self.server_health()).get("process") or {}) if self.generator else {}
         return TimelineSample(
             t=self.clock.now() - self.origin, devices_online=fleet.online, devices_offline=fleet.offline,
             devices_syncing=fleet.syncing, syncs_done=fleet.syncs_done,

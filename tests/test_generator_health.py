@@ -69,7 +69,7 @@ def test_a_run_whose_device_process_is_starved_is_marked_saturated_with_a_warnin
         hogging = asyncio.ensure_future(hog())
         console = Console(record=True, width=200, stderr=True)
         try:
-            result = await run_scenario(load_scenario(ROOT / "scenarios" / "smoke.yaml"), tmp_path, progress=False,
+            result = await run_scenario(load_scenario(ROOT / "scenarios" / "smoke.yaml"), tmp_path, progress=False, server="process",
                                         console=console)
         finally:
             hogging.cancel()

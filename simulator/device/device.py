@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from simulator import seeds
 from simulator.clock import Clock
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.first_sync import FirstSyncTracker
@@ -100,11 +101,10 @@ class Device:
         self.origin = origin  # scenario start, epoch seconds (airplane windows are relative to it)
         self.store = LocalStore(spec.storage_bytes)
         self.outbox = Outbox()
-        self.engine = SyncEngine(api, self.store, self.outbox, cls.profile,
+        self.engine = SyncEngine(api, self.store, self.outbox, cls.profile, page_size=cls.behaviour.page_size,
                                  batch_uploads=cls.behaviour.upload_mode == "batch", processing=spec.processing)
         self.engine.answered = self._answered
-        seq = np.random.SeedSequence(list(spec.seed))
-        self.rng_sched, self.rng_edit, self.rng_air = (np.random.default_rng(s) for s in seq.spawn(3))
+        self.rng_sched, self.rng_edit, self.rng_air, self.rng_roam = seeds.device_rngs(spec.seed)
         self.network_for = network_for  # a network's model by name, for network changes
         self._network = spec.network  # the network the current (or last) sync started on
         self.gave_up: str | None = None  # cause when the device stopped syncing (storage full)
@@ -373,7 +373,7 @@ class Device:
         """Change networks on the class's schedule (relative to the scenario's start) and at random."""
         b = self.cls.behaviour
         plan = sorted((self.origin + c.at_s, c.network) for c in b.network_changes)
-        rng = np.random.default_rng(np.random.SeedSequence(list(self.spec.seed)).spawn(4)[3])  # its own draws
+        rng = self.rng_roam
         while self.clock.now() < stop_at:
             now = self.clock.now()
             upcoming = [(t, n) for t, n in plan if t > now]

@@ -66,7 +66,9 @@ class SyncState:
     first_sync_done: bool = False
     metadata_done: bool = False
     resync: set[str] = field(default_factory=set)  # tables a forced resync still has to read in full
-    refresh: set[tuple[str, str]] = field(default_factory=set)  # (table, row id) to re-read after a refused edit
+    # (table, row id) to re-read after a refused edit, in the order refused (a dict: a set's order would
+    # follow hash randomization, and with it the order of the device's requests)
+    refresh: dict[tuple[str, str], None] = field(default_factory=dict)
     token_regressions: list[str] = field(default_factory=list)  # tables whose new delta token was older (ledger)
 
 
@@ -231,7 +233,7 @@ class SyncEngine:
             else:  # like a page of one row: the row back at the server's version, its files planned again
                 pt = next(p for p in self.profile if p.table == table)
                 self._apply_page(info, pt, [orjson.loads(resp.body)], {}, None)
-            self.state.refresh.discard((table, row_id))
+            self.state.refresh.pop((table, row_id), None)
             await self._process(self.processing.rows_s(1), tally)
 
     # --- internals ----------------------------------------------------------------------------
@@ -256,7 +258,7 @@ class SyncEngine:
             if op.kind == "create":
                 self.store.remove(op.table, op.row_id)
             else:
-                self.state.refresh.add((op.table, op.row_id))
+                self.state.refresh[(op.table, op.row_id)] = None
         self.answered(op, outcome)
 
     async def _follow(self, info: TableInfo, pt: ProfileTable, link: str, tally: Tally, rows: dict[str, int],

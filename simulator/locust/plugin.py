@@ -339,8 +339,7 @@ class Coordinator:
             self._await(lambda: self.workers <= set(self.parts), ANSWER_TIMEOUT_S, "handing in devices")
             missing = sorted(self.workers - set(self.parts))
             part = merge([self.parts[w] for w in sorted(self.parts)])
-            result = engine.run(check_and_report(b.scenario, run.admin, part, wall_s() - self.t0, run.out_root,
-                                                 run.console))
+            result = engine.run(check_and_report(b.scenario, run.admin, part, run.cost(), run.out_root, run.console))
             if missing:
                 log.error("syncsim: %d worker(s) never handed in their devices: the report lacks them", len(missing))
             result.summary["locust"] = {"device_hosts": [

@@ -22,6 +22,7 @@ from rich.console import Console
 from simulator.clock import wall_s
 from simulator.nightly.metrics import CLASS_RULES, RUN_RULES, extract
 from simulator.nightly.run import measure
+from simulator.target import Where
 
 _SLO = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(<=|<|>=|>)\s*([0-9]*\.?[0-9]+)\s*(s|ms|%)?\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
@@ -84,8 +85,9 @@ class Capacity:
                 "broke": self.broke, "stopped_because": self.stopped_because, "curve": self.curve}
 
 
-async def find_capacity(path: Path, slos: list[Slo], start: int, max_devices: int, max_runs: int,
-                        max_minutes: float, precision: float, out: Path, console: Console) -> Capacity:
+def find_capacity(path: Path, slos: list[Slo], start: int, max_devices: int, max_runs: int,
+                  max_minutes: float, precision: float, out: Path, console: Console,
+                  server: Where = "virtual") -> Capacity:
     """Double from `start` until an SLO breaks, then bisect to `precision` (a share of the size)."""
     result = Capacity([s.text for s in slos])
     began = wall_s()
@@ -100,7 +102,7 @@ async def find_capacity(path: Path, slos: list[Slo], start: int, max_devices: in
 
     while (why := budget_left()) is None:
         label = f"[capacity run {len(result.curve) + 1}/{max_runs}]"
-        summary, took = await measure(path, size, out / f"{size}-devices", console, label)
+        summary, took = measure(path, size, out / f"{size}-devices", console, label, server)
         metrics = extract(summary)
         judged = [s.check(metrics) for s in slos]
         ok = all(passed for passed, _ in judged)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 import orjson
@@ -14,6 +13,7 @@ from simulator.nightly.capacity import find_capacity, parse_slo
 from simulator.nightly.report import write_html, write_json
 from simulator.nightly.run import Bench, run_bench
 from simulator.scenario import load_scenario
+from simulator.target import Where
 
 
 class BenchUsageError(Exception):
@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("scenario", type=Path)
     bench.add_argument("--devices", help="fleet sizes, comma-separated (e.g. 100,1000,5000)")
     bench.add_argument("--repeat", type=int, default=1, help="runs per size; medians are compared (default 1)")
+    bench.add_argument("--clock", choices=("virtual", "real"), default="virtual",
+                       help="virtual (default): deterministic runs in simulated time; real: the server in its own "
+                            "process, real sockets and waits at the scenario's time_scale")
     bench.add_argument("--out", type=Path, default=Path("reports/bench"), help="folder for bench.json, bench.html, runs")
     bench.add_argument("--save-baseline", type=Path, metavar="FILE", help="store this result as a baseline")
     bench.add_argument("--baseline", type=Path, metavar="FILE", help="compare with a baseline; exit 1 on a regression")
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchUsageError(f"--repeat {args.repeat}: give an integer >= 1")
     overrides = _tolerances(args)
     baseline = _load_baseline(args.baseline) if args.baseline else None
-    bench = asyncio.run(run_bench(args.scenario, sizes, args.repeat, args.out, console))
+    bench = run_bench(args.scenario, sizes, args.repeat, args.out, console, _server(args))
     findings = compare(bench, baseline, overrides) if baseline else []
     json_path = write_json(bench, args.out / "bench.json", findings)
     html_path = write_html(bench, args.out / "bench.html", findings)
@@ -89,14 +92,18 @@ def _capacity(args: argparse.Namespace, console: Console) -> int:
     if args.start < 1 or args.max_runs < 1 or args.max_minutes <= 0 or not 0 < args.precision < 1:
         raise BenchUsageError("--start and --max-runs must be >= 1, --max-minutes > 0, --precision between 0 and 1")
     scenario = load_scenario(args.scenario)
-    result = asyncio.run(find_capacity(args.scenario, slos, args.start, scenario.max_devices, args.max_runs,
-                                       args.max_minutes, args.precision, args.out, console))
+    result = find_capacity(args.scenario, slos, args.start, scenario.max_devices, args.max_runs,
+                           args.max_minutes, args.precision, args.out, console, _server(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "capacity.json").write_bytes(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
     console.print(f"capacity: {result.largest_ok if result.largest_ok is not None else 'none'} devices meet every "
                   f"SLO; {('first breaking at ' + format(result.first_failing, ',') + ': ' + '; '.join(result.broke)) if result.first_failing else 'no size broke one'}"
                   f". Stopped: {result.stopped_because}. Curve: {args.out / 'capacity.json'}")
     return 0
+
+
+def _server(args: argparse.Namespace) -> Where:
+    return "virtual" if args.clock == "virtual" else "process"
 
 
 def _sizes(text: str | None) -> list[int]:

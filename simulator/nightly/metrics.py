@@ -64,9 +64,15 @@ def extract(summary: Mapping[str, Any]) -> dict[str, float | None]:
                 f"{name}.conflict_rate": c["conflict_rate"], f"{name}.rejection_rate": c["rejection_rate"],
                 f"{name}.failure_rate": round(c["failed"] / syncs, 4) if syncs else 0.0,
                 f"{name}.unfinished_first_syncs": c["first_sync_detail"]["unfinished"]["count"]}
-    server, wall = summary.get("server", {}), summary.get("wall_s") or 0.0
+    virtual = summary.get("clock") == "virtual"
+    server = summary.get("server", {})
+    # rates per second of the run: its simulated seconds in virtual time, wall seconds in real time
+    wall = (summary.get("run_s") if virtual else summary.get("wall_s")) or 0.0
     health = summary.get("generator", {})
-    devices, srv = health.get("devices_process", {}), health.get("server_process", {})
+    # virtual time: no loop lag or CPU to judge (the generator cannot lag simulated time); one
+    # process holds devices and server, its peak memory is the devices' figure
+    devices = {"peak_rss_mb": health.get("peak_rss_mb")} if virtual else health.get("devices_process", {})
+    srv = {} if virtual else health.get("server_process", {})
     ledger = summary.get("ledger", {})
     out |= {
         "server_requests_per_s": round(server.get("requests", 0) / wall, 2) if wall else None,

@@ -1,6 +1,10 @@
-"""`syncsim bench`: run one scenario at several fleet sizes (each on a fresh server in its own
-process), `repeat` times each, and keep every figure of `metrics.extract` per run, with medians and
-spreads per size. Long work shows progress: which size, which repeat, and the time left."""
+"""`syncsim bench`: run one scenario at several fleet sizes (each on a fresh server, on a fresh event
+loop), `repeat` times each, and keep every figure of `metrics.extract` per run, with medians and
+spreads per size. Long work shows progress: which size, which repeat, and the time left.
+
+Runs are in virtual time by default: deterministic, so a baseline compares like with like and a
+difference is a change in the system, never load on the machine (`--repeat` then only repeats the
+same numbers). `clock="real"` runs against the server in its own process in real time."""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from rich.console import Console
 
 from simulator.clock import wall_s
 from simulator.nightly.metrics import extract
-from simulator.runner import run_scenario
+from simulator.runner import run_blocking
 from simulator.scenario import Scenario, load_scenario
+from simulator.target import Where
 
 
 @dataclass(slots=True)
@@ -68,6 +73,7 @@ class Bench:
     scenario: str
     seed: int
     sizes: list[SizeResult]
+    clock: str = "real"  # "virtual": deterministic runs; a baseline of the other clock is not comparable
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     machine: dict[str, Any] = field(default_factory=lambda: {
         "python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()})
@@ -76,14 +82,15 @@ class Bench:
         return next((s for s in self.sizes if s.devices == devices), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "seed": self.seed, "created": self.created, "machine": self.machine,
-                "sizes": [s.to_dict() for s in self.sizes]}
+        return {"scenario": self.scenario, "seed": self.seed, "clock": self.clock, "created": self.created,
+                "machine": self.machine, "sizes": [s.to_dict() for s in self.sizes]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Bench:
         sizes = [SizeResult(s["devices"], s["runs"], s["saturated"], s["checks_passed"], s.get("wall_s", []))
                  for s in data["sizes"]]
-        return cls(data["scenario"], data["seed"], sizes, data.get("created", ""), data.get("machine", {}))
+        return cls(data["scenario"], data["seed"], sizes, data.get("clock", "real"), data.get("created", ""),
+                   data.get("machine", {}))
 
 
 def _duration(seconds: float) -> str:
@@ -94,17 +101,21 @@ def _cpus() -> int:
     return os.cpu_count() or 1
 
 
-async def measure(path: Path, devices: int, out: Path, console: Console, label: str) -> tuple[dict[str, Any], float]:
+def measure(path: Path, devices: int, out: Path, console: Console, label: str,
+            server: Where = "virtual") -> tuple[dict[str, Any], float]:
     """One run of the scenario at `devices`; returns its summary and its wall seconds."""
     scenario = load_scenario(path, devices=devices)
     start = wall_s()
-    console.print(f"[bold]{label}[/]: {devices:,} devices, {scenario.duration_s:g} s of scenario time "
-                  f"(~{scenario.duration_s / scenario.time_scale:.0f} s of devices, then the quiet period)")
-    result = await run_scenario(scenario, out, progress=True, console=console, report=False)
+    how = ("in virtual time" if server == "virtual"
+           else f"(~{scenario.duration_s / scenario.time_scale:.0f} s of devices at x{scenario.time_scale:g})")
+    console.print(f"[bold]{label}[/]: {devices:,} devices, {scenario.duration_s:g} s of scenario time {how}, "
+                  "then the quiet period")
+    result = run_blocking(scenario, out, server=server, progress=True, console=console, report=False)
     return result.summary, wall_s() - start
 
 
-async def run_bench(path: Path, sizes: list[int], repeat: int, out: Path, console: Console) -> Bench:
+def run_bench(path: Path, sizes: list[int], repeat: int, out: Path, console: Console,
+              server: Where = "virtual") -> Bench:
     """Every size, `repeat` times, in order; prints progress with the time left."""
     scenario: Scenario = load_scenario(path)
     results: list[SizeResult] = []
@@ -113,8 +124,8 @@ async def run_bench(path: Path, sizes: list[int], repeat: int, out: Path, consol
         size = SizeResult(devices)
         for r in range(repeat):
             left = f", about {_duration(spent / done * (total - done))} left" if done else ""
-            summary, took = await measure(path, devices, out / f"{devices}-devices" / f"run-{r + 1}", console,
-                                          f"[{done + 1}/{total}{left}] size {devices:,}, run {r + 1}/{repeat}")
+            summary, took = measure(path, devices, out / f"{devices}-devices" / f"run-{r + 1}", console,
+                                    f"[{done + 1}/{total}{left}] size {devices:,}, run {r + 1}/{repeat}", server)
             size.runs.append(extract(summary))
             size.wall_s.append(round(took, 1))
             size.saturated |= bool(summary.get("generator_saturated"))
@@ -123,4 +134,4 @@ async def run_bench(path: Path, sizes: list[int], repeat: int, out: Path, consol
             console.print(f"  done in {took:.0f} s" + ("  [yellow]generator saturated[/]" if summary.get(
                 "generator_saturated") else "") + ("" if size.checks_passed else "  [red]checks FAILED[/]"))
         results.append(size)
-    return Bench(scenario.name, scenario.seed, results)
+    return Bench(scenario.name, scenario.seed, results, clock="real" if server != "virtual" else "virtual")

@@ -9,29 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from itertools import islice
 
 import numpy as np
 from aiohttp import web
 
+from simulator import seeds
 from simulator.server.errors import DataverseError
 from simulator.server.mutations import Writer
 from simulator.server.privileges import change_privilege
 from simulator.server.state import STATE, ServerState
 from simulator.server.store import Row, TableStore
 
-TICK_REAL_S = 0.05  # the writer wakes at most this often in real time and catches up in bulk
+TICK_REAL_S = 0.05  # in real time the writer wakes at most this often and catches up in bulk
 
 
 async def activity_ctx(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     start_activity(state)
-    sampling = asyncio.create_task(state.health.run())
+    # the server process's own health, in wall time (a virtual run has no process of its own to watch)
+    sampling = asyncio.create_task(state.health.run()) if state.clock.kind != "virtual" else None
     yield
-    sampling.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sampling
+    if sampling is not None:
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
     await stop_activity(state)
 
 
@@ -75,7 +79,7 @@ class BackOffice:
         cfg = state.scenario.back_office
         self.state = state
         self.cfg = cfg
-        self.rng = np.random.default_rng([state.scenario.seed, 0xBAC0])
+        self.rng = seeds.scenario_rng(state.scenario.seed, seeds.BACK_OFFICE)
         self.user = state.store.users_by_name["backoffice"]
         self.tables = [state.store.table(t) for t in (cfg.tables or list(state.store.tables))]
         mix = np.array([cfg.mix.update, cfg.mix.create, cfg.mix.delete], dtype=float)
@@ -90,22 +94,25 @@ class BackOffice:
         self.files_deleted = 0
 
     async def run(self) -> None:
-        due = files_due = 0.0
-        last = self.state.clock.now()
+        """Write at the configured rates until cancelled. The n-th write is due n / writes_per_s
+        scenario seconds after the start (file deletes likewise); the writer wakes when the next is due
+        (on a virtual clock exactly then; in real time at most every TICK_REAL_S, catching up in bulk)."""
+        clock, cfg = self.state.clock, self.cfg
+        tick_s = TICK_REAL_S / clock.to_real(1.0) if clock.kind == "real" else 0.0  # scenario seconds
+        start = clock.now()
+        writes = deletes = 0
         while True:
-            await self.state.clock.sleep_real(TICK_REAL_S)
-            now = self.state.clock.now()
-            due += (now - last) * self.cfg.writes_per_s
-            files_due += (now - last) * self.cfg.file_deletes_per_s
-            last = now
-            while due >= 1:
-                due -= 1
+            elapsed = clock.now() - start
+            for _ in range(_due(elapsed, cfg.writes_per_s) - writes):
+                writes += 1
                 if self.state.back_office_enabled:
                     self.write_one()
-            while files_due >= 1:
-                files_due -= 1
+            for _ in range(_due(elapsed, cfg.file_deletes_per_s) - deletes):
+                deletes += 1
                 if self.state.back_office_enabled:
                     self.delete_file()
+            next_at = min(_at(writes + 1, cfg.writes_per_s), _at(deletes + 1, cfg.file_deletes_per_s))
+            await clock.sleep(max(tick_s, next_at - elapsed))
 
     def delete_file(self) -> None:
         """Remove the file of a random row that has one (a note's image deleted in the back office)."""
@@ -142,6 +149,17 @@ class BackOffice:
         except DataverseError:
             return
         self.writes += 1
+
+
+def _due(elapsed_s: float, per_s: float) -> int:
+    """How many events at `per_s` a second are due `elapsed_s` seconds after the start (a hair of
+    tolerance, so an event woken for exactly on time is not taken for early)."""
+    return int(elapsed_s * per_s + 1e-9) if per_s > 0 else 0
+
+
+def _at(n: int, per_s: float) -> float:
+    """Seconds after the start at which the n-th event at `per_s` a second is due (never at rate 0)."""
+    return n / per_s if per_s > 0 else math.inf
 
 
 def _random_id(rows: dict[str, Row], rng: np.random.Generator) -> str | None:

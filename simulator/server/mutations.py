@@ -192,7 +192,7 @@ class Writer:
         self.state.store.delete(table, row_id)
         written = self._log(table, row_id, self.state.store.version, "delete", conflict)
         self._undo.append(_Undo(table, row_id, row, self._logged_since(marks), written, tombstone, version))
-        self.state.counters.writes_applied += 1
+        self.state.counters.wrote()
         return WriteResult(row_id, None, conflict=conflict)
 
     def undo(self) -> None:
@@ -257,7 +257,7 @@ class Writer:
         self.state.store.write(table, row)
         written = self._log(table, row.id, row.version, kind, conflict)
         self._undo.append(_Undo(table, row.id, prev, self._logged_since(marks), written, tombstone, row.version - 1))
-        self.state.counters.writes_applied += 1
+        self.state.counters.wrote()
 
     def _log(self, table: TableStore, row_id: str, version: int, kind: str | None, conflict: bool) -> Write:
         """Append the write just applied to the server's write log."""

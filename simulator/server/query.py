@@ -392,8 +392,7 @@ async def run_query(request: web.Request, table: TableStore, prefs: dict[str, st
     parts = _encode_rows(state, table, rows, query.select, wants, extras)
     body = orjson.dumps(head)[:-1] + b',"value":[' + b",".join(parts) + b"]" + (
         b"," + orjson.dumps(tail)[1:] if tail else b"}")
-    state.counters.rows_served += len(rows)
-    state.counters.bytes_served += len(body)
+    state.counters.served(len(rows), len(body))
     return web.Response(body=body, headers=_headers(prefs, size))
 
 

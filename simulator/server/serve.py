@@ -136,10 +136,8 @@ async def start_server(
             temp_dir = state_dir = Path(tempfile.mkdtemp(prefix="syncsim-"))
         ssl_context, ca_path = _server_tls(state_dir)
 
-    store = build_store(scenario, clock.now())
-    app = make_app(scenario, store, clock, admin_key=admin_key)
-    runner = DataverseRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    runner = await serve_app(scenario, clock, admin_key)
+    app = runner.app
     try:
         site = web.TCPSite(runner, bind, port, ssl_context=ssl_context)
         await site.start()
@@ -154,6 +152,16 @@ async def start_server(
     shown = f"[{bind}]" if ":" in bind else bind
     base_url = f"{'https' if tls else 'http'}://{shown}:{real_port}"
     return RunningServer(base_url, admin_key, ca_path, app, runner, temp_dir)
+
+
+async def serve_app(scenario: Scenario, clock: Clock, admin_key: str) -> DataverseRunner:
+    """Seed the scenario's store and set up its app on `clock`, listening nowhere yet: a site
+    (`start_server`) or an in-memory transport (a virtual-time run, through `runner.server`) serves it."""
+    store = build_store(scenario, clock.now())
+    app = make_app(scenario, store, clock, admin_key=admin_key)
+    runner = DataverseRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    return runner
 
 
 def _check_port(port: int) -> None:

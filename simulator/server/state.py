@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
+import uuid
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
+from simulator import seeds
 from simulator.clock import Clock
 from simulator.health import ProcessHealth
 from simulator.scenario import Faults, Scenario
 from simulator.server.access import Access
 from simulator.server.store import Store, User
+from simulator.server.work import count_rows
 from simulator.server.write_log import WriteLog
 
 
@@ -32,6 +35,17 @@ class Counters:
     throttles: Counter[str] = field(default_factory=Counter)  # "<limit>"
     faults: Counter[str] = field(default_factory=Counter)  # injected fault kind -> times
     writes_applied: int = 0
+
+    def served(self, rows: int = 0, nbytes: int = 0) -> None:
+        """Rows and body bytes served by the current request."""
+        self.rows_served += rows
+        self.bytes_served += nbytes
+        count_rows(rows)
+
+    def wrote(self, rows: int = 1) -> None:
+        """Rows written by the current request (or the back office)."""
+        self.writes_applied += rows
+        count_rows(rows)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -124,7 +138,8 @@ class ServerState:
         self.tokens: dict[str, Token] = {}
         self.counters = Counters()
         self.faults: Faults = scenario.server.faults
-        self.rng = np.random.default_rng([scenario.seed, 0x5E17E5])
+        self.rng = seeds.scenario_rng(scenario.seed, seeds.SERVER)
+        self.token_rng = seeds.scenario_rng(scenario.seed, seeds.TOKENS)  # tokens, session ids, boundaries
         self.access = Access(store, scenario, anchor=self.started_at)
         # idempotency: (user index, key) -> (request fingerprint, status, headers, body)
         self.idempotency: OrderedDict[tuple[int, str], tuple[bytes, int, dict[str, str], bytes]] = OrderedDict()
@@ -150,10 +165,19 @@ class ServerState:
 
     def issue_token(self, user: User) -> tuple[str, float]:
         """A new bearer token for a user; returns (token, lifetime in scenario seconds)."""
-        token = secrets.token_urlsafe(24)
+        token = self.new_token(24)
         ttl = self.settings.token_ttl_s
         self.tokens[token] = Token(user, self.clock.now() + ttl)
         return token, ttl
+
+
+    def new_token(self, nbytes: int) -> str:
+        """A fresh URL-safe token of `nbytes` random bytes, drawn from the scenario's seed."""
+        return base64.urlsafe_b64encode(self.token_rng.bytes(nbytes)).rstrip(b"=").decode("ascii")
+
+    def new_uuid(self) -> uuid.UUID:
+        """A fresh random (version 4) UUID, drawn from the scenario's seed."""
+        return uuid.UUID(bytes=self.token_rng.bytes(16), version=4)
 
 
 STATE: web.AppKey[ServerState] = web.AppKey("syncsim_state", ServerState)

@@ -17,7 +17,8 @@ from simulator.server.handlers.common import state_of
 from simulator.server.middlewares import json_response
 from simulator.server.privileges import change_privilege
 from simulator.server.seed import file_bytes
-from simulator.server.state import ServerState
+from simulator.server.service import SERVER_TIME
+from simulator.server.state import STATE, ServerState
 from simulator.server.store import FileInfo, User
 
 routes = web.RouteTableDef()
@@ -98,7 +99,16 @@ async def token(request: web.Request) -> web.Response:
 
 @routes.get("/_syncsim/counters", name="counters")
 async def counters(request: web.Request) -> web.Response:
-    return json_response(state_of(request).counters.to_dict())
+    return json_response(counters_of(request.app))
+
+
+def counters_of(app: web.Application) -> dict[str, object]:
+    """The server's counters, and in a virtual-time run what its model spent (`server_time`)."""
+    out = app[STATE].counters.to_dict()
+    server_time = app.get(SERVER_TIME)
+    if server_time is not None:
+        out["server_time"] = server_time.to_dict()
+    return out
 
 
 @routes.get("/_syncsim/ledger", name="ledger")

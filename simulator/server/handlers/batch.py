@@ -11,7 +11,6 @@ whole; bulk actions pick the changeset's Writer up through CHANGESET_WRITER. Con
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -61,7 +60,7 @@ async def batch(request: web.Request) -> web.Response:
     continue_on_error = bool({"odata.continue-on-error", "continue-on-error"} & prefer(request).keys())
     run = _BatchRun(request, continue_on_error)
     answers, stopped = await run.execute(items)
-    boundary = f"batchresponse_{uuid.uuid4()}"
+    boundary = f"batchresponse_{state_of(request).new_uuid()}"
     headers = {"Content-Type": f"multipart/mixed; boundary={boundary}", H.ODATA_VERSION: "4.0"}
     if continue_on_error:
         headers[H.PREFERENCE_APPLIED] = "odata.continue-on-error"
@@ -121,7 +120,7 @@ class _BatchRun:
         except BaseException:
             self._roll_back(writer, answers)
             raise
-        return ChangesetResponse(answers, f"changesetresponse_{uuid.uuid4()}")
+        return ChangesetResponse(answers, f"changesetresponse_{state_of(self.outer).new_uuid()}")
 
     def _roll_back(self, writer: Writer, answers: list[PartResponse]) -> None:
         writer.undo()

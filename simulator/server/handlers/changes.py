@@ -37,6 +37,7 @@ from simulator.server.handlers.common import (
 from simulator.server.middlewares import BATCH_PART
 from simulator.server.state import ServerState
 from simulator.server.store import Row, TableStore, User
+from simulator.server.work import count_rows
 
 DeltaItem = Row | str  # a changed row, or the id of a removed one
 _NOT_WITH_TRACKING = ("$filter", "$orderby", "$expand", "$top")
@@ -291,7 +292,7 @@ async def _stream_page(request: web.Request, state: ServerState, table: TableSto
         group.append(tail)
         yield b"".join(group)
 
-    response, whole = await _stream(request, state, pieces(), length)
+    response, whole = await _stream(request, state, pieces(), length, len(rows))
     if whole:
         state.counters.rows_served += len(rows)
     return response
@@ -303,16 +304,18 @@ async def _stream_cached(request: web.Request, state: ServerState, body: bytes, 
         return _respond(state, body, rows)
     view = memoryview(body)
     pieces = (view[i : i + STREAM_BYTES] for i in range(0, len(body), STREAM_BYTES))
-    response, whole = await _stream(request, state, pieces, len(body))
+    response, whole = await _stream(request, state, pieces, len(body), rows)
     if whole:
         state.counters.rows_served += rows
     return response
 
 
 async def _stream(request: web.Request, state: ServerState, pieces: Iterable[bytes | memoryview],
-                  length: int) -> tuple[web.StreamResponse, bool]:
-    """Write a 200 answer of `length` bytes piece by piece, each after the client took the last; an
-    injected cut (faults) stops it half-way. Returns the answer and whether it was sent whole."""
+                  length: int, rows: int) -> tuple[web.StreamResponse, bool]:
+    """Write a 200 answer of `length` bytes and `rows` rows piece by piece, each after the client took
+    the last; an injected cut (faults) stops it half-way. Returns the answer and whether it was sent
+    whole (only then are its rows counted as served; the server model counts them as read at once)."""
+    count_rows(rows)
     response = web.StreamResponse(headers={H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
                                            H.PREFERENCE_APPLIED: "odata.track-changes"})
     response.content_length = length
@@ -331,8 +334,7 @@ async def _stream(request: web.Request, state: ServerState, pieces: Iterable[byt
 
 
 def _respond(state: ServerState, body: bytes, rows: int) -> web.Response:
-    state.counters.rows_served += rows
-    state.counters.bytes_served += len(body)
+    state.counters.served(rows, len(body))
     headers = {H.ODATA_VERSION: "4.0", "Content-Type": JSON_CONTENT_TYPE,
                H.PREFERENCE_APPLIED: "odata.track-changes"}
     return web.Response(body=body, headers=headers)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import mimetypes
 import re
-import secrets
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -264,7 +263,7 @@ async def _open_session(request: web.Request, state: ServerState, user: User, ta
     sessions = _sessions(state)
     while len(sessions) >= MAX_SESSIONS:
         del sessions[next(iter(sessions))]
-    token = secrets.token_urlsafe(18)
+    token = state.new_token(18)
     sessions[token] = _Upload(table.meta.logical_name, key, column, user.index, name, state.clock.now())
     location = f"{base_url(request)}{request.path}?sessiontoken={token}"
     return web.Response(status=200, headers={H.ODATA_VERSION: "4.0", "Location": location,

@@ -56,5 +56,5 @@ async def retrieve(request: web.Request) -> web.Response:
     body.update(project(table, row, select))
     if expander is not None:
         expander.add(row, body)
-    state.counters.rows_served += 1
+    state.counters.served(1)
     return json_response(body, headers={H.ETAG: etag})
