@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from bench import (
+    agreement_bench,
     cycle_bench,
     delta_bench,
     devices_bench,
@@ -45,6 +46,8 @@ BENCHES: dict[str, tuple[str, Callable[[bool], list[Figure]]]] = {
     "pools": ("memory and file descriptors of each device's own connection pool (no target)", pools_bench.figures),
     "cycle": ("engine CPU per delta sync cycle (no target)", cycle_bench.figures),
     "locust": ("sync rate through Locust vs syncsim run, target >= 80%", locust_bench.figures),
+    "agreement": ("first-sync p50/p95 per class, virtual time against real time, target within 10%",
+                  agreement_bench.figures),
     "servermodel": ("the server model's defaults fitted to the mock server's measured request times (no target)",
                     servermodel_bench.figures),
 }

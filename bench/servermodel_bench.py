@@ -19,9 +19,10 @@ import numpy as np
 from rich.console import Console
 
 from bench.common import Figure, info
+from simulator import api
 from simulator.clock import RealClock
 from simulator.runner import run_scenario
-from simulator.scenario import ServiceCost, ServiceModel, load_scenario
+from simulator.scenario import Scenario, ServiceCost, ServiceModel, load_scenario
 from simulator.server.serve import start_server
 from simulator.server.service import SERVER_TIME, cost_s
 from simulator.target import Target
@@ -53,11 +54,23 @@ def fit(samples: list[Sample]) -> tuple[ServiceCost, float]:
     return cost, r2
 
 
+def calibration_scenario(quick: bool) -> Scenario:
+    """field_service (smoke with --quick), syncing and editing often, so that every kind of request
+    comes in numbers: pages and deltas of many sizes, single writes, batches, files."""
+    if quick:
+        return load_scenario(ROOT / "scenarios" / "smoke.yaml")
+    base = load_scenario(ROOT / "scenarios" / "field_service.yaml", devices=12, duration_s=2400.0, time_scale=30.0)
+    changes: dict[str, object] = {"quiet_period_s": 600.0}
+    for cls in base.user_classes:
+        changes[f"user_classes[{cls.name}].behaviour.sync_interval_s"] = 120
+        changes[f"user_classes[{cls.name}].behaviour.edits_per_hour"] = 120
+    changes["user_classes[manager].behaviour.upload_mode"] = "one_by_one"
+    return api.change(base, changes)
+
+
 async def measure(quick: bool) -> list[Sample]:
     """Run the calibration scenario in real time against a server in this process; its samples."""
-    scenario = load_scenario(ROOT / "scenarios" / ("smoke.yaml" if quick else "field_service.yaml"),
-                             **({} if quick else {"devices": 12, "duration_s": 2400.0, "time_scale": 30.0}))
-    scenario = scenario.model_copy(update={"quiet_period_s": 600.0})
+    scenario = calibration_scenario(quick)
     server = await start_server(scenario, clock=RealClock(scenario.time_scale))
     try:
         with TemporaryDirectory() as out:

@@ -18,7 +18,6 @@ by its index. Every changed scenario is validated again, with the same errors as
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -134,17 +133,22 @@ class Result:
         return bool(self.summary.get("generator_saturated"))
 
 
-def run(scenario: Scenario | str | Path, *, out: str | Path = "reports", target: Target | None = None,
-        in_process: bool = False, quiet: bool = True) -> Result:
-    """Run the scenario as `syncsim run` does (the embedded server in its own process; `in_process`
-    for one event loop; `target` for a running `syncsim serve`) and return its figures. `quiet`
-    keeps the console tables and progress out (the report files are written either way)."""
-    from simulator.runner import run_scenario
+def run(scenario: Scenario | str | Path, *, out: str | Path = "reports", clock: str = "virtual",
+        target: Target | None = None, in_process: bool = False, quiet: bool = True) -> Result:
+    """Run the scenario as `syncsim run` does and return its figures: in virtual time by default
+    (deterministic: the same scenario and seed give the same figures); `clock="real"` in real time
+    against the embedded server in its own process (`in_process` for one event loop); `target` for a
+    running `syncsim serve` (real time). `quiet` keeps the console tables and progress out (the
+    report files are written either way)."""
+    from simulator.runner import run_blocking
 
+    if clock not in ("virtual", "real"):
+        raise ValueError(f"clock {clock!r}: choose 'virtual' or 'real'")
     s = scenario if isinstance(scenario, Scenario) else load(scenario)
-    where: Any = target if target is not None else ("in_process" if in_process else "process")
+    where: Any = target if target is not None else (
+        "in_process" if in_process else "process" if clock == "real" else "virtual")
     console = Console(stderr=True, quiet=quiet)
-    done = asyncio.run(run_scenario(s, Path(out), progress=not quiet, console=console, server=where, report=not quiet))
+    done = run_blocking(s, Path(out), server=where, progress=not quiet, console=console, report=not quiet)
     classes = {name: ClassFigures.from_summary(c) for name, c in done.summary["classes"].items()}
     return Result(done.out_dir, done.passed, done.summary, classes)
 

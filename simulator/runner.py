@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 from rich.console import Console
 
 from simulator import advisor, seeds
@@ -35,7 +36,7 @@ from simulator.fleet import FleetEntry, build_fleet
 from simulator.health import peak_rss_mb
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
-from simulator.metrics import DeviceEvent, Metrics
+from simulator.metrics import DeviceEvent, Metrics, SyncRecord
 from simulator.network import Link, NetworkModel, NetworkPreset
 from simulator.network.faults.connection import DEFAULT_KEEPALIVE_S, POOL_CONNECTIONS
 from simulator.parts import DevicePart
@@ -496,6 +497,31 @@ def _per_table(counts: dict[str, int], scenario: Scenario) -> dict[str, dict[str
     return out
 
 
+WORLD_AHEAD_SHARE = 0.2
+"""In real time above time_scale 1, a class whose syncs' real work (transfers, the device's own
+processing) takes more than this share of the real time between its syncs is warned about."""
+
+
+def world_ahead(scenario: Scenario, records: list[SyncRecord]) -> list[dict[str, Any]]:
+    """Real time, time_scale above 1: the classes whose syncs' real work (p95 of requests' and the
+    device's own seconds per sync) takes more than WORLD_AHEAD_SHARE of the real time between their
+    syncs (sync_interval_s / time_scale). During such work the rest of the world runs time_scale
+    times faster than the device, so its figures mix two clocks."""
+    scale = scenario.time_scale
+    if scale <= 1:
+        return []
+    out = []
+    for cls in scenario.user_classes:
+        work = [r.active_s + sum(r.processing_s.values()) for r in records if r.user_class == cls.name and not r.final]
+        if not work:
+            continue
+        p95, between = float(np.percentile(work, 95)), cls.behaviour.sync_interval_s / scale
+        if p95 > WORLD_AHEAD_SHARE * between:
+            out.append({"user_class": cls.name, "share": round(p95 / between, 3), "work_p95_s": round(p95, 2),
+                        "between_syncs_real_s": round(between, 2)})
+    return out
+
+
 def generator_health(part: DevicePart, cost: RunCost) -> dict[str, Any]:
     """The generator's health: in real time its loop lag, CPU and memory over the run (saturation);
     in virtual time only what the run cost (it cannot saturate: time waits for the work)."""
@@ -546,6 +572,7 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
         "generator_saturated": (health := generator_health(metrics, cost))["saturated"],
         "generator": health,
         "timeline_marks": timeline_marks(scenario),
+        "world_ahead": world_ahead(scenario, metrics.records) if cost.clock == "real" else [],
         "advisor": advisor.report(scenario).to_dict(),  # estimates, set beside the measured figures in the report
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
@@ -561,5 +588,12 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
         console.print(f"  {failing['device']}: {'; '.join(failing['examples'])}")
     render_ledger(ledger, counters["faults_injected"], console)
     render_generator(health, console)
+    for w in summary["world_ahead"]:
+        console.print(f"[bold yellow]Warning: {w['user_class']}[/]: its syncs' transfers and work take up to "
+                      f"{w['share'] * 100:.0f}% of the real time between its syncs ({w['work_p95_s']:.1f} s of "
+                      f"{w['between_syncs_real_s']:.1f} s, p95) at time_scale {scenario.time_scale:g}: meanwhile the "
+                      f"rest of the world (other devices, the back office, airplane mode, waves) ran "
+                      f"{scenario.time_scale:g} times faster than its devices. The virtual clock (the default) has "
+                      "one time for all.")
     console.print(f"reports: {paths['html'].parent}")
     return RunResult(out_dir, summary, bool(check["passed"]) and bool(ledger["passed"]))

@@ -25,3 +25,26 @@ async def test_a_device_that_syncs_in_the_quiet_period_is_checked(rig_factory: A
     device = rig.device("technician-0001")
     await device.sync_once()
     assert await _quiet_period([device], rig.clock, 600) == {}
+
+
+def test_a_real_time_run_warns_about_classes_whose_transfers_take_much_of_the_time_between_their_syncs() -> None:
+    """At time_scale 60 a 900 s interval is 15 real seconds: a class whose syncs work 5 real seconds
+    (p95) lets the world run 60 times faster than its devices for a third of it; 1 s is fine."""
+    from simulator.metrics import SyncRecord
+    from simulator.runner import world_ahead
+    from tests.conftest import small_scenario
+
+    def record(cls: str, active_s: float, processing_s: float = 0.0, final: bool = False) -> SyncRecord:
+        return SyncRecord(device=f"dev-{cls}", user=cls, user_class=cls, mode="DELTA_SYNC", result="success",
+                          start=0.0, duration_s=active_s, active_s=active_s, final=final,
+                          processing_s={"data": processing_s} if processing_s else {})
+
+    scenario = small_scenario().model_copy(update={"time_scale": 60.0})
+    cls = scenario.user_classes[0]
+    interval = cls.behaviour.sync_interval_s
+    slow = [record(cls.name, 4.0, processing_s=1.0)] * 20 + [record(cls.name, 60.0, final=True)]
+    (warned,) = world_ahead(scenario, slow)
+    assert warned == {"user_class": cls.name, "share": round(5.0 / (interval / 60), 3), "work_p95_s": 5.0,
+                      "between_syncs_real_s": round(interval / 60, 2)}
+    assert world_ahead(scenario, [record(cls.name, 0.1 * interval / 60)] * 20) == []
+    assert world_ahead(scenario.model_copy(update={"time_scale": 1.0}), slow) == []

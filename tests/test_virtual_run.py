@@ -159,3 +159,5 @@ def test_the_summary_says_the_run_was_virtual_and_what_the_server_model_assumed(
     assert s["clock"] == "virtual" and s["time_scale"] is None and not s["generator_saturated"]
     assert s["server_model"]["concurrency"] == 1 and s["server_model"]["spent"]["requests"] > 0
     assert s["run_s"] >= 600 and set(GENERATOR_FIELDS) <= set(s)
+    html = (result.out_dir / "report.html").read_text()
+    assert "virtual time: one simulated time" in html and "Server model: 1 request(s) at once" in html

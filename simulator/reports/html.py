@@ -186,16 +186,38 @@ def _verdicts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             f" — device process loop lag p99 {d['loop_lag_ms_p99']:.0f} ms, CPU max {d['cpu_max'] * 100:.0f}%, "
             f"saturated {health['saturated_share'] * 100:.0f}% of the time"
             + ("; sync durations include the generator's own delay" if health["saturated"] else ""))))
+    for w in summary.get("world_ahead") or []:
+        rows.append((f"World ahead: {w['user_class']}", '<b class="bad">WARNING</b>' + escape(
+            f" — its syncs' transfers and work take up to {w['share'] * 100:.0f}% of the real time between its "
+            f"syncs ({w['work_p95_s']:.1f} s of {w['between_syncs_real_s']:.1f} s, p95): meanwhile the rest of the "
+            "world ran time_scale times faster than its devices; the virtual clock has one time for all")))
     return rows
+
+
+def _clock_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Which clock ran; in virtual time what the server model assumed and spent."""
+    model = summary.get("server_model")
+    if summary.get("clock") != "virtual" or not model:
+        return [("Clock", escape("real time: real sockets and waits"))] if summary.get("clock") == "real" else []
+    spent = model.get("spent") or {}
+    costs = "; ".join(f"{kind} {c['base_ms']:g} ms + {c['per_row_ms']:g} ms/row + {c['per_kb_ms']:g} ms/KiB"
+                      for kind, c in model.items() if isinstance(c, dict) and "base_ms" in c)
+    return [("Clock", escape(
+        f"virtual time: one simulated time for devices, network and server (deterministic for a seed). Server "
+        f"model: {model['concurrency']} request(s) at once; {costs}. It served {spent.get('requests', 0):,} "
+        f"requests in {spent.get('busy_s', 0):,.1f} s, which waited {spent.get('queued_s', 0):,.1f} s in all for a place"))]
 
 
 def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if "scenario" in summary:
-        scale = summary.get("time_scale") or 1
+        scale = summary.get("time_scale")
+        when = (f"at x{scale:g} ({summary.get('duration_s', 0) / scale:,.0f} s real)" if scale
+                else "in virtual time")
         rows.append(("Scenario", escape(
             f"{summary['scenario']} (seed {summary.get('seed')}): {summary.get('duration_s', 0):,.0f} s of scenario "
-            f"time at x{scale:g} ({summary.get('duration_s', 0) / scale:,.0f} s real)")))
+            f"time {when}")))
+    rows += _clock_facts(summary)
     totals = summary.get("totals", {})
     rows.append(("Syncs", escape(", ".join(f"{n:,} {mode}" for mode, n in summary.get("mode_counts", {}).items())
                                  + f" by {totals.get('devices', 0):,} devices") or "–"))

@@ -73,6 +73,9 @@ class Row:
         return self._enc
 
 
+DEFAULT_PRIVILEGE = Privilege()  # frozen: one instance serves every table without a privilege of its own
+
+
 @dataclass(slots=True)
 class User:
     """A scenario user: index, GUID, name (`<class>-<n>`), class and team index."""
@@ -94,7 +97,7 @@ class User:
             for version, before in self.privilege_log.get(table, ()):
                 if at_version < version:
                     return before
-        return self.privileges.get(table, Privilege())
+        return self.privileges.get(table, DEFAULT_PRIVILEGE)
 
 
 @dataclass(slots=True)
