@@ -39,6 +39,8 @@ class Events:
       device: str, started_at: float, ended_at: float): one per HTTP request a device sends, also
       one cut by airplane mode or failed in the network (status 0, error the failure's kind);
       started_at / ended_at are the device's lived time (`clock.Timeline`), elapsed_s their difference.
+    - state_changed(device: str, online: bool, syncing: bool): the device went offline or online
+      (airplane mode, the end of the run) or started or ended a sync; its state after the change.
     - edit_made(device: str, op: Op): the user made an offline edit (it is now in the outbox).
     - edit_merged(device: str, op: Op, into: Op): the edit was merged into `into`, a waiting
       create or update of the same row (whose payload now holds both); `into` carries it.
@@ -53,6 +55,7 @@ class Events:
         self.first_sync_done = EventHook()
         self.device_event = EventHook()
         self.request = EventHook()
+        self.state_changed = EventHook()
         self.edit_made = EventHook()
         self.edit_merged = EventHook()
         self.edit_settled = EventHook()

@@ -137,6 +137,7 @@ class FleetRun:
         self.journal = Journal().attach(self.events)
         self.fleet = build_fleet(scenario)
         self.devices: dict[str, Device] = {}
+        self.gauge = FleetGauge(self.events)
         self.storms: Counter[str] = Counter()
         self.origin = origin or 0.0
         self._watched = revoked_devices(scenario, self.fleet)
@@ -146,6 +147,7 @@ class FleetRun:
         self._quiet: QuietPeriod | None = None
         self._cpu0 = 0.0
         self.transport: Transport = SocketTransport()  # the server's, once entered
+        self.pipes: aiohttp.ClientSession | None = None  # the devices' shared pool of memory pipes (virtual time)
 
     async def __aenter__(self) -> FleetRun:
         t_seed = wall_s()
@@ -156,6 +158,11 @@ class FleetRun:
             limit = raise_fd_limit() if self.transport.kind == "sockets" else 1 << 16
             self.session = await self._stack.enter_async_context(
                 self.transport.session(limit=max(64, limit - 256), keepalive_s=SHARED_KEEPALIVE_S, device=False))
+            if self.transport.kind == "memory":
+                # memory pipes hold no socket and no server sees them as a phone's connections: the
+                # devices share one pool, and the network model alone decides when a connection is new
+                self.pipes = await self._stack.enter_async_context(
+                    self.transport.session(limit=0, keepalive_s=SHARED_KEEPALIVE_S, device=True))
             self.admin = Admin(self.session, endpoint.base_url, endpoint.admin_key)
             await check_same_scenario(self.admin, self.scenario, endpoint.base_url)
             where = "virtual time, in process" if self.clock.kind == "virtual" else endpoint.base_url
@@ -185,10 +192,13 @@ class FleetRun:
         """The device of a fleet entry, made on first use."""
         device = self.devices.get(entry.spec.name)
         if device is None:
-            pool = functools.partial(self.device_pool, entry.user_class.connection.keepalive_s)
+            pool: aiohttp.ClientSession | Callable[[], aiohttp.ClientSession] = (
+                self.pipes if self.pipes is not None
+                else functools.partial(self.device_pool, entry.user_class.connection.keepalive_s))
             device = make_device(entry, self.clock, pool, self.admin, self.base_url, self.events,
                                  self.origin, self.scenario.network)
             self.devices[entry.spec.name] = device
+            self.gauge.devices += 1
             if entry.spec.name in self._watched:
                 self.journal.watch(device.spec.name, held_probe(device))
         return device
@@ -217,7 +227,7 @@ class FleetRun:
         await asyncio.gather(*(d.link.close() for d in self.devices.values()))
 
     def fleet_state(self) -> FleetState:
-        return fleet_state(list(self.devices.values()), self.metrics)
+        return self.gauge.state(len(self.metrics.records))
 
     async def quiet_round(self) -> None:
         """One round of the quiet period's final syncs for every device made (the first round also
@@ -326,9 +336,22 @@ def timeline_marks(scenario: Scenario) -> list[dict[str, Any]]:
     return sorted(marks, key=lambda m: m["t"])
 
 
-def fleet_state(devices: list[Device], metrics: Metrics) -> FleetState:
-    online = sum(1 for d in devices if d.link.online)
-    return FleetState(online, len(devices) - online, sum(1 for d in devices if d.syncing), len(metrics.records))
+class FleetGauge:
+    """How many of the devices made are offline and syncing now, kept from their `state_changed`
+    events (a device starts online and idle), so a sample of the fleet costs nothing per device."""
+
+    def __init__(self, events: Events) -> None:
+        self.devices = 0
+        self.offline: set[str] = set()  # membership only: never iterated
+        self.syncing: set[str] = set()
+        events.state_changed.add_listener(self._changed)
+
+    def _changed(self, device: str, online: bool, syncing: bool) -> None:
+        (self.offline.discard if online else self.offline.add)(device)
+        (self.syncing.add if syncing else self.syncing.discard)(device)
+
+    def state(self, syncs_done: int) -> FleetState:
+        return FleetState(self.devices - len(self.offline), len(self.offline), len(self.syncing), syncs_done)
 
 
 @contextlib.asynccontextmanager

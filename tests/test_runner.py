@@ -48,3 +48,20 @@ def test_a_real_time_run_warns_about_classes_whose_transfers_take_much_of_the_ti
                       "between_syncs_real_s": round(interval / 60, 2)}
     assert world_ahead(scenario, [record(cls.name, 0.1 * interval / 60)] * 20) == []
     assert world_ahead(scenario.model_copy(update={"time_scale": 1.0}), slow) == []
+
+
+def test_the_fleet_gauge_counts_devices_offline_and_syncing_from_their_state_changes() -> None:
+    from simulator.events import Events
+    from simulator.runner import FleetGauge
+
+    events = Events()
+    gauge = FleetGauge(events)
+    gauge.devices = 3
+    events.state_changed.fire(device="a", online=True, syncing=True)
+    events.state_changed.fire(device="b", online=False, syncing=False)
+    events.state_changed.fire(device="b", online=False, syncing=False)  # told twice: counted once
+    state = gauge.state(syncs_done=7)
+    assert (state.online, state.offline, state.syncing, state.syncs_done) == (2, 1, 1, 7)
+    events.state_changed.fire(device="a", online=True, syncing=False)
+    events.state_changed.fire(device="b", online=True, syncing=False)
+    assert (gauge.state(0).online, gauge.state(0).syncing) == (3, 0)

@@ -52,6 +52,10 @@ def test_the_same_seed_gives_the_same_bytes_in_two_processes_one_beside_a_cpu_ho
     for name in SAME_BYTES:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert _summary_without_generator(a) == _summary_without_generator(b)
+    with (a / "timeline.csv").open() as f:
+        samples = list(csv.DictReader(f))
+    assert max(int(s["devices_offline"]) for s in samples) > 0 and max(int(s["devices_syncing"]) for s in samples) > 0
+    assert samples[-1]["devices_offline"] == "0"  # the quiet period brought everyone back online
     assert orjson.loads((a / "summary.json").read_bytes())["clock"] == "virtual"
 
 

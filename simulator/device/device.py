@@ -149,6 +149,7 @@ class Device:
     async def final_sync(self, attempts: int = 3) -> SyncRecord | None:
         """End of run: back online, then sync until one succeeds (at most `attempts`). Records are final."""
         self.link.go_online()
+        self._state()
         self.final = True
         if self.gave_up is not None:
             return None
@@ -163,10 +164,12 @@ class Device:
     async def sync_once(self) -> SyncRecord:
         """One sync: upload the outbox, then download (first sync, delta, or forced resync)."""
         self.syncing = True
+        self._state()
         try:
             return await self._sync()
         finally:
             self.syncing = False
+            self._state()
 
     async def _sync(self) -> SyncRecord:
         st = self.engine.state
@@ -359,11 +362,13 @@ class Device:
             if self.clock.now() >= stop_at:
                 return
             self.link.go_offline()
+            self._state()
             self._event("airplane_on", f"offline for {duration:.0f}s")
             try:
                 await self.clock.sleep(max(0.0, min(duration, off_at + duration - self.clock.now())))
             finally:
                 self.link.go_online()
+                self._state()
             self._event("airplane_off", "")
             if self._wake is not None:
                 self._wake.set()
@@ -400,6 +405,10 @@ class Device:
             return
         self.link.model = self.network_for(name)
         self._event("network_change", f"{old} -> {name}")
+
+    def _state(self) -> None:
+        """Tell listeners the device's state changed (online, syncing)."""
+        self.events.state_changed.fire(device=self.spec.name, online=self.link.online, syncing=self.syncing)
 
     def _event(self, kind: EventKind, detail: str) -> None:
         self.events.device_event.fire(event=DeviceEvent(self.spec.name, self.spec.user_class, kind, self.clock.now(), detail))
