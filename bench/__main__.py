@@ -33,6 +33,7 @@ from bench import (
     pools_bench,
     seed_bench,
     servermodel_bench,
+    virtual_bench,
 )
 from bench.common import Figure, fmt
 
@@ -46,6 +47,8 @@ BENCHES: dict[str, tuple[str, Callable[[bool], list[Figure]]]] = {
     "pools": ("memory and file descriptors of each device's own connection pool (no target)", pools_bench.figures),
     "cycle": ("engine CPU per delta sync cycle (no target)", cycle_bench.figures),
     "locust": ("sync rate through Locust vs syncsim run, target >= 80%", locust_bench.figures),
+    "virtual": ("virtual time: CPU per delta cycle, device-hours per wall second (target 1,000), field_service end "
+                "to end (target 10 s), rollout_monday's memory per device (target 300 KiB)", virtual_bench.figures),
     "agreement": ("first-sync p50/p95 per class, virtual time against real time, target within 10%",
                   agreement_bench.figures),
     "servermodel": ("the server model's defaults fitted to the mock server's measured request times (no target)",
