@@ -33,6 +33,7 @@ import numpy as np
 
 from simulator import seeds
 from simulator.device.processing import NO_PROCESSING, Processing
+from simulator.fleet import connection_of, processing_of
 from simulator.network.faults import Bandwidth, Connection, Tcp
 from simulator.network.presets import NetworkPreset
 from simulator.protocol.odata import FILE_CHUNK_BYTES, MAX_PAGE_SIZE
@@ -212,7 +213,7 @@ def estimate_class(scenario: Scenario, fleet: _Fleet, cls: UserClass) -> ClassEs
     kinds = device_kinds(cls)
     out.processing_s = {name: processing(out, work) for name, _, work in kinds if not work.free}
     for network in cls.networks:
-        out.first_sync_s[network] = mixed_first_sync(out, scenario.network(network), cls.connection.model(), kinds)
+        out.first_sync_s[network] = mixed_first_sync(out, scenario.network(network), connection_of(cls), kinds)
     return out
 
 
@@ -277,7 +278,7 @@ def device_kinds(cls: UserClass) -> list[tuple[str, float, Processing]]:
     seen: dict[str, int] = {}
     for d in cls.devices:
         seen[d.name] = seen.get(d.name, 0) + 1
-        out.append((d.name if seen[d.name] == 1 else f"{d.name}#{seen[d.name]}", d.share, d.processing()))
+        out.append((d.name if seen[d.name] == 1 else f"{d.name}#{seen[d.name]}", d.share, processing_of(d)))
     return out
 
 

@@ -85,7 +85,7 @@ def make_device(entry: FleetEntry, clock: Clock,
     spec = entry.spec
     switches = itertools.count(1)
 
-    connection = entry.user_class.connection.model()
+    connection = entry.connection
 
     def network_for(name: str, draws: int | None = None) -> NetworkModel:
         rng = seeds.network_rng(spec.seed, draws)

@@ -1,5 +1,9 @@
 """Scenario files: pydantic models, YAML loading, and errors that name file, field and allowed values.
 
+Models and validation only: it reads plain data of other modules (network presets, device kind
+names, default keep-alive) but builds no runtime object; fleet.py binds a scenario to the specs the
+engine takes (a device's processing, its connection).
+
 Every field is documented in docs/scenarios.md. Durations are in scenario seconds (`_s`), sizes in
 KiB (`_kb`) or MiB (`_mb`), rates per scenario hour or second as their names say.
 """
@@ -22,8 +26,7 @@ from pydantic import (
 )
 
 from simulator.device.processing import KindName as ProcessingKind
-from simulator.device.processing import Processing, processing_for
-from simulator.network.faults.connection import DEFAULT_KEEPALIVE_S, Connection
+from simulator.network.faults.connection import DEFAULT_KEEPALIVE_S
 from simulator.network.presets import PRESETS as NETWORK_PRESETS
 from simulator.network.presets import NetworkPreset as NetworkValues
 from simulator.yaml_file import YamlFileError, read_yaml
@@ -253,10 +256,6 @@ class DeviceKind(_Model):
     write_file_mb_per_s: float | None = Field(default=None, gt=0)  # MiB/s
     metadata_s_per_table: float | None = Field(default=None, ge=0)
 
-    def processing(self) -> Processing:
-        """What this kind's own work costs: its `kind`'s figures with its own in their place."""
-        return processing_for(self.kind, self.store_rows_per_s, self.write_file_mb_per_s, self.metadata_s_per_table)
-
 
 class Airplane(_Model):
     """Airplane mode: random on/off with mean durations, and/or fixed windows (scenario seconds)."""
@@ -322,10 +321,6 @@ class ConnectionSettings(_Model):
 
     tls: bool = True  # Dataverse is HTTPS only: TLS 1.3 set-up (one more round trip) and record framing
     keepalive_s: float = Field(default=DEFAULT_KEEPALIVE_S, ge=0)  # lived s an idle connection survives; 0: none
-
-    def model(self) -> Connection:
-        """These settings as the network model's."""
-        return Connection(tls=self.tls, keepalive_s=self.keepalive_s)
 
 
 class UserClass(_Model):

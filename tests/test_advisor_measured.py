@@ -10,6 +10,7 @@ import pytest
 
 from simulator import advisor
 from simulator.clock import ManualClock
+from simulator.fleet import processing_of
 from simulator.network import NetworkModel
 from simulator.scenario import parse_scenario
 from tests.rig import Rig
@@ -62,7 +63,7 @@ async def test_the_estimate_with_device_processing_is_within_10_percent_of_a_mea
     p = scenario.network(network)
     model = NetworkModel(np.random.default_rng(11), latency_ms=p.latency_ms, jitter_ms=p.jitter_ms,
                          down_kbps=p.down_kbps, up_kbps=p.up_kbps, loss=0.0, name=network)
-    device = rig.device("technician-0001", network=model, processing=scenario.user_classes[0].devices[0].processing())
+    device = rig.device("technician-0001", network=model, processing=processing_of(scenario.user_classes[0].devices[0]))
     record = await device.sync_once()
     assert record.result == "success"
     assert sum(record.processing_s.values()) == pytest.approx(2 * 0.5 + record.rows / 1000)

@@ -14,7 +14,7 @@ import pytest
 
 from simulator.clock import ManualClock
 from simulator.device.processing import KIND_NAMES, KINDS, NO_PROCESSING, Processing, processing_for
-from simulator.fleet import build_fleet
+from simulator.fleet import build_fleet, connection_of, processing_of
 from simulator.network import NetworkModel
 from simulator.scenario import Scenario, ScenarioError, parse_scenario
 from tests.rig import Rig
@@ -163,10 +163,10 @@ def test_a_device_kind_names_a_built_in_kind_and_overrides_its_figures() -> None
         {"name": "new", "storage_mb": 512, "write_file_mb_per_s": 9, "share": 2},
         {"name": "plain", "storage_mb": 512}])
     old, new, plain = s.user_classes[0].devices
-    assert old.processing() == Processing(100, KINDS["low_end_phone"].write_file_mb_per_s,
+    assert processing_of(old) == Processing(100, KINDS["low_end_phone"].write_file_mb_per_s,
                                           KINDS["low_end_phone"].metadata_s_per_table)
-    assert new.processing() == Processing(None, 9, 0.0)
-    assert plain.processing() == NO_PROCESSING and plain.processing().free  # today's behaviour: free
+    assert processing_of(new) == Processing(None, 9, 0.0)
+    assert processing_of(plain) == NO_PROCESSING and processing_of(plain).free  # today's behaviour: free
     assert processing_for(None) == NO_PROCESSING
 
 
@@ -233,7 +233,7 @@ def test_the_advisor_adds_each_kinds_processing_and_the_share_weighted_mix_to_th
                                                        "total": mix, "processing": mix})
     # on Wi-Fi each kind's estimate is its network time (the connection idling while the device works:
     # slow start after idle) plus its work, and the class's is their mean weighted by share
-    wifi, conn = s.network("wifi"), s.user_classes[0].connection.model()
+    wifi, conn = s.network("wifi"), connection_of(s.user_classes[0])
     phone = advisor.first_sync(mixed, wifi, conn, KINDS["low_end_phone"])["total"]
     laptop = advisor.first_sync(mixed, wifi, conn, KINDS["laptop"])["total"]
     assert phone - plain.first_sync_s["wifi"]["total"] >= 5.75

@@ -11,7 +11,7 @@ import pytest
 
 from simulator.clock import ManualClock, RealClock
 from simulator.events import Events
-from simulator.fleet import build_fleet
+from simulator.fleet import build_fleet, connection_of
 from simulator.network import PRESETS, NetworkModel
 from simulator.network.faults import Bandwidth, Connection
 from simulator.runner import FleetRun, make_device
@@ -119,8 +119,8 @@ def test_a_scenario_class_sets_its_connection_and_bad_settings_name_the_field() 
                                                           "profile": [{"table": "account"}]}]})
 
     cls = scenario({"tls": False, "keepalive_s": 30}).user_classes[0]
-    assert cls.connection.model() == Connection(tls=False, keepalive_s=30)
-    assert scenario({}).user_classes[0].connection.model() == Connection()
+    assert connection_of(cls) == Connection(tls=False, keepalive_s=30)
+    assert connection_of(scenario({}).user_classes[0]) == Connection()
     with pytest.raises(ScenarioError, match=r"user_classes\.0\.connection\.keepalive_s: Input should be greater "
                                             r"than or equal to 0 \(got -1\)"):
         scenario({"keepalive_s": -1})
