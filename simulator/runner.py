@@ -129,7 +129,7 @@ class FleetRun:
         self.server = server
         self.out_root = out_root
         self.console = console or Console(stderr=True)
-        self.report = report
+        self.report_tables = report
         self.clock = clock or default_clock(scenario, server)
         self.primary = primary
         self.events = Events()
@@ -150,6 +150,13 @@ class FleetRun:
         self.pipes: aiohttp.ClientSession | None = None  # the devices' shared pool of memory pipes (virtual time)
 
     async def __aenter__(self) -> FleetRun:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> FleetRun:
+        """Start (or reach) the server, open the sessions, start the run and its sampling."""
         t_seed = wall_s()
         try:
             endpoint = await self._stack.enter_async_context(server_for_run(self.scenario, self.clock, self.server))
@@ -182,7 +189,8 @@ class FleetRun:
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def close(self) -> None:
+        """Close the devices' connections, the sessions and the server (if this run started it)."""
         try:
             await self.close_devices()
         finally:
@@ -249,15 +257,26 @@ class FleetRun:
                           self.sampler.own.lags_ms(), dict(self.storms))
 
     async def finish(self, watch: Progress | None = None) -> RunResult:
-        """The scenario's time is up: quiet period (final syncs), end-of-run check, ledger, reports."""
+        """The scenario's time is up: the end of a run in one process (its devices all here):
+        quiet period (final syncs), end-of-run check, ledger, reports. A run split over processes
+        (Locust) takes the same steps, the rounds on every process: `quiet_begins`, `quiet_round` on
+        each, `hand_in` from each, `report` of their merged parts (parts.merge)."""
         if watch is not None:
             watch.phase("quiet period: final syncs")
-        await self.admin.back_office(False)
+        await self.quiet_begins()
         for _ in range(QUIET_ROUNDS):
             await self.quiet_round()
         await self.close_devices()  # their sockets are done: the check's own requests need file descriptors
-        return await check_and_report(self.scenario, self.admin, await self.hand_in(), self.cost(), self.out_root,
-                                      self.console if self.report else Console(quiet=True))
+        return await self.report(await self.hand_in())
+
+    async def quiet_begins(self) -> None:
+        """The quiet period starts: the back office pauses (then every device syncs, in rounds)."""
+        await self.admin.back_office(False)
+
+    async def report(self, part: DevicePart) -> RunResult:
+        """Check the handed-in devices against the server, run the ledger, write the reports."""
+        return await check_and_report(self.scenario, self.admin, part, self.cost(), self.out_root,
+                                      self.console if self.report_tables else Console(quiet=True))
 
     def cost(self) -> RunCost:
         """What the run has cost the generator so far (wall and CPU seconds since the server was ready)."""

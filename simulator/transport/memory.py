@@ -32,10 +32,10 @@ if TYPE_CHECKING:
     from aiohttp.client_reqrep import ClientRequest
     from aiohttp.tracing import Trace
 
-HIGH_WATER = 64 * 1024
+HIGH_WATER = 16 * 1024
 """Bytes written but not yet read past which the writer is paused (a socket's send buffer and the
 peer's receive window together)."""
-LOW_WATER = 16 * 1024
+LOW_WATER = 4 * 1024
 """Bytes left unread below which a paused writer resumes."""
 
 MEMORY_HOST = "dataverse.syncsim.invalid"
