@@ -1,6 +1,8 @@
 """Every random generator of a run, derived from the scenario's seed in this one place.
 
 A stream is a named constant mixed into the seed, so adding a stream never shifts another's draws.
+The seed data (server/seed.py) spawns one generator per table from the seed, and Faker's pools are
+seeded with "<seed>/<provider>" strings (hashed by SHA-512, not by Python's randomized hash).
 Device streams start from the device's own seed, `(scenario seed, device index)`, so a device draws
 the same whatever the fleet around it does. numpy's generators (PCG64) give the same numbers on every
 machine for the same seed; nothing here depends on hash randomization or the order of a set.
@@ -23,6 +25,21 @@ DeviceSeed = tuple[int, ...]
 def scenario_rng(seed: int, stream: int) -> np.random.Generator:
     """The run-wide generator of one stream."""
     return np.random.default_rng([seed, stream])
+
+
+def data_rngs(seed: int, tables: int) -> tuple[np.random.Generator, list[np.random.Generator]]:
+    """The seed data's generators: one for the users, one per table (by its index in the scenario)."""
+    children = _sequence(seed).spawn(tables + 1)
+    return np.random.default_rng(children[0]), [np.random.default_rng(c) for c in children[1:]]
+
+
+def file_rng(seed: int) -> np.random.Generator:
+    """The generator of a seeded file's bytes (server/seed.py: file blocks)."""
+    return np.random.default_rng(_sequence(seed))
+
+
+def _sequence(seed: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed % (1 << 64))  # SeedSequence needs a non-negative entropy
 
 
 def device_seed(seed: int, index: int) -> DeviceSeed:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from simulator import seeds
 from simulator.protocol.ids import ascii_rows, new_guid, new_guids  # noqa: F401  (new_guid re-exported)
 from simulator.scenario import ColumnDef, Privilege, Scenario, TableDef
 from simulator.server.store import FileInfo, Row, Store, TableStore, User, lookup_key
@@ -48,14 +49,9 @@ def _gc_paused() -> Iterator[None]:
 
 
 # --- randomness ---------------------------------------------------------------------------------
-def _seed_sequence(seed: int) -> np.random.SeedSequence:
-    return np.random.SeedSequence(seed % (1 << 64))  # SeedSequence needs a non-negative entropy
-
-
 def _rngs(scenario: Scenario) -> tuple[np.random.Generator, list[np.random.Generator]]:
     """The users' generator and one generator per table, by the table's index in the scenario."""
-    children = _seed_sequence(scenario.seed).spawn(len(scenario.tables) + 1)
-    return np.random.default_rng(children[0]), [np.random.default_rng(c) for c in children[1:]]
+    return seeds.data_rngs(scenario.seed, len(scenario.tables))
 
 
 # --- Faker pools ----------------------------------------------------------------------------------
@@ -387,7 +383,7 @@ def _dependency_order(tables: list[TableDef]) -> list[int]:
 # --- file contents ---------------------------------------------------------------------------------
 @lru_cache(maxsize=16)
 def _file_block(seed: int) -> bytes:
-    return np.random.default_rng(_seed_sequence(seed)).bytes(FILE_BLOCK)
+    return seeds.file_rng(seed).bytes(FILE_BLOCK)
 
 
 def file_bytes(info: FileInfo, start: int, end: int) -> bytes:
