@@ -142,3 +142,46 @@ def test_the_model_is_much_closer_to_the_real_stack_than_bytes_over_bandwidth_al
     analytic_s = sum(RTT_MS["4g"] / 1000 + n * 8 / (KBPS["4g"][0] * 1000) + s for n, s in sequence(5_000, 100))
     assert analytic_s < real_s / 2.5
     assert closed_form_seconds("4g", COLUMNS["new_per_request"], 5_000, 100) == pytest.approx(real_s, rel=TOLERANCE)
+
+
+def virtual_seconds(preset: str, connection: Connection, rows: int, pages: int) -> float:
+    """The same sequence in virtual time: the server behind memory pipes, on a VirtualClock."""
+    from simulator.clock import VirtualClock, run_virtual
+    from simulator.transport import MemoryTransport
+    from simulator.transport.memory import MEMORY_HOST
+
+    async def main() -> float:
+        clock = VirtualClock()
+        app = web.Application()
+        app[CLOCK] = clock  # type: ignore[misc]
+        app.router.add_get("/body/{n}", body)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        assert runner.server is not None
+        down, up = KBPS[preset]
+        model = NetworkModel(np.random.default_rng(0), latency_ms=RTT_MS[preset], down_kbps=down, up_kbps=up,
+                             name=preset, connection=connection)
+        try:
+            async with MemoryTransport(runner.server).session(limit=0, keepalive_s=60, device=True) as session:
+                link = Link(model, clock, session)
+                start = clock.monotonic()
+                for nbytes, server_s in sequence(rows, pages):
+                    url = f"http://{MEMORY_HOST}/body/{nbytes}?server_s={server_s!r}"
+                    assert (await link.request("GET", url)).bytes_down == nbytes
+                return clock.monotonic() - start
+        finally:
+            await runner.cleanup()
+
+    return run_virtual(main())
+
+
+@pytest.mark.parametrize(("rows", "pages", "preset", "column", "real_s"), CELLS,
+                         ids=[f"{r}rows-{p}pages-{n}-{c}" for r, p, n, c, _ in CELLS])
+def test_in_virtual_time_each_cell_is_within_5_percent_of_the_real_stack_and_equal_to_the_closed_form(
+    rows: int, pages: int, preset: str, column: str, real_s: float
+) -> None:
+    """The same transfers in virtual time (the memory transport, the virtual clock): the model's time
+    to the microsecond, so the two clocks agree on every cell of the reference."""
+    seconds = virtual_seconds(preset, COLUMNS[column], rows, pages)
+    assert seconds == pytest.approx(real_s, rel=TOLERANCE), (REFERENCE, rows, pages, preset, column, seconds, real_s)
+    assert seconds == pytest.approx(closed_form_seconds(preset, COLUMNS[column], rows, pages), abs=1e-6)
