@@ -276,7 +276,7 @@ class FleetRun:
     async def report(self, part: DevicePart) -> RunResult:
         """Check the handed-in devices against the server, run the ledger, write the reports."""
         return await check_and_report(self.scenario, self.admin, part, self.cost(), self.out_root,
-                                      self.console if self.report_tables else Console(quiet=True))
+                                      self.console if self.report_tables else Console(quiet=True), self.clock)
 
     def cost(self) -> RunCost:
         """What the run has cost the generator so far (wall and CPU seconds since the server was ready)."""
@@ -302,7 +302,7 @@ class RunCost:
 
 
 async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, cost: RunCost, out_root: Path,
-                           console: Console) -> RunResult:
+                           console: Console, clock: Clock) -> RunResult:
     """Compare every checked device with the server's view of its user, run the ledger, write the
     reports: for one process's devices or the merged parts of several."""
     checked = [e for e in part.ends if e.checked]
@@ -312,7 +312,7 @@ async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, c
     ledger = check_run(part.journal, await admin.ledger(), part.ends, expected, {v.device: v for v in views})
     counters = await admin.counters()
     counters["faults_injected"] = faults_injected(counters, Counter(part.storms), part.events)
-    return _report(scenario, part, check, ledger, counters, cost, out_root, console)
+    return _report(scenario, part, check, ledger, counters, cost, out_root, console, clock)
 
 
 def run_blocking(scenario: Scenario, out_root: Path = Path("reports"), *, server: Where | Target = "virtual",
@@ -544,20 +544,19 @@ WORLD_AHEAD_SHARE = 0.2
 processing) takes more than this share of the real time between its syncs is warned about."""
 
 
-def world_ahead(scenario: Scenario, records: list[SyncRecord]) -> list[dict[str, Any]]:
+def world_ahead(scenario: Scenario, records: list[SyncRecord], clock: Clock) -> list[dict[str, Any]]:
     """Real time, time_scale above 1: the classes whose syncs' real work (p95 of requests' and the
     device's own seconds per sync) takes more than WORLD_AHEAD_SHARE of the real time between their
-    syncs (sync_interval_s / time_scale). During such work the rest of the world runs time_scale
-    times faster than the device, so its figures mix two clocks."""
-    scale = scenario.time_scale
-    if scale <= 1:
+    syncs (their interval, in real seconds by the run's clock). During such work the rest of the
+    world runs time_scale times faster than the device, so its figures mix two clocks."""
+    if clock.kind != "real" or clock.time_scale <= 1:
         return []
     out = []
     for cls in scenario.user_classes:
         work = [r.active_s + sum(r.processing_s.values()) for r in records if r.user_class == cls.name and not r.final]
         if not work:
             continue
-        p95, between = float(np.percentile(work, 95)), cls.behaviour.sync_interval_s / scale
+        p95, between = float(np.percentile(work, 95)), clock.to_real(cls.behaviour.sync_interval_s)
         if p95 > WORLD_AHEAD_SHARE * between:
             out.append({"user_class": cls.name, "share": round(p95 / between, 3), "work_p95_s": round(p95, 2),
                         "between_syncs_real_s": round(between, 2)})
@@ -586,7 +585,7 @@ def new_out_dir(out_root: Path, name: str) -> Path:
 
 
 def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledger: dict[str, Any],
-            counters: dict[str, Any], cost: RunCost, out_root: Path, console: Console) -> RunResult:
+            counters: dict[str, Any], cost: RunCost, out_root: Path, console: Console, clock: Clock) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
 
     def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
@@ -614,7 +613,7 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
         "generator_saturated": (health := generator_health(metrics, cost))["saturated"],
         "generator": health,
         "timeline_marks": timeline_marks(scenario),
-        "world_ahead": world_ahead(scenario, metrics.records) if cost.clock == "real" else [],
+        "world_ahead": world_ahead(scenario, metrics.records, clock),
         "advisor": advisor.report(scenario).to_dict(),  # estimates, set beside the measured figures in the report
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)

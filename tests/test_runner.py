@@ -39,15 +39,18 @@ def test_a_real_time_run_warns_about_classes_whose_transfers_take_much_of_the_ti
                           start=0.0, duration_s=active_s, active_s=active_s, final=final,
                           processing_s={"data": processing_s} if processing_s else {})
 
-    scenario = small_scenario().model_copy(update={"time_scale": 60.0})
+    from simulator.clock import ManualClock, RealClock
+
+    scenario = small_scenario()
     cls = scenario.user_classes[0]
     interval = cls.behaviour.sync_interval_s
     slow = [record(cls.name, 4.0, processing_s=1.0)] * 20 + [record(cls.name, 60.0, final=True)]
-    (warned,) = world_ahead(scenario, slow)
+    (warned,) = world_ahead(scenario, slow, RealClock(60))
     assert warned == {"user_class": cls.name, "share": round(5.0 / (interval / 60), 3), "work_p95_s": 5.0,
                       "between_syncs_real_s": round(interval / 60, 2)}
-    assert world_ahead(scenario, [record(cls.name, 0.1 * interval / 60)] * 20) == []
-    assert world_ahead(scenario.model_copy(update={"time_scale": 1.0}), slow) == []
+    assert world_ahead(scenario, [record(cls.name, 0.1 * interval / 60)] * 20, RealClock(60)) == []
+    assert world_ahead(scenario, slow, RealClock(1)) == []
+    assert world_ahead(scenario, slow, ManualClock(time_scale=60)) == []  # only real time mixes two clocks
 
 
 def test_the_fleet_gauge_counts_devices_offline_and_syncing_from_their_state_changes() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from simulator.clock import wall_s
+from simulator.clock import RealClock, wall_s
 from simulator.nightly.metrics import extract
 from simulator.runner import run_blocking
 from simulator.scenario import Scenario, load_scenario
@@ -107,7 +107,8 @@ def measure(path: Path, devices: int, out: Path, console: Console, label: str,
     scenario = load_scenario(path, devices=devices)
     start = wall_s()
     how = ("in virtual time" if server == "virtual"
-           else f"(~{scenario.duration_s / scenario.time_scale:.0f} s of devices at x{scenario.time_scale:g})")
+           else f"(~{RealClock(scenario.time_scale).to_real(scenario.duration_s):.0f} s of devices at "
+                f"x{scenario.time_scale:g})")
     console.print(f"[bold]{label}[/]: {devices:,} devices, {scenario.duration_s:g} s of scenario time {how}, "
                   "then the quiet period")
     result = run_blocking(scenario, out, server=server, progress=True, console=console, report=False)
