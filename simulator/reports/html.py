@@ -64,10 +64,10 @@ CHARTS: tuple[tuple[str, str, ChartMaker], ...] = (
      "files, reading metadata; first_sync_detail.processing_s in summary.json).",
      lambda d: charts.phase_bars(d.summary)),
     ("The run over time",
-     "Every second: devices online, syncing and offline; rows the server served per second and the 429s it "
-     "answered; the event-loop lag of the device process and of the server process, and the device "
-     "process's CPU. Above 100 ms of lag (or 90% CPU for long), sync times include the generator's own "
-     "delay. Dotted lines mark rollout waves and privilege changes.",
+     "Every second (a long run in bins): devices online, syncing and offline; rows the server served per "
+     "second and the 429s it answered; in a real-time run also the event-loop lag of the device process and "
+     "of the server process, and the device process's CPU: above 100 ms of lag (or 90% CPU for long), sync "
+     "times include the generator's own delay. Dotted lines mark rollout waves and privilege changes.",
      lambda d: run_charts.timeline(d.timeline, d.summary.get("timeline_marks", []))),
     ("Delta sync duration over scenario time",
      "Each point is one delta sync; crosses are failed syncs. A rising band means the server or network slows down.",
