@@ -104,11 +104,14 @@ def steady(quick: bool) -> list[Figure]:
                                            console=Console(quiet=True), report=False)).summary
     wall = summary["wall_s"]
     rate = devices * hours / wall
+    rows, syncs = summary["totals"]["rows"], summary["totals"]["syncs"]
     return [absolute(NAME, "device-hours simulated per wall second (steady state)", rate, "device-h/s", 1000.0,
                      detail=f"{devices} devices x {hours:g} h in {wall:.1f} s of wall time (the run, from its start to "
-                            f"the end of its quiet period); {summary['totals']['syncs']:,} syncs, "
-                            f"{summary['server']['requests']:,} requests, {summary['totals']['rows']:,} rows",
-                     devices=devices, hours=hours, wall_s=wall)]
+                            f"the end of its quiet period); {syncs:,} syncs ({wall / syncs * 1e3:.2f} ms each), "
+                            f"{summary['server']['requests']:,} requests, {rows:,} rows delivered "
+                            f"({rows / (devices * hours):,.0f} per device-hour, {wall / rows * 1e6:.1f} µs of wall "
+                            "each): every back-office write reaches every device that holds its row",
+                     devices=devices, hours=hours, wall_s=wall, rows=rows, syncs=syncs)]
 
 
 def field_service(quick: bool) -> list[Figure]:
