@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -337,14 +338,43 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
                   f"{_time_words(run.clock, scenario.duration_s)}; {_server_words(server)}...")
     async with run:
         devices = [run.device(e) for e in run.fleet]
-        watch = Progress(run.metrics, len(devices), run.clock, run.origin, scenario.duration_s, enabled=progress,
-                         console=console)
-        async with watch:
-            stop_at = run.origin + scenario.duration_s
-            async with _running(run_storms(scenario, run.session, run.base_url, run.admin.token, run.clock, stop_at,
-                                           run.storms)):
-                await _run_fleet(devices, run.fleet, run.clock, stop_at)
-            return await run.finish(watch)
+        with fewer_collections():
+            return await _drive(run, devices, scenario, progress, console)
+
+
+async def _drive(run: FleetRun, devices: list[Device], scenario: Scenario, progress: bool,
+                 console: Console) -> RunResult:
+    """The devices at their rollout waves until the scenario's time is up, then the run's end."""
+    watch = Progress(run.metrics, len(devices), run.clock, run.origin, scenario.duration_s, enabled=progress,
+                     console=console)
+    async with watch:
+        stop_at = run.origin + scenario.duration_s
+        async with _running(run_storms(scenario, run.session, run.base_url, run.admin.token, run.clock, stop_at,
+                                       run.storms)):
+            await _run_fleet(devices, run.fleet, run.clock, stop_at)
+        return await run.finish(watch)
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Python's collector thresholds while a fleet runs (the default is 700, 10, 10): a fleet of 20,000
+devices holds millions of objects, and the default collected them so often that collecting took most
+of a run (10.7 s of 69 s at 2,000 devices; 1.9 s with these)."""
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """While a fleet runs: what was built before it (the seeded store, the devices) is left out of
+    every collection (gc.freeze), and collections are rarer (GC_THRESHOLDS). Reference cycles are
+    still collected; only the generator's own time changes."""
+    gc.collect()
+    gc.freeze()
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def timeline_marks(scenario: Scenario) -> list[dict[str, Any]]:
