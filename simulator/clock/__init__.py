@@ -7,14 +7,16 @@
 - `virtual.VirtualClock` on a `VirtualEventLoop`: one simulated time for everything, moving only
   when every task waits (`run_virtual`; the default for `syncsim run`);
 - `manual.ManualClock`: tests move time by hand;
-- `lived.Timeline`: a device's lived time, on which sync durations are measured.
+- `lived.Timeline`: a device's lived time, on which sync durations are measured;
+- `deadline.ReadDeadline`: a read timeout on work time (the device's Link).
 """
 
 from .base import Clock, ClockKind
+from .deadline import ReadDeadline
 from .lived import Timeline
 from .manual import ManualClock
 from .real import RealClock, cpu_s, sleep_wall, wall_epoch_s, wall_s
 from .virtual import VIRTUAL_START, VirtualClock, VirtualEventLoop, VirtualTimeStalled, run_virtual
 
-__all__ = ["VIRTUAL_START", "Clock", "ClockKind", "ManualClock", "RealClock", "Timeline", "VirtualClock",
+__all__ = ["VIRTUAL_START", "Clock", "ClockKind", "ManualClock", "ReadDeadline", "RealClock", "Timeline", "VirtualClock",
            "VirtualEventLoop", "VirtualTimeStalled", "cpu_s", "run_virtual", "sleep_wall", "wall_epoch_s", "wall_s"]

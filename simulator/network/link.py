@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..clock import Clock, Timeline
+from ..clock import Clock, ReadDeadline, Timeline
 from .errors import AirplaneModeError, NetworkError
 from .faults import Tcp, Throttle
 from .model import NetworkModel
@@ -229,14 +229,9 @@ class Link:
         if model.draw_lost():
             raise NetworkError(f"{method} {url}: packet loss (p={model.loss.probability})")
         try:
-            async with asyncio.timeout(timeout_s) as deadline:
-                loop = asyncio.get_running_loop()
-
-                def progress() -> None:  # something arrived: the read timeout starts again
-                    deadline.reschedule(loop.time() + timeout_s)
-
+            async with ReadDeadline(timeout_s) as deadline:  # something arrived: it starts again
                 status, resp_headers, data, bytes_down = await self._send(
-                    model, tcp, rtt_s, method, url, headers, body, sink, got, progress)
+                    model, tcp, rtt_s, method, url, headers, body, sink, got, deadline.progress)
         except TimeoutError as e:
             raise NetworkError(f"{method} {url}: nothing received for {timeout_s} s") from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
