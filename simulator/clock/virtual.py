@@ -45,14 +45,19 @@ class VirtualTimeStalled(RuntimeError):
 
 
 class _Selector:
-    """The loop's selector: polls real I/O without waiting, and asks the loop how long it may wait."""
+    """The loop's selector: polls real I/O without waiting, and asks the loop how long it may wait.
+
+    With nothing registered but the loop's own self-pipe (a virtual run opens no socket), polling is
+    skipped: what other threads and signal handlers hand the loop is already in its ready queue, and
+    the pipe only wakes a loop that blocks, which this one does only while a thread is at work."""
 
     def __init__(self) -> None:
         self.inner = selectors.DefaultSelector()
         self.wait: Callable[[float | None], float | None] = lambda timeout: timeout
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        events = self.inner.select(0)
+        polls = len(self.inner.get_map()) > 1
+        events = self.inner.select(0) if polls else []
         if events or timeout == 0:
             return events
         real = self.wait(timeout)
