@@ -126,6 +126,7 @@ async def test_rolled_back_changeset_leaves_no_trace_in_any_change_log(api: Api)
     account = store.table("account")
     parent = next(i for i in sorted(account.rows) if store.table("msdyn_workorder").children["msdyn_account"].get(i))
     before = {name: list(t.log) for name, t in store.tables.items()}
+    owners_before = {name: {o: list(log) for o, (_, log) in t.owner_log.items()} for name, t in store.tables.items()}
     writer = Writer(api.state, store.users_by_name["backoffice"])
     writer.delete(account, parent)  # touches the work orders that look it up
     try:
@@ -134,7 +135,11 @@ async def test_rolled_back_changeset_leaves_no_trace_in_any_change_log(api: Api)
         writer.undo()
     assert parent in account.rows
     assert {name: list(t.log) for name, t in store.tables.items()} == before
+    assert {name: {o: list(log) for o, (_, log) in t.owner_log.items() if log}
+            for name, t in store.tables.items()} == {name: {o: log for o, log in logs.items() if log}
+                                                     for name, logs in owners_before.items()}
     assert all(len(t.log) == len(t.log_versions) for t in store.tables.values())
+    assert all(len(v) == len(e) for t in store.tables.values() for v, e in t.owner_log.values())
 
 
 async def test_users_with_the_same_view_share_pages_but_each_gets_a_fresh_delta_link(api: Api, clock: Any) -> None:
@@ -223,3 +228,37 @@ async def test_a_delta_continuation_skips_no_row_when_its_delta_left_the_cache(a
     assert set(served) | {c["msdyn_workorderid"] for c in changed} == set(changed_ids)  # nothing skipped
     later, later_removed, _ = await follow_delta(api, next_link, user)
     assert served[0] in removed + later_removed  # and the delete still reaches the device
+
+
+async def test_a_user_who_reads_only_its_own_rows_gets_its_delta_from_its_owners_log(
+        aiohttp_client: Any, make_server: Any) -> None:
+    """With read depth `user` the delta is looked up among the changes of rows the user owned before
+    or after them: the row it lost and the row it gained come back (a removal, a row), changes of
+    other users' rows are not even looked at, and the delta is what the full change log gives."""
+    from simulator.server.handlers.changes import delta_items
+    from tests.conftest import SMALL, small_scenario
+
+    privileges = {"msdyn_workorder": {"read": "user", "write": "org", "delete": "org"}}
+    classes = [{**SMALL["user_classes"][0], "privileges": privileges}, *SMALL["user_classes"][1:]]
+    api = Api(await aiohttp_client(make_server(small_scenario(user_classes=classes))))
+    store = api.state.store
+    a, b = store.users_by_name["technician-0001"], store.users_by_name["technician-0002"]
+    table = store.table("msdyn_workorder")
+    wo_rows, wo_link = await track_all(api, "msdyn_workorders", a.name)
+    since = store.version
+    lost = sorted(wo_rows)[0]
+    gained = next(r for r in sorted(table.rows) if table.rows[r].owner == b.index)
+    others = [r for r in sorted(table.rows) if table.rows[r].owner not in (a.index, b.index)][:3]
+    for row_id, owner in ((lost, b), (gained, a)):
+        resp = await api.call("PATCH", f"/api/data/v9.2/msdyn_workorders({row_id})", "backoffice",
+                              json={"ownerid@odata.bind": f"/systemusers({owner.id})"})
+        assert resp.status == 204, await resp.text()
+    for row_id in others:
+        await api.call("PATCH", f"/api/data/v9.2/msdyn_workorders({row_id})", "backoffice", json={"msdyn_priority": 1})
+    own = table.changes_since(since, store.version, a.index)
+    assert {lost, gained} <= set(own) and not set(others) & set(own)
+    assert set(others) <= set(table.changes_since(since, store.version))
+    changed, removed, _ = await follow_delta(api, wo_link, a.name)
+    assert removed == [lost] and [r["msdyn_workorderid"] for r in changed] == [gained]
+    items = delta_items(api.state.access, table, a, True, since, store.version)
+    assert [i if isinstance(i, str) else i.id for i in items] == [gained, lost]

@@ -204,6 +204,8 @@ class Writer:
         after this writer's last one, so a version is never given to two rows."""
         last = max((u.written.version for u in self._undo if u.written is not None), default=None)
         for u in reversed(self._undo):
+            for table, entries in u.logged:  # first: the logs find their owners in the rows as written
+                table.unlog(entries)
             current = u.table.rows.get(u.row_id)
             if current is not None:
                 u.table._unindex(current)
@@ -214,11 +216,6 @@ class Writer:
                 u.table.deleted[u.row_id] = u.tombstone
             else:
                 u.table.deleted.pop(u.row_id, None)
-            for table, entries in u.logged:
-                drop = {id(e) for e in entries}
-                kept = [(v, e) for v, e in zip(table.log_versions, table.log, strict=True) if id(e) not in drop]
-                table.log_versions[:] = [v for v, _ in kept]
-                table.log[:] = [e for _, e in kept]
             if u.written is not None:
                 self.state.write_log.writes.remove(u.written)
         if self._undo and self.state.store.version == last:

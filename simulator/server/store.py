@@ -127,6 +127,9 @@ class TableStore:
                                       for c in meta.columns if c.type != "file"}
         self.log_versions: list[int] = []
         self.log: list[LogEntry] = []
+        # owner index -> (versions, entries) of the changes of rows that owner held before or after:
+        # a user who may read only its own rows finds its delta here, not in every change of the table
+        self.owner_log: dict[int, tuple[list[int], list[LogEntry]]] = {}
         self.deleted: dict[str, Row] = {}  # id -> the last version of a deleted row (its tombstone's row)
         self.conflict_detection = False
         self.context_prefix = ""  # set by the app: "<root>/$metadata#<set>"
@@ -222,24 +225,50 @@ class TableStore:
             self._log(version, row_id, row)
 
     def _log(self, version: int, row_id: str, prev: Row | None) -> None:
+        """Log a change (call after the row is stored or removed): in the table's log and in the log
+        of each owner the row had before or has after it."""
+        entry = LogEntry(version, row_id, prev)
         self.log_versions.append(version)
-        self.log.append(LogEntry(version, row_id, prev))
+        self.log.append(entry)
+        row = self.rows.get(row_id)
+        owners = {o for o in (row.owner if row is not None else None, prev.owner if prev is not None else None)
+                  if o is not None}
+        for owner in sorted(owners):
+            versions, entries = self.owner_log.setdefault(owner, ([], []))
+            versions.append(version)
+            entries.append(entry)
 
-    def changes_since(self, version: int, upto: int) -> dict[str, Row | None]:
-        """Row ids changed in (version, upto], each with the row as it was at `version` (None: absent)."""
+    def changes_since(self, version: int, upto: int, owner: int | None = None) -> dict[str, Row | None]:
+        """Row ids changed in (version, upto], each with the row as it was at `version` (None: absent);
+        with `owner`, only rows that owner held before or after a change (a superset of the rows a
+        user who may read only its own rows could see change, or leave its view)."""
+        versions, log = (self.log_versions, self.log) if owner is None else self.owner_log.get(owner, ([], []))
         out: dict[str, Row | None] = {}
-        start = bisect_right(self.log_versions, version)
-        end = bisect_right(self.log_versions, upto)
-        for entry in self.log[start:end]:
+        start = bisect_right(versions, version)
+        end = bisect_right(versions, upto)
+        for entry in log[start:end]:
             if entry.row_id not in out:
                 out[entry.row_id] = entry.prev
         return out
 
+    def unlog(self, entries: list[LogEntry]) -> None:
+        """Take these entries out of the table's log and of the logs of the owners they were logged
+        for (an all-or-nothing group undone; call it before the rows are put back)."""
+        drop = {id(e) for e in entries}
+        owners = {e.prev.owner for e in entries if e.prev is not None}
+        owners |= {row.owner for e in entries if (row := self.rows.get(e.row_id)) is not None}
+        logs = [(self.log_versions, self.log), *(self.owner_log[o] for o in sorted(owners) if o in self.owner_log)]
+        for versions, log in logs:
+            kept = [(v, e) for v, e in zip(versions, log, strict=True) if id(e) not in drop]
+            versions[:] = [v for v, _ in kept]
+            log[:] = [e for _, e in kept]
+
     def prune_log(self, before_version: int) -> None:
         """Drop change-log entries at or below a version (their tokens have expired)."""
-        cut = bisect_right(self.log_versions, before_version)
-        del self.log_versions[:cut]
-        del self.log[:cut]
+        for versions, entries in [(self.log_versions, self.log), *self.owner_log.values()]:
+            cut = bisect_right(versions, before_version)
+            del versions[:cut]
+            del entries[:cut]
 
     def __len__(self) -> int:
         return len(self.rows)

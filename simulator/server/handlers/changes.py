@@ -167,8 +167,11 @@ def _item_id(item: DeltaItem) -> str:
 def delta_items(access: Access, table: TableStore, user: User, device: bool, from_v: int, to_v: int) -> list[DeltaItem]:
     """Changed rows in the user's view, then ids of rows that left it, for versions (from_v, to_v].
 
-    Each part is in id order, so a continuation can find its place by id."""
-    changed = table.changes_since(from_v, to_v)
+    Each part is in id order, so a continuation can find its place by id. A user who may read only
+    its own rows, now and at `from_v`, is looked up in its own owner's log only."""
+    name = table.meta.logical_name
+    own_only = user.privilege(name).read == "user" and all(v <= from_v for v, _ in user.privilege_log.get(name, ()))
+    changed = table.changes_since(from_v, to_v, user.index if own_only else None)
     forced: set[str] = set()  # rows whose visibility a privilege change may have flipped
     log = user.view_log.get(table.meta.logical_name, [])  # appended in version order
     for _, row_id in log[bisect_right(log, from_v, key=_version_of) : bisect_right(log, to_v, key=_version_of)]:
