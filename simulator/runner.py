@@ -107,20 +107,21 @@ def make_device(entry: FleetEntry, clock: Clock,
 
 
 class FleetRun:
-    """One run's composition, shared by `syncsim run` and the Locust integration: the server, one
-    client session, the admin client, the metrics and the ledger's journal. A driver makes devices
-    with `device()` and runs them (at their rollout waves, or as Locust spawns users); `finish()`
-    then runs the quiet period and the end-of-run check and writes the reports. Only the devices
-    made are synced, checked and reported.
+    """One run's composition, shared by `syncsim run` and the Locust integration: the clock, the
+    server and how it is reached (transport), one client session, the admin client, the metrics
+    and the ledger's journal. A driver makes devices with `device()` and runs them (at their
+    rollout waves, or as Locust spawns users); `finish()` then runs the quiet period and the
+    end-of-run check and writes the reports. Only the devices made are synced, checked and reported.
 
-        async with FleetRun(scenario) as run:
+        async with FleetRun(scenario) as run:       # start() ... close()
             ...drive run.device(entry) for entries of run.fleet...
             result = await run.finish()
 
     A run split over processes (Locust's workers) has one primary, which joins the server's clock
     and starts the run, and others (`primary=False`, on the primary's clock and origin) that only
-    hold devices: each syncs its devices through the quiet period's rounds (`quiet_round()`) and
-    hands them in (`hand_in()`); `check_and_report` checks and reports the merged parts.
+    hold devices. The primary takes `finish()`'s steps with the rounds spread over every process:
+    `quiet_begins()`, then `quiet_round()` on each, `hand_in()` from each, `report()` of the merged
+    parts (parts.merge).
     """
 
     def __init__(self, scenario: Scenario, *, server: Where | Target = "virtual", out_root: Path = Path("reports"),
