@@ -282,7 +282,7 @@ class FleetRun:
 
     def cost(self) -> RunCost:
         """What the run has cost the generator so far (wall and CPU seconds since the server was ready)."""
-        return RunCost(self.clock.kind, wall_s() - self._wall0, cpu_s() - self._cpu0, self.clock.now() - self.origin)
+        return RunCost(wall_s() - self._wall0, cpu_s() - self._cpu0, self.clock.now() - self.origin)
 
 
 GENERATOR_FIELDS = ("wall_s", "generator")
@@ -292,15 +292,15 @@ virtual-time run the only ones that differ between two runs of the same scenario
 
 @dataclass(frozen=True, slots=True)
 class RunCost:
-    """What a run cost the generator: the kind of clock it ran on, and the wall and CPU seconds of the
-    device process from the run's start to the end of its quiet period. Generator facts, never inputs
-    to a figure: the only fields of summary.json that differ between two runs of one seed (with the
-    `generator` section they fill)."""
+    """How long a run lasted, from its start to the end of its quiet period: `run_s` scenario seconds
+    (a fact of the run, the same for every run of a seed in virtual time), and the wall and CPU
+    seconds the device process spent on it (generator facts, never inputs to a figure: with the
+    `generator` section they fill, the only fields of summary.json that differ between two runs of
+    one seed)."""
 
-    clock: ClockKind
     wall_s: float
     cpu_s: float
-    run_s: float = 0.0  # scenario seconds from the run's start to the end of its quiet period (a fact of the run)
+    run_s: float
 
 
 async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, cost: RunCost, out_root: Path,
@@ -596,15 +596,14 @@ def world_ahead(scenario: Scenario, records: list[SyncRecord], clock: Clock) -> 
     return out
 
 
-def generator_health(part: DevicePart, cost: RunCost) -> dict[str, Any]:
+def generator_health(part: DevicePart, cost: RunCost, clock: ClockKind) -> dict[str, Any]:
     """The generator's health: in real time its loop lag, CPU and memory over the run (saturation);
     in virtual time only what the run cost (it cannot saturate: time waits for the work)."""
-    if cost.clock == "real":
+    if clock == "real":
         return saturation(part.timeline, part.lags_ms)
-    simulated = cost.run_s
-    return {"clock": cost.clock, "samples": 0, "saturated": False, "saturated_share": 0.0,
+    return {"clock": clock, "samples": 0, "saturated": False, "saturated_share": 0.0,
             "wall_s": round(cost.wall_s, 3), "cpu_s": round(cost.cpu_s, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "simulated_s_per_wall_s": round(simulated / cost.wall_s, 1) if cost.wall_s > 0 else None}
+            "simulated_s_per_wall_s": round(cost.run_s / cost.wall_s, 1) if cost.wall_s > 0 else None}
 
 
 def new_out_dir(out_root: Path, name: str) -> Path:
@@ -626,7 +625,7 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
 
     extra = {
         "scenario": scenario.name, "seed": scenario.seed, "duration_s": scenario.duration_s,
-        "clock": cost.clock, "time_scale": scenario.time_scale if cost.clock == "real" else None,
+        "clock": clock.kind, "time_scale": scenario.time_scale if clock.kind == "real" else None,
         "ledger": ledger, "end_of_run_check": check,
         "server": {"conflicts": by_devices(counters.get("conflicts", {})),
                    "rejections": by_devices(counters.get("rejections", {})),
@@ -636,14 +635,14 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
                    "throttles": counters.get("throttles", {}), "writes_applied": counters.get("writes_applied", 0),
                    "requests": sum(counters.get("requests", {}).values())},
         # what the server model assumed and spent (virtual time; in real time the server's CPU decides)
-        "server_model": None if cost.clock == "real" else {
+        "server_model": None if clock.kind == "real" else {
             **scenario.server.model.model_dump(mode="json"), "spent": counters.get("server_time")},
         "run_s": round(cost.run_s, 3),  # scenario seconds from the run's start to the end of its quiet period
         "wall_s": round(cost.wall_s, 3),  # real seconds from the run's start to the end of its quiet period
         "device_conflicts": device_conflicts,
         "conflicts_by_table": _per_table(counters.get("conflicts", {}), scenario),
         "faults_injected": counters["faults_injected"],
-        "generator_saturated": (health := generator_health(metrics, cost))["saturated"],
+        "generator_saturated": (health := generator_health(metrics, cost, clock.kind))["saturated"],
         "generator": health,
         "timeline_marks": timeline_marks(scenario),
         "world_ahead": world_ahead(scenario, metrics.records, clock),

@@ -165,3 +165,27 @@ def test_the_summary_says_the_run_was_virtual_and_what_the_server_model_assumed(
     assert s["run_s"] >= 600 and set(GENERATOR_FIELDS) <= set(s)
     html = (result.out_dir / "report.html").read_text()
     assert "virtual time: one simulated time" in html and "Server model: 1 request(s) at once" in html
+
+
+def test_a_page_costs_the_server_its_rows_and_a_delta_its_own_base(tmp_path: Path) -> None:
+    """A free network and a server whose pages cost 10 ms a row and whose deltas cost 0.5 s, nothing
+    else: the first sync (one page of 100 rows) takes 1.0 s, every delta sync (one delta request)
+    0.5 s."""
+    model = {**FREE, "read": {"base_ms": 0, "per_row_ms": 10}, "delta": {"base_ms": 500}}
+    manager = {**_manager(page_size=100, sync_interval_s=300), "networks": {"flat": 1.0}}
+    result = _run(_one_table(classes=[manager], model=model, rows=100), tmp_path)
+    (first,) = _firsts(result)
+    assert float(first["duration_s"]) == pytest.approx(1.0, abs=1e-9) and int(first["rows"]) == 100
+    with (result.out_dir / "syncs.csv").open() as f:
+        deltas = [float(r["duration_s"]) for r in csv.DictReader(f) if r["mode"] == "DELTA_SYNC"]
+    assert deltas and all(d == pytest.approx(0.5, abs=1e-9) for d in deltas)
+
+
+def test_the_nightly_rates_of_a_virtual_run_are_per_second_of_the_run_not_of_the_machine() -> None:
+    from simulator.nightly.metrics import extract
+
+    summary = {"clock": "virtual", "run_s": 100.0, "wall_s": 4.0, "classes": {},
+               "server": {"requests": 250, "rows_served": 5_000, "throttles": {}}, "generator": {"peak_rss_mb": 90.0}}
+    out = extract(summary)
+    assert (out["server_requests_per_s"], out["server_rows_per_s"]) == (2.5, 50.0)
+    assert out["generator_loop_lag_p99_ms"] is None and out["devices_peak_rss_mb"] == 90.0

@@ -78,7 +78,6 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         self._now = 0.0
         self._clock_resolution = CLOCK_RESOLUTION_S
         self._thread_jobs = 0
-        self.jumps = 0  # how many times time moved (for benchmarks)
 
     def time(self) -> float:
         return self._now
@@ -97,7 +96,6 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             self._now = max(self._now, scheduled[0].when())  # exactly the timer's time: no rounding drift
         else:
             self._now += timeout
-        self.jumps += 1
         return 0
 
     def run_in_executor(self, executor: Executor | None, func: Callable[[*Ts], T],

@@ -150,8 +150,8 @@ def _bodies(request: web.Request, response: web.StreamResponse) -> int:
 
 @web.middleware
 async def service_time(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Queue, run the handler, spend the modelled cost (see the module docstring). Only on an app
-    with a ServerTime (a virtual-time run), and not for /_syncsim/ (the harness, not the service)."""
+    """Queue, run the handler, spend the modelled cost (virtual time) or measure it (real time; see
+    the module docstring). Not for /_syncsim/: the harness, not the service."""
     server = request.app.get(SERVER_TIME)
     if server is None or request.path.startswith(SYNCSIM_ROOT):
         return await handler(request)

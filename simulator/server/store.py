@@ -231,12 +231,13 @@ class TableStore:
         self.log_versions.append(version)
         self.log.append(entry)
         row = self.rows.get(row_id)
-        owners = {o for o in (row.owner if row is not None else None, prev.owner if prev is not None else None)
-                  if o is not None}
-        for owner in sorted(owners):
-            versions, entries = self.owner_log.setdefault(owner, ([], []))
-            versions.append(version)
-            entries.append(entry)
+        after = row.owner if row is not None else None
+        before = prev.owner if prev is not None and prev.owner != after else None
+        for owner in (after, before):
+            if owner is not None:
+                versions, entries = self.owner_log.setdefault(owner, ([], []))
+                versions.append(version)
+                entries.append(entry)
 
     def changes_since(self, version: int, upto: int, owner: int | None = None) -> dict[str, Row | None]:
         """Row ids changed in (version, upto], each with the row as it was at `version` (None: absent);
