@@ -120,3 +120,26 @@ def test_two_runs_of_the_same_program_interleave_the_same_way() -> None:
 
     assert run_virtual(main()) == run_virtual(main())
     assert isinstance(VirtualEventLoop().time(), float)
+
+
+def test_a_read_deadline_cuts_exactly_its_seconds_after_the_last_progress_and_never_before() -> None:
+    """Progress every second for 100 s, then silence: the block is cut at 100 + 30 s, not at 30 s
+    (the first deadline) and not later; a block that keeps progressing is never cut."""
+    from simulator.clock import ReadDeadline
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TimeoutError):
+            async with ReadDeadline(30) as deadline:
+                for _ in range(100):
+                    await asyncio.sleep(1)
+                    deadline.progress()
+                await asyncio.sleep(3600)
+        cut_at = loop.time()
+        async with ReadDeadline(30) as deadline:
+            for _ in range(500):
+                await asyncio.sleep(29.9)
+                deadline.progress()
+        return cut_at, loop.time() - cut_at
+
+    assert run_virtual(main()) == (130.0, pytest.approx(500 * 29.9))

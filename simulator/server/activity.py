@@ -8,6 +8,7 @@ PUT /_syncsim/activity {"back_office": false} (the runner does so for its quiet 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 from collections.abc import AsyncIterator
@@ -83,7 +84,8 @@ class BackOffice:
         self.user = state.store.users_by_name["backoffice"]
         self.tables = [state.store.table(t) for t in (cfg.tables or list(state.store.tables))]
         mix = np.array([cfg.mix.update, cfg.mix.create, cfg.mix.delete], dtype=float)
-        self.mix = mix / mix.sum()
+        cdf = mix.cumsum()
+        self.mix_cdf = [float(x) for x in cdf / cdf[-1]]  # as Generator.choice(3, p=mix) draws, without its checks
         self.hot: list[str] = []
         if cfg.hot_rows is not None:
             table = state.store.table(cfg.hot_rows.table)
@@ -130,7 +132,7 @@ class BackOffice:
 
     def write_one(self) -> None:
         """One back-office write; refusals (a row gone meanwhile) are simply skipped."""
-        kind = ("update", "create", "delete")[int(self.rng.choice(3, p=self.mix))]
+        kind = ("update", "create", "delete")[min(bisect.bisect_right(self.mix_cdf, self.rng.random()), 2)]
         hot = self.cfg.hot_rows
         if kind == "update" and self.hot and hot is not None and self.rng.random() < hot.share:
             table = self.state.store.table(hot.table)
