@@ -311,20 +311,30 @@ def _revoked_gone(journal: Journal, facts: _ServerFacts, devices: list[DeviceEnd
 
 
 def _deleted_stay_deleted(facts: _ServerFacts, devices: list[DeviceEnd]) -> Invariant:
-    """A row deleted on the server is never written again and no device holds it at the end."""
+    """A row deleted on the server is never written again (every row the write log saw deleted, also
+    one that is back at the end) and no device holds a row that is deleted at the end."""
     out = Invariant()
+    ever: dict[str, set[str]] = defaultdict(set)
     for table, ids in facts.deleted.items():
-        gone = set(ids)
-        out.checked += len(gone)
-        for row_id in gone:
+        ever[table].update(ids)
+    for (table, row_id), writes in facts.by_row.items():
+        if any(w.kind == "delete" for w in writes):
+            ever[table].add(row_id)
+    for table in sorted(ever):
+        out.checked += len(ever[table])
+        for row_id in sorted(ever[table]):
             writes = facts.by_row.get((table, row_id), [])
             deletes = [w.version for w in writes if w.kind == "delete"]
-            if deletes and any(w.version > deletes[-1] for w in writes):
-                out.fail(f"{table}/{row_id}: written again after its delete at v{deletes[-1]}")
+            again = [w for w in writes if deletes and w.version > deletes[0]]
+            if again:
+                w = again[0]
+                out.fail(f"{table}/{row_id}: written again at v{w.version} by {w.device or w.user} ({w.kind}) "
+                         f"after its delete at v{deletes[0]}")
+        gone = set(facts.deleted.get(table, ()))
         for d in devices:
             if not d.checked:
                 continue
-            for row_id in gone & d.rows.get(table, {}).keys():
+            for row_id in sorted(gone & d.rows.get(table, {}).keys()):
                 out.fail(f"{d.name} {table}/{row_id}: deleted on the server, still on the device")
     return out
 
