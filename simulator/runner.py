@@ -37,6 +37,7 @@ from simulator.fleet import FleetEntry, build_fleet
 from simulator.health import peak_rss_mb
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
+from simulator.ledger.paths import paths_reached
 from simulator.metrics import DeviceEvent, Metrics, SyncRecord
 from simulator.network import Link, NetworkModel, NetworkPreset
 from simulator.network.faults.connection import DEFAULT_KEEPALIVE_S, POOL_CONNECTIONS
@@ -101,7 +102,7 @@ def make_device(entry: FleetEntry, clock: Clock,
     async def token() -> str:
         return await admin.token(spec.user)
 
-    api = ApiClient(link, clock, base_url, token, who, events)
+    api = ApiClient(link, clock, base_url, token, who, events, max_retries=entry.user_class.behaviour.retries)
     return Device(spec, entry.user_class, api, link, clock, events, origin,
                   network_for=lambda name: network_for(name, next(switches)))
 
@@ -316,6 +317,8 @@ async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, c
     ledger = check_run(part.journal, await admin.ledger(), part.ends, expected, {v.device: v for v in views})
     counters = await admin.counters()
     counters["faults_injected"] = faults_injected(counters, Counter(part.storms), part.events)
+    ledger["paths"] = paths_reached(part.journal, counters, ledger["invariants"])
+    ledger["not_reached"] = [name for name, n in ledger["paths"].items() if n == 0]
     return _report(scenario, part, check, ledger, counters, cost, out_root, console, clock)
 
 

@@ -311,6 +311,8 @@ class Behaviour(_Model):
     edit_tables: list[str] = Field(default_factory=list)  # [] = every profile table
     upload_mode: Literal["batch", "one_by_one"] = "batch"
     page_size: int = Field(default=5000, ge=1, le=5000)  # rows per page the device asks for (odata.maxpagesize)
+    # times a request is tried again after a network error or a 5xx (backoff 2, 4, 8... s) before its sync fails
+    retries: int = Field(default=6, ge=0, le=20)
     airplane: Airplane = Airplane()
     network_changes: list[NetworkChange] = Field(default_factory=list)  # on a schedule (Wi-Fi at the depot...)
     roaming: Roaming | None = None  # and/or at random

@@ -60,7 +60,8 @@ async def test_a_clean_run_passes_and_its_conflicts_are_the_ledgers(rig_factory:
     assert ledger["passed"], _violations(ledger)
     assert ledger["conflicts"]["reported"] == ledger["conflicts"]["ledger"] > 0
     unchecked = {name for name, r in ledger["invariants"].items() if not r["checked"]}
-    assert unchecked == {"deleted_rows_stay_deleted", "revoked_rows_gone_after_next_sync"}  # none in this run
+    assert unchecked == {"deleted_rows_stay_deleted", "revoked_rows_gone_after_next_sync",  # none in this run
+                         "throttling_honoured"} == set(ledger["not_exercised"])
 
 
 async def test_a_self_conflict_is_caught_by_the_conflict_recount(rig_factory: Any, monkeypatch: Any) -> None:
@@ -212,3 +213,24 @@ async def test_a_revoked_row_kept_after_the_next_sync_is_caught(rig_factory: Any
     await other.sync_once()
     invariant = (await rig.ledger(device, other))["invariants"]["revoked_rows_gone_after_next_sync"]
     assert invariant["violations"] == 20 and "dev-technician-0002 account/" in invariant["examples"][0]
+
+
+def test_a_run_without_429s_leaves_throttling_not_exercised_and_its_paths_say_so() -> None:
+    """An invariant that checked nothing is "not exercised" (a green row that promises nothing), and
+    the paths table says which paths the run never reached."""
+    from simulator.ledger import Journal, check_run
+    from simulator.ledger.paths import paths_reached
+
+    server = {"seed_version": 0, "writes": [], "refusal_fields": ["op", "at_version"], "refusals": [],
+              "early_requests": [], "current": {}, "deleted": {}, "view_changes": []}
+    journal = Journal()
+    ledger = check_run(journal, server, [], {})
+    assert ledger["passed"] and "throttling_honoured" in ledger["not_exercised"]
+    journal._request(device="d", started_at=0.0, status=429)
+    journal._request(device="d", started_at=1.0, status=200)
+    ledger = check_run(journal, server, [], {})
+    assert ledger["invariants"]["throttling_honoured"]["checked"] == 1
+    assert "throttling_honoured" not in ledger["not_exercised"]
+    paths = paths_reached(journal, {"faults": {"lose_answer": 2}, "delta_continuations": 0}, ledger["invariants"])
+    assert paths["429s met by devices"] == 1 and paths["answers lost after a write was applied"] == 2
+    assert paths["delta continuation pages"] == 0 and paths["syncs stopped by a full device"] == 0

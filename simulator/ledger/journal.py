@@ -50,6 +50,7 @@ class Journal:
     first_sync_spans: dict[str, float] = field(default_factory=dict)  # device -> first request to completion
     over_quota: list[str] = field(default_factory=list)  # "device: used > capacity" seen in a record
     held_after_sync: dict[str, list[dict[str, tuple[int, frozenset[str]]]]] = field(default_factory=dict)
+    throttled: int = 0  # 429 answers devices met (each must be waited out: `throttling_honoured`)
     _first_request: dict[str, float] = field(default_factory=dict)  # device -> lived start of its first request
     _probes: dict[str, Probe] = field(default_factory=dict)
 
@@ -90,8 +91,9 @@ class Journal:
         else:
             intent.status, intent.version, intent.conflict, intent.code = outcome
 
-    def _request(self, device: str = "", started_at: float = 0.0, **_: Any) -> None:
+    def _request(self, device: str = "", started_at: float = 0.0, status: int = 0, **_: Any) -> None:
         self._first_request.setdefault(device, started_at)
+        self.throttled += status == 429
 
     def _record(self, record: SyncRecord) -> None:
         self.records.append(record)

@@ -96,7 +96,7 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
 
 def render_ledger(ledger: Mapping[str, Any], faults: Mapping[str, int], console: Console | None = None) -> None:
     """Print the faults injected (if any), the ledger's invariants (checked, violations, first
-    examples) and the conflict recount."""
+    examples; "not exercised" when nothing was checked), the paths reached and the conflict recount."""
     console = console or Console()
     if faults:
         injected = Table(title="Faults injected", title_justify="left")
@@ -112,8 +112,17 @@ def render_ledger(ledger: Mapping[str, Any], faults: Mapping[str, int], console:
     for name, result in ledger["invariants"].items():
         examples = "; ".join(result["examples"][:2]) or DASH
         style = "red" if result["violations"] else None
-        table.add_row(name.replace("_", " "), f"{result['checked']:,}", str(result["violations"]), examples, style=style)
+        checked = f"{result['checked']:,}" if result["checked"] else "[yellow]not exercised[/]"
+        table.add_row(name.replace("_", " "), checked, str(result["violations"]), examples, style=style)
     console.print(table)
+    paths = ledger.get("paths")
+    if paths:
+        reached = Table(title="Paths the invariants exist for, as this run reached them", title_justify="left")
+        reached.add_column("Path")
+        reached.add_column("Times", justify="right")
+        for path, n in paths.items():
+            reached.add_row(path, f"{n:,}" if n else "[yellow]not reached[/]")
+        console.print(reached)
     c = ledger["conflicts"]
     console.print(f"Conflicts: {c['reported']} reported by devices, {c['ledger']} recomputed from the ledger, "
                   f"of {c['uploaded']} uploads ({fmt_percent(c['reported_rate'])}% / {fmt_percent(c['ledger_rate'])}%)")

@@ -35,7 +35,7 @@ td { white-space: nowrap; } td.text { text-align: left; white-space: normal; }
 dl.run { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; font-size: .9rem; }
 dl.run dt { font-weight: 600; } dl.run dd { margin: 0; }
 code { font-size: .85rem; word-break: break-word; }
-b.ok { color: #1e8449; } b.bad { color: #c0392b; }
+b.ok { color: #1e8449; } b.bad { color: #c0392b; } .warn { color: #b9770e; }
 details { margin: .6rem 0 1rem; font-size: .85rem; } pre { background: #f7f7f7; padding: .6rem; overflow-x: auto; }
 figure { margin: 0; } svg { max-width: 100%; height: auto; }
 """
@@ -95,7 +95,7 @@ def ledger_section(summary: Mapping[str, Any]) -> str:
         return ""
     verdict = "passed" if ledger["passed"] else "FAILED"
     rows = "".join(
-        f"<tr><td>{escape(name.replace('_', ' '))}</td><td>{r['checked']:,}</td><td>{r['violations']:,}</td>"
+        f"<tr><td>{escape(name.replace('_', ' '))}</td><td>{_checked(r['checked'])}</td><td>{r['violations']:,}</td>"
         f'<td class="text">{escape("; ".join(r["examples"]) or "–")}</td></tr>'
         for name, r in ledger["invariants"].items())
     c = ledger["conflicts"]
@@ -103,6 +103,11 @@ def ledger_section(summary: Mapping[str, Any]) -> str:
     injected = "".join(f"<tr><td>{escape(k)}</td><td>{n:,}</td></tr>" for k, n in faults.items())
     fault_table = (f'<div class="table"><table><thead><tr><th>Fault injected</th><th>Times</th></tr></thead>'
                    f"<tbody>{injected}</tbody></table></div>") if faults else ""
+    paths = ledger.get("paths") or {}
+    reached = "".join(f"<tr><td>{escape(k)}</td><td>{n:,}</td></tr>" if n else
+                      f'<tr><td>{escape(k)}</td><td class="warn">not reached</td></tr>' for k, n in paths.items())
+    path_table = (f'<div class="table"><table><thead><tr><th>Path the invariants exist for</th><th>Times reached'
+                  f"</th></tr></thead><tbody>{reached}</tbody></table></div>") if paths else ""
     return (
         f"<h2>Ledger: {verdict}</h2>"
         '<p class="caption">The run checks its own numbers against an independent record (the server\'s '
@@ -110,8 +115,12 @@ def ledger_section(summary: Mapping[str, Any]) -> str:
         f"from facts. Conflicts: {c['reported']:,} reported by devices, {c['ledger']:,} recomputed, of "
         f"{c['uploaded']:,} uploads. See docs/ledger.md.</p>{fault_table}"
         '<div class="table"><table><thead><tr><th>Invariant</th><th>Checked</th><th>Violations</th>'
-        f"<th>First examples</th></tr></thead><tbody>{rows}</tbody></table></div>"
+        f"<th>First examples</th></tr></thead><tbody>{rows}</tbody></table></div>{path_table}"
     )
+
+
+def _checked(n: int) -> str:
+    return f"{n:,}" if n else '<span class="warn">not exercised</span>'
 
 
 def advisor_rows(summary: Mapping[str, Any], first_syncs: Sequence[FirstSync]) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ class Counters:
     throttles: Counter[str] = field(default_factory=Counter)  # "<limit>"
     faults: Counter[str] = field(default_factory=Counter)  # injected fault kind -> times
     writes_applied: int = 0
+    delta_continuations: int = 0  # continuation pages of deltas served (a path the ledger wants reached)
 
     def served(self, rows: int = 0, nbytes: int = 0) -> None:
         """Rows and body bytes served by the current request."""
@@ -60,6 +61,7 @@ class Counters:
             "throttles": dict(self.throttles),
             "faults": dict(self.faults),
             "writes_applied": self.writes_applied,
+            "delta_continuations": self.delta_continuations,
         }
 
 

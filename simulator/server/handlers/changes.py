@@ -131,6 +131,7 @@ def _delta_page(request: web.Request, state: ServerState, table: TableStore, use
         if part not in ("u", "r"):
             raise DataverseError(ErrorCode.BAD_PAYLOAD, f"The $skiptoken '{raw}' is not valid.")
         from_v, to_v, after = _int(a, raw), _int(b, raw), (part, last)
+        state.counters.delta_continuations += 1
     key = (user.index, table.meta.logical_name, device, from_v, to_v)
     items = state.delta_cache.get(key)
     if items is None:
