@@ -178,11 +178,11 @@ def refusals_not_conflicts(original: Fn) -> Fn:
 
 def timed_from_last_attempt(original: Fn) -> Fn:
     """`FirstSyncTracker.result`: a first sync is timed from the start of its last attempt."""
-    def result(self: Any, lived_now: float, finished: bool, first_request_at: float | None) -> Any:
+    def result(self: Any, lived_now: float, finished: bool, first_request_at: float | None, **kw: Any) -> Any:
         if self.attempts:
             last = self.attempts[-1]
             first_request_at = last.ended_at - last.duration_s
-        return original(self, lived_now, finished, first_request_at)
+        return original(self, lived_now, finished, first_request_at, **kw)
     return result
 
 

@@ -32,8 +32,9 @@ class Events:
     """The hooks a device fires.
 
     - sync_finished(record: SyncRecord): one per sync attempt (success or failure).
-    - first_sync_done(record: FirstSync): once per device, when its first sync completes, or at
-      the end of the run for a first sync still unfinished (record.finished False).
+    - first_sync_done(record: FirstSync): once per device, when its first sync completes (also in
+      the quiet period: record.after_end), or after the quiet period for a first sync that never
+      completed (record.finished False).
     - device_event(event: DeviceEvent): airplane toggles, throttles, storage full, restarts, retries.
     - request(method: str, name: str, status: int, elapsed_s: float, bytes: int, error: str | None,
       device: str, started_at: float, ended_at: float): one per HTTP request a device sends, also

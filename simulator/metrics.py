@@ -85,6 +85,9 @@ class FirstSync:
     work inside each phase (included in `phases`); rows and bytes are everything the
     attempts downloaded; `refetched_bytes` were received by cut requests and fetched again.
     `error_code` is the cause of the last failed attempt, if any. `start` is scenario time.
+    `after_end`: completed after the scenario's end, by a final sync of the quiet period (it is one
+    first sync all the same, timed and counted whole); only a first sync that never completes is
+    unfinished (`finished` False, timed to the end of the run).
     """
 
     device: str
@@ -103,6 +106,7 @@ class FirstSync:
     refetched_bytes: int = 0
     error_code: str | None = None
     processing_s: dict[str, float] = field(default_factory=dict)  # phase -> device processing inside it
+    after_end: bool = False  # completed in the quiet period, after the scenario's end
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -242,7 +242,7 @@ class FleetRun:
 
     async def quiet_round(self) -> None:
         """One round of the quiet period's final syncs for every device made (the first round also
-        ends the scenario's time for them: unfinished first syncs are reported as such)."""
+        ends the scenario's time for them: a first sync completed from then on is marked so)."""
         if self._quiet is None:
             for device in self.devices.values():
                 device.end_of_run()
@@ -255,6 +255,8 @@ class FleetRun:
             await _stopped(self._sampling)
         skipped = self._quiet.skipped() if self._quiet is not None else {}
         devices = list(self.devices.values())
+        for device in devices:  # the quiet period is over: a first sync not completed never was
+            device.first_sync_unfinished()
         return DevicePart(self.metrics.records, self.metrics.first_syncs, self.metrics.events, self.journal,
                           [device_end(d, skipped) for d in devices], skipped, list(self.sampler.samples),
                           self.sampler.own.lags_ms(), dict(self.storms))

@@ -119,8 +119,9 @@ async def test_a_first_sync_timed_from_its_last_attempt_is_caught(rig_factory: A
         self.started_at = None  # the old bug: each attempt starts the clock again
         real_begin(self, scenario_now, lived_now)
 
-    def from_the_attempt(self: FirstSyncTracker, lived_now: float, finished: bool, first: float | None) -> Any:
-        return real_result(self, lived_now, finished, None)
+    def from_the_attempt(self: FirstSyncTracker, lived_now: float, finished: bool, first: float | None,
+                         **kw: Any) -> Any:
+        return real_result(self, lived_now, finished, None, **kw)
 
     monkeypatch.setattr(FirstSyncTracker, "begin", restart_every_attempt)
     monkeypatch.setattr(FirstSyncTracker, "result", from_the_attempt)

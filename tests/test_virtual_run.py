@@ -189,3 +189,22 @@ def test_the_nightly_rates_of_a_virtual_run_are_per_second_of_the_run_not_of_the
     out = extract(summary)
     assert (out["server_requests_per_s"], out["server_rows_per_s"]) == (2.5, 50.0)
     assert out["generator_loop_lag_p99_ms"] is None and out["devices_peak_rss_mb"] == 90.0
+
+
+def test_a_first_sync_cut_by_the_scenarios_end_and_completed_in_the_quiet_period_is_one_whole_figure(
+        tmp_path: Path) -> None:
+    """The 2g first sync above (600 rows, about a minute), in a 30 s scenario: its first attempt is
+    cut by the end, a final sync completes it. It is reported whole: finished, after the end, 600
+    rows, from its first request to the end of the final sync (about a minute, as if never cut); the
+    class has no unfinished first sync and says one completed after the end."""
+    tech = {"name": "technician", "count": 1, "profile": [{"table": "account"}], "networks": {"2g": 1.0},
+            "behaviour": {"sync_interval_s": 300, "edits_per_hour": 0, "page_size": 100}}
+    data = {"name": "twog_cut", "seed": 9, "duration_s": 30, "quiet_period_s": 600,
+            "tables": [{"logical_name": "account", "rows": 600, "row_bytes": 1000}], "user_classes": [tech]}
+    result = _run(data, tmp_path)
+    (first,) = _firsts(result)
+    assert (first["finished"], first["after_end"], first["rows"]) == ("1", "1", "600")
+    assert int(first["attempts"]) == 2 and 45 < float(first["duration_s"]) < 80
+    detail = result.summary["classes"]["technician"]["first_sync_detail"]
+    assert detail["unfinished"]["count"] == 0 and detail["completed_after_end"] == 1
+    assert result.summary["classes"]["technician"]["first_sync"]["count"] == 1 and result.passed

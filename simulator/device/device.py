@@ -115,6 +115,7 @@ class Device:
         self.timeline = api.timeline  # lived time: every wait of this device goes through it
         self.first = FirstSyncTracker(spec.name, spec.user, spec.user_class, spec.network)
         self.final = False  # set for the end-of-run syncs of the quiet period
+        self.past_end = False  # the scenario's time is up (end_of_run): what completes now, completes after its end
         self.syncing = False  # a sync is under way (the run's timeline counts them)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -141,7 +142,13 @@ class Device:
                         await task
 
     def end_of_run(self) -> None:
-        """The scenario's time is up: a first sync not completed by now is reported as unfinished."""
+        """The scenario's time is up: a first sync that completes from now on (in the quiet period)
+        is marked as completed after the end."""
+        self.past_end = True
+
+    def first_sync_unfinished(self) -> None:
+        """The run is over (after the quiet period): a first sync never completed is reported as
+        unfinished, timed to now, with what its attempts did."""
         if not self.first.reported:
             self.events.first_sync_done.fire(
                 record=self.first.result(self.timeline.now(), False, self.api.first_sent_at))
@@ -210,7 +217,8 @@ class Device:
         if mode == "FIRST_SYNC":
             self.first.add(record)
             if error is None and not self.first.reported:
-                self.events.first_sync_done.fire(record=self.first.result(record.ended_at, True, self.api.first_sent_at))
+                self.events.first_sync_done.fire(record=self.first.result(
+                    record.ended_at, True, self.api.first_sent_at, after_end=self.past_end))
         self.events.sync_finished.fire(record=record)
         return record
 

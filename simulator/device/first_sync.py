@@ -30,9 +30,11 @@ class FirstSyncTracker:
         """An attempt ended (completed, failed, or cut by the end of the run)."""
         self.attempts.append(attempt)
 
-    def result(self, lived_now: float, finished: bool, first_request_at: float | None) -> FirstSync:
+    def result(self, lived_now: float, finished: bool, first_request_at: float | None,
+               after_end: bool = False) -> FirstSync:
         """The first sync so far, as a record: from the first request of its first attempt (or the
-        attempt's start, if no request went out) to `lived_now`. Marks it reported."""
+        attempt's start, if no request went out) to `lived_now`. Marks it reported. `after_end`: it
+        completed after the scenario's end (in the quiet period)."""
         self.reported = True
         start = first_request_at if first_request_at is not None else self.started_at
         duration = 0.0 if start is None else lived_now - start
@@ -55,4 +57,4 @@ class FirstSyncTracker:
             phases=phases, waits_s=waits, rows=sum(a.rows for a in self.attempts),
             bytes=sum(a.bytes for a in self.attempts), file_bytes=sum(a.file_bytes for a in self.attempts),
             refetched_bytes=sum(a.refetched_bytes for a in self.attempts),
-            error_code=failed[-1].error_code if failed else None, processing_s=processing)
+            error_code=failed[-1].error_code if failed else None, processing_s=processing, after_end=after_end)

@@ -89,9 +89,13 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
     running = sum(c["first_sync_detail"]["unfinished"]["by_cause"].get("STILL_RUNNING", 0)
                   for c in summary["classes"].values())
     if running:
-        console.print(f"[yellow]{running} first syncs were still running when the scenario's time was up[/]: "
-                      "they are reported as unfinished and left out of the first-sync percentiles. Transfers "
-                      "take real time, so give them more: a longer duration_s or a lower time_scale.")
+        console.print(f"[yellow]{running} first syncs never completed[/], not even in the quiet period's final "
+                      "syncs: they are reported as unfinished and left out of the first-sync percentiles. Give "
+                      "them more time: a longer duration_s or quiet_period_s.")
+    late = sum(c["first_sync_detail"].get("completed_after_end", 0) for c in summary["classes"].values())
+    if late:
+        console.print(f"{late} first syncs completed after the scenario's end, in the quiet period: each is "
+                      "counted whole (first request to completion, every attempt's rows) in the first-sync figures.")
 
 
 def render_ledger(ledger: Mapping[str, Any], faults: Mapping[str, int], console: Console | None = None) -> None:

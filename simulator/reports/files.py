@@ -38,7 +38,7 @@ RECORD_COLUMNS = (
     "waits_s", "refetched_bytes", "final", "ended_at", "processing_s",
 )  # fmt: skip
 FIRST_SYNC_COLUMNS = (
-    "device", "user", "user_class", "network", "start", "duration_s", "finished", "attempts",
+    "device", "user", "user_class", "network", "start", "duration_s", "finished", "after_end", "attempts",
     *(f"phase_{phase}_s" for phase in ("metadata", "data", "files")),
     "waits_s", "rows", "bytes", "file_bytes", "refetched_bytes", "error_code", "processing_s",
 )  # fmt: skip
@@ -155,7 +155,7 @@ def write_first_syncs_csv(first_syncs: Iterable[FirstSyncLike], path: Path) -> P
                 value = first.phases.get(phase)
                 row[f"phase_{phase}_s"] = "" if value is None else repr(float(value))
             row.update(start=repr(float(first.start)), duration_s=repr(float(first.duration_s)),
-                       finished=int(first.finished), waits_s=_pairs(first.waits_s), error_code=first.error_code or "",
+                       finished=int(first.finished), after_end=int(first.after_end), waits_s=_pairs(first.waits_s), error_code=first.error_code or "",
                        processing_s=_pairs(first.processing_s))
             writer.writerow(row)
     return path
@@ -173,6 +173,7 @@ def read_first_syncs_csv(path: Path) -> list[FirstSync]:
                 waits_s=_unpairs(r["waits_s"]), rows=int(r["rows"]), bytes=int(r["bytes"]),
                 file_bytes=int(r["file_bytes"]), refetched_bytes=int(r["refetched_bytes"]),
                 error_code=r["error_code"] or None, processing_s=_unpairs(r.get("processing_s", "")),
+                after_end=r.get("after_end") == "1",
             )
             for r in csv.DictReader(f)
         ]

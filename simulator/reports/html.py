@@ -55,8 +55,8 @@ CHARTS: tuple[tuple[str, str, ChartMaker], ...] = (
     ("First sync duration by user class",
      "Cumulative share of first syncs finished within a duration, from the first request of the first "
      "attempt to the end of the attempt that completed it (waits and pauses between attempts included); "
-     "dotted lines mark p50 and p95. First syncs still unfinished at the end of the run are not drawn; "
-     "the table counts them.",
+     "dotted lines mark p50 and p95. A first sync completed in the quiet period, after the scenario's end, is "
+     "drawn whole (summary: completed_after_end); one that never completed is not drawn: the table counts it.",
      lambda d: charts.first_sync_cdf(d.first_syncs, list(d.summary["classes"]))),
     ("First sync phases (median)",
      "Median seconds spent per first-sync phase over all attempts; the stack is the sum of phase medians, "

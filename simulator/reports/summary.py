@@ -170,6 +170,7 @@ def _first_sync_detail(group: _ClassGroup) -> dict[str, Any]:
         "waits_s": {k: stats((f.waits_s.get(k, 0.0) for f in group.first), ["p50", "p95", "max"]) for k in kinds},
         "processing_s": _processing(group.first),
         "refetched_bytes": sum(f.refetched_bytes for f in group.first),
+        "completed_after_end": sum(1 for f in group.first if f.after_end),  # in the quiet period
         "unfinished": {"count": len(group.unfinished),
                        "elapsed_max": _round(max(f.duration_s for f in group.unfinished)) if group.unfinished else None,
                        "by_cause": dict(Counter(f.error_code or STILL_RUNNING for f in group.unfinished)),
