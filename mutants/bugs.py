@@ -251,3 +251,17 @@ def deletes_never_sent(original: Fn) -> Fn:
             return None
         return group
     return next_group
+
+
+def csv_drops_final_syncs(original: Fn) -> Fn:
+    """`write_csv`: syncs.csv leaves out the quiet period's final syncs."""
+    def write_csv(records: Any, path: Any) -> Any:
+        return original([r for r in records if not r.final], path)
+    return write_csv
+
+
+def percent_off_by_ten(original: Fn) -> Fn:
+    """`fmt_percent`: a rate shown as a percentage is ten times too small (x10 instead of x100)."""
+    def fmt_percent(rate: float | None) -> str:
+        return original(None if rate is None else rate / 10)
+    return fmt_percent

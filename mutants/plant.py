@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, cast
 
 from mutants.bugs import Bug
 from mutants.catalog import MUTANTS, SCENARIOS, Mutant
@@ -141,20 +142,46 @@ def runs(mutants: tuple[Mutant, ...]) -> list[tuple[str, str | None]]:
 def run_all(mutants: tuple[Mutant, ...] = MUTANTS, jobs: int | None = None,
             progress: Callable[[Outcome, int, int], None] | None = None) -> Iterator[Outcome]:
     """Every run of `runs(mutants)` in child processes, `jobs` at a time (default: the machine's
-    cores); yields outcomes as they end."""
+    cores); yields outcomes as they end. Each child is started from this thread, which is the
+    process's only one (a pool's helper threads forking its workers can hand a child a lock some
+    other thread held: a child that never starts)."""
     todo = runs(mutants)
     for m in mutants:  # a stale line fails before any run
         for where, bug in ((m.where, m.bug), *m.also):
             plant(where, bug)()
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
+    context: Any = multiprocessing.get_context(method)
     workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    with context.Pool(workers, maxtasksperchild=1) as pool:  # a fresh process for every run
-        for done, outcome in enumerate(pool.imap_unordered(_run_args, todo), 1):
-            if progress is not None:
-                progress(outcome, done, len(todo))
-            yield outcome
+    waiting = list(reversed(todo))
+    running: dict[Any, tuple[Any, tuple[str, str | None]]] = {}  # reader -> (process, run)
+    done = 0
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                args = waiting.pop()
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(target=_child, args=(writer, *args), daemon=True)
+                process.start()
+                writer.close()
+                running[reader] = (process, args)
+            for ready in multiprocessing.connection.wait(list(running)):
+                process, (scenario, mutant) = running.pop(ready)
+                conn = cast(multiprocessing.connection.Connection, ready)
+                try:
+                    outcome: Outcome = conn.recv()
+                except EOFError:
+                    outcome = Outcome(scenario, mutant, error=f"the run's process died (exit {process.exitcode})")
+                conn.close()
+                process.join()
+                done += 1
+                if progress is not None:
+                    progress(outcome, done, len(todo))
+                yield outcome
+    finally:
+        for process, _ in running.values():
+            process.kill()
 
 
-def _run_args(args: tuple[str, str | None]) -> Outcome:
-    return run_one(*args)
+def _child(writer: Any, scenario: str, mutant: str | None) -> None:
+    writer.send(run_one(scenario, mutant))
+    writer.close()

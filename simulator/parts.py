@@ -41,6 +41,9 @@ class DevicePart:
                 "settled_twice": list(j.settled_twice),
                 "first_sync_spans": dict(j.first_sync_spans),
                 "over_quota": list(j.over_quota),
+                "throttled": j.throttled,
+                "record_ops": [list(r) for r in j.record_ops],
+                "device_classes": dict(j.device_classes),
                 "held_after_sync": {d: [{t: [v, sorted(ids)] for t, (v, ids) in held.items()} for held in seen]
                                     for d, seen in j.held_after_sync.items()},
             },
@@ -60,7 +63,8 @@ class DevicePart:
             intents={i["op"]: Intent(**i) for i in w["intents"]}, settled_twice=list(w["settled_twice"]),
             records=records, first_syncs={f.device: f for f in firsts},
             first_sync_spans={k: float(v) for k, v in w["first_sync_spans"].items()},
-            over_quota=list(w["over_quota"]),
+            over_quota=list(w["over_quota"]), throttled=int(w["throttled"]), device_classes=dict(w["device_classes"]),
+            record_ops=[(str(d), float(t), int(n), list(ops)) for d, t, n, ops in w["record_ops"]],
             held_after_sync={d: [{t: (int(v), frozenset(ids)) for t, (v, ids) in held.items()} for held in seen]
                              for d, seen in w["held_after_sync"].items()})
         ends = [DeviceEnd(**{**e, "files": {k: (int(v[0]), int(v[1])) for k, v in e["files"].items()}})
@@ -88,6 +92,9 @@ def merge(parts: list[DevicePart]) -> DevicePart:
         o.settled_twice += j.settled_twice
         o.first_sync_spans.update(j.first_sync_spans)
         o.over_quota += j.over_quota
+        o.throttled += j.throttled
+        o.record_ops += j.record_ops
+        o.device_classes.update(j.device_classes)
         o.held_after_sync.update(j.held_after_sync)
     out.records.sort(key=lambda r: (r.start, r.device))
     out.events.sort(key=lambda e: (e.at, e.device))

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import io
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -38,13 +39,22 @@ from simulator.health import peak_rss_mb
 from simulator.ledger import DeviceEnd, Journal, check_run
 from simulator.ledger.journal import Probe
 from simulator.ledger.paths import paths_reached
+from simulator.ledger.report import REPORT_INVARIANT, check_report
 from simulator.metrics import DeviceEvent, Metrics, SyncRecord
 from simulator.network import Link, NetworkModel, NetworkPreset
 from simulator.network.faults.connection import DEFAULT_KEEPALIVE_S, POOL_CONNECTIONS
 from simulator.parts import DevicePart
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
-from simulator.reports import render_generator, render_ledger, render_table, summarize, write_all
+from simulator.reports import (
+    class_table,
+    render_generator,
+    render_ledger,
+    render_table,
+    summarize,
+    write_records,
+    write_summary,
+)
 from simulator.scenario import Scenario
 from simulator.server.serve import raise_fd_limit
 from simulator.storms import run_storms
@@ -288,6 +298,7 @@ class FleetRun:
         return RunCost(wall_s() - self._wall0, cpu_s() - self._cpu0, self.clock.now() - self.origin)
 
 
+LEDGER_TABLE_WIDTH = 1000  # the console table as the ledger reads it: wide enough that no cell wraps
 GENERATOR_FIELDS = ("wall_s", "generator")
 """The fields of summary.json about the generator itself (its wall time, CPU, memory and health): in a
 virtual-time run the only ones that differ between two runs of the same scenario and seed."""
@@ -655,8 +666,16 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     out_dir = new_out_dir(out_root, scenario.name)
-    paths = write_all(out_dir, summary, metrics.records, metrics.events, title=f"syncsim: {scenario.name}",
-                      first_syncs=metrics.first_syncs, timeline=metrics.timeline)
+    paths = write_records(out_dir, metrics.records, metrics.events, metrics.first_syncs, metrics.timeline)
+    table = Console(width=LEDGER_TABLE_WIDTH, record=True, file=io.StringIO())
+    render_table(summary, console=table)  # the console's table, as text (no cell wrapped): the ledger reads it back
+    shown = check_report(metrics.journal, summary, paths["syncs"], paths["first_syncs"], table.export_text(),
+                         class_table(summary))
+    ledger["invariants"][REPORT_INVARIANT] = shown.to_dict()
+    ledger["passed"] = ledger["passed"] and shown.violations == 0
+    if not shown.checked:
+        ledger["not_exercised"].append(REPORT_INVARIANT)
+    write_summary(paths, summary, metrics.records, f"syncsim: {scenario.name}", metrics.first_syncs, metrics.timeline)
     render_table(summary, console=Console(width=max(140, Console().width), quiet=console.quiet))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "

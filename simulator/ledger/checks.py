@@ -246,10 +246,21 @@ def _conflicts_match(journal: Journal, facts: _ServerFacts) -> tuple[Invariant, 
         if device_says != ledger_says:
             out.fail(f"{intent.device} op {intent.op} ({intent.kind} {intent.table}/{intent.row_id}, base "
                      f"v{intent.base}): device counted {'a' if device_says else 'no'} conflict, ledger: {why}")
+    for device, start, count, ops in journal.record_ops:  # each sync's reported count, op by op
+        conflicted = [op for op in ops if (i := journal.intents.get(op)) is not None and _counts_as_conflict(i)]
+        if count != len(conflicted):
+            out.fail(f"{device} sync of start {start:.3f} (syncs.csv): reported {count} conflicts, its answered ops had "
+                     f"{len(conflicted)} ({', '.join(conflicted[:3]) or 'none'} of {len(ops)} answered)")
     reported = sum(r.conflicts for r in journal.records)
     if reported != recomputed:
         out.fail(f"reported conflicts {reported} != {recomputed} recomputed from the ledger")
     return out, recomputed
+
+
+def _counts_as_conflict(intent: Intent) -> bool:
+    """What a device counts as a conflict: an applied upload that overwrote another writer's change,
+    or a 412 (server wins) to an update or delete."""
+    return (intent.status < 300 and intent.conflict) or (intent.status == 412 and intent.kind != "create")
 
 
 def _ledger_conflict(intent: Intent, facts: _ServerFacts) -> tuple[bool, str]:

@@ -51,6 +51,10 @@ class Journal:
     over_quota: list[str] = field(default_factory=list)  # "device: used > capacity" seen in a record
     held_after_sync: dict[str, list[dict[str, tuple[int, frozenset[str]]]]] = field(default_factory=dict)
     throttled: int = 0  # 429 answers devices met (each must be waited out: `throttling_honoured`)
+    device_classes: dict[str, str] = field(default_factory=dict)  # every device seen (records, first syncs, events)
+    # per sync record: (device, start, conflicts it reports, ops answered for it): its count, op by op
+    record_ops: list[tuple[str, float, int, list[str]]] = field(default_factory=list)
+    _answered: dict[str, list[str]] = field(default_factory=dict)  # device -> ops answered since its last record
     _first_request: dict[str, float] = field(default_factory=dict)  # device -> lived start of its first request
     _probes: dict[str, Probe] = field(default_factory=dict)
 
@@ -66,7 +70,11 @@ class Journal:
         events.request.add_listener(self._request)
         events.sync_finished.add_listener(self._record)
         events.first_sync_done.add_listener(self._first)
+        events.device_event.add_listener(self._device_event)
         return self
+
+    def _device_event(self, event: Any) -> None:
+        self.device_classes.setdefault(event.device, event.user_class)
 
     def _made(self, device: str, op: Any) -> None:
         digest = body_digest(op.payload) if op.payload is not None else None
@@ -90,6 +98,7 @@ class Journal:
             intent.cancelled = True
         else:
             intent.status, intent.version, intent.conflict, intent.code = outcome
+            self._answered.setdefault(device, []).append(op.op_id)
 
     def _request(self, device: str = "", started_at: float = 0.0, status: int = 0, **_: Any) -> None:
         self._first_request.setdefault(device, started_at)
@@ -97,6 +106,8 @@ class Journal:
 
     def _record(self, record: SyncRecord) -> None:
         self.records.append(record)
+        self.device_classes.setdefault(record.device, record.user_class)
+        self.record_ops.append((record.device, record.start, record.conflicts, self._answered.pop(record.device, [])))
         if record.storage_used_bytes > record.storage_capacity_bytes > 0:
             self.over_quota.append(f"{record.device}: {record.storage_used_bytes:,} bytes used, "
                                    f"capacity {record.storage_capacity_bytes:,}")
@@ -110,3 +121,4 @@ class Journal:
 
     def _first(self, record: FirstSync) -> None:
         self.first_syncs[record.device] = record
+        self.device_classes.setdefault(record.device, record.user_class)

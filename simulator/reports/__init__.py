@@ -14,11 +14,12 @@ from simulator.reports.files import (
     write_first_syncs_csv,
     write_json,
 )
-from simulator.reports.html import write_html
-from simulator.reports.output import write_all
+from simulator.reports.html import class_table, write_html
+from simulator.reports.output import write_all, write_records, write_summary
 from simulator.reports.summary import summarize
 
 __all__ = [
+    "class_table",
     "read_events_csv",
     "read_first_syncs_csv",
     "read_records_csv",
@@ -32,4 +33,6 @@ __all__ = [
     "write_first_syncs_csv",
     "write_html",
     "write_json",
+    "write_records",
+    "write_summary",
 ]

@@ -34,13 +34,27 @@ def write_all(
 
     The folder is created if needed. Returns the written paths keyed as `FILE_NAMES`.
     """
+    paths = write_records(out_dir, records, events, first_syncs, timeline)
+    write_summary(paths, summary, records, title, first_syncs, timeline)
+    return paths
+
+
+def write_records(out_dir: Path, records: Sequence[RecordLike], events: Sequence[EventLike],
+                  first_syncs: Sequence[FirstSyncLike] = (), timeline: Sequence[TimelineSample] = ()
+                  ) -> dict[str, Path]:
+    """The run's records: syncs.csv, first_syncs.csv, events.csv and timeline.csv (first, so the
+    ledger can read them back before the summary is written). Returns every path as `FILE_NAMES`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in FILE_NAMES.items()}
-    recs, firsts = as_records(records), as_first_syncs(first_syncs)
-    write_json(summary, paths["summary"])
-    write_csv(recs, paths["syncs"])
-    write_first_syncs_csv(firsts, paths["first_syncs"])
+    write_csv(as_records(records), paths["syncs"])
+    write_first_syncs_csv(as_first_syncs(first_syncs), paths["first_syncs"])
     write_events_csv(events, paths["events"])
     write_timeline_csv(timeline, paths["timeline"])
-    write_html(summary, recs, paths["html"], title, firsts, timeline)
     return paths
+
+
+def write_summary(paths: Mapping[str, Path], summary: Mapping[str, Any], records: Sequence[RecordLike], title: str,
+                  first_syncs: Sequence[FirstSyncLike] = (), timeline: Sequence[TimelineSample] = ()) -> None:
+    """summary.json and report.html, at the paths `write_records` gave."""
+    write_json(summary, paths["summary"])
+    write_html(summary, as_records(records), paths["html"], title, as_first_syncs(first_syncs), timeline)
