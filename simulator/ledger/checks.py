@@ -63,6 +63,7 @@ class _Write:
     base: int | None
     conflict: bool
     digest: int | None
+    stored: int | None = None
 
 
 class _ServerFacts:
@@ -105,6 +106,7 @@ def check_run(journal: Journal, server: dict[str, Any], devices: list[DeviceEnd]
     results = {
         "nothing_lost": _nothing_lost(journal, facts, ends),
         "no_phantom_writes": _no_phantom_writes(journal, facts),
+        "writes_keep_their_values": _writes_keep_values(journal, facts),
         "exactly_once": _exactly_once(journal, facts),
         "outboxes_drain": _outboxes_drain(devices),
         "devices_hold_their_view": _devices_hold_their_view(devices, expected, views or {}),
@@ -178,6 +180,21 @@ def _no_phantom_writes(journal: Journal, facts: _ServerFacts) -> Invariant:
             out.checked += 1
             if (table, row_id, version) not in written:
                 out.fail(f"server row {table}/{row_id} v{version}: written by nobody in the write log")
+    return out
+
+
+def _writes_keep_values(journal: Journal, facts: _ServerFacts) -> Invariant:
+    """The row version a device's create or update made holds the values the device sent: every
+    plain column of its body, as the server stored them (values_digest of both)."""
+    out = Invariant()
+    for w in facts.writes:
+        intent = journal.intents.get(w.op or "") if w.device is not None else None
+        if intent is None or w.kind not in ("create", "update") or w.stored is None or intent.values is None:
+            continue
+        out.checked += 1
+        if w.stored != intent.values:
+            out.fail(f"{w.device} op {w.op} ({w.kind} {w.table}/{w.row_id}) made v{w.version}: the stored row does "
+                     "not hold the values the device sent")
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from simulator.events import Events
 from simulator.metrics import FirstSync, SyncRecord
-from simulator.protocol.odata import body_digest
+from simulator.protocol.odata import body_digest, values_digest
 
 Probe = Callable[[], dict[str, tuple[int, frozenset[str]]]]
 
@@ -37,6 +37,7 @@ class Intent:
     conflict: bool = False
     code: str | None = None
     base: int | None = None  # the version it was sent with
+    values: int | None = None  # protocol.odata.values_digest of its body: the plain columns it set
 
 
 @dataclass(slots=True)
@@ -78,7 +79,8 @@ class Journal:
 
     def _made(self, device: str, op: Any) -> None:
         digest = body_digest(op.payload) if op.payload is not None else None
-        self.intents[op.op_id] = Intent(device, op.op_id, op.kind, op.table, op.row_id, digest)
+        self.intents[op.op_id] = Intent(device, op.op_id, op.kind, op.table, op.row_id, digest,
+                                        values=values_digest(op.payload))
 
     def _merged(self, device: str, op: Any, into: Any) -> None:
         intent, carrier = self.intents.get(op.op_id), self.intents.get(into.op_id)
@@ -86,6 +88,7 @@ class Journal:
             return
         intent.merged_into, intent.settled = into.op_id, True
         carrier.digest = body_digest(into.payload)  # the carrier now sends both edits
+        carrier.values = values_digest(into.payload)
 
     def _settled(self, device: str, op: Any, base: int | None, outcome: tuple[Any, ...] | None) -> None:
         intent = self.intents.get(op.op_id)

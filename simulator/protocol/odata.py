@@ -141,6 +141,16 @@ def split_entity_ref(segment: str) -> tuple[str, str] | None:
     return (m.group("set"), m.group("key")) if m else None
 
 
+def values_digest(values: Any) -> int | None:
+    """CRC-32 of a body's plain column values (keys without "@": no lookup bindings or annotations),
+    sorted by key: what a device sent, and what the server stored for those columns, digest alike
+    when the row holds the values sent (a syncsim extension for the run's ledger). None for a body
+    that is not an object."""
+    if not isinstance(values, dict):
+        return None
+    return zlib.crc32(orjson.dumps({k: v for k, v in values.items() if "@" not in k}, option=orjson.OPT_SORT_KEYS))
+
+
 def body_digest(payload: Any) -> int:
     """CRC-32 of a JSON body re-encoded with sorted keys: the same edit gives the same digest on the
     device that sent it and in the server's write log (a syncsim extension for the run's ledger)."""

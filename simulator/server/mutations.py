@@ -16,7 +16,7 @@ from typing import Any
 from simulator.protocol import ErrorCode, parse_etag
 from simulator.protocol.errors import CONCURRENCY_MESSAGE
 from simulator.protocol.ids import new_guid
-from simulator.protocol.odata import body_digest
+from simulator.protocol.odata import body_digest, values_digest
 from simulator.scenario import ColumnDef
 from simulator.server.errors import DataverseError, not_found
 from simulator.server.state import ServerState
@@ -50,6 +50,7 @@ class _Note:
     row_id: str | None
     base: int | None = None
     digest: int | None = None
+    columns: tuple[str, ...] | None = None  # the body's plain columns (their stored values are logged)
 
 
 @dataclass(slots=True)
@@ -83,7 +84,8 @@ class Writer:
     def create(self, table: TableStore, payload: dict[str, Any], if_none_match: str | None = None) -> WriteResult:
         """POST: a new row; a client-given primary id is used (a repeat gives 412 DuplicateRecord)."""
         row_id = payload.get(table.meta.id_column) if isinstance(payload, dict) else None
-        note = _Note("create", str(row_id).strip("{}").lower() if row_id else None, None, _digest(payload))
+        note = _Note("create", str(row_id).strip("{}").lower() if row_id else None, None, _digest(payload),
+                     _columns(payload))
         return self._counted(table, lambda: self._create(table, payload), note)
 
     def update(
@@ -91,7 +93,7 @@ class Writer:
         if_match: str | None = None, if_none_match: str | None = None,
     ) -> WriteResult:
         """PATCH: update, or upsert without If-Match; If-None-Match: * means create only."""
-        note = _Note("update", row_id, self._base(if_match), _digest(payload))
+        note = _Note("update", row_id, self._base(if_match), _digest(payload), _columns(payload))
         return self._counted(table, lambda: self._update(table, row_id, payload, if_match, if_none_match), note)
 
     def delete(self, table: TableStore, row_id: str, if_match: str | None = None) -> WriteResult:
@@ -259,8 +261,11 @@ class Writer:
     def _log(self, table: TableStore, row_id: str, version: int, kind: str | None, conflict: bool) -> Write:
         """Append the write just applied to the server's write log."""
         note = self._note or _Note("update", row_id)
+        row = table.rows.get(row_id) if note.columns is not None else None
+        stored = values_digest({c: row.id if c == table.meta.id_column else row.values.get(c) for c in note.columns}
+                               ) if row is not None and note.columns else None
         written = Write(version, table.meta.logical_name, row_id, kind or note.kind, self.user.name,
-                        self.origin.device, self.origin.op, note.base, conflict, note.digest)
+                        self.origin.device, self.origin.op, note.base, conflict, note.digest, stored)
         self.state.write_log.writes.append(written)
         return written
 
@@ -384,6 +389,11 @@ def _digest(payload: Any) -> int:
         return body_digest(payload)
     except TypeError:
         raise DataverseError(ErrorCode.BAD_PAYLOAD, "The request body is nested too deeply.") from None
+
+
+def _columns(payload: Any) -> tuple[str, ...] | None:
+    """A body's plain columns (no lookup bindings or annotations), whose stored values the log keeps."""
+    return tuple(k for k in payload if "@" not in k) if isinstance(payload, dict) else None
 
 
 def _base(if_match: str | None) -> int | None:

@@ -36,10 +36,11 @@ class Write:
     base: int | None  # If-Match version (None: none, or "*")
     conflict: bool  # it overwrote a newer version (conflict detection off)
     digest: int | None  # protocol.odata.body_digest of the body (creates and updates)
+    stored: int | None = None  # protocol.odata.values_digest of the row as stored, for the body's plain columns
 
     def to_list(self) -> list[Any]:
         return [self.version, self.table, self.row_id, self.kind, self.user, self.device, self.op, self.base,
-                self.conflict, self.digest]
+                self.conflict, self.digest, self.stored]
 
 
 @dataclass(slots=True)
@@ -95,7 +96,7 @@ class WriteLog:
         return {
             "seed_version": self.seed_version,
             "write_fields": ["version", "table", "row_id", "kind", "user", "device", "op", "base", "conflict",
-                             "digest"],
+                             "digest", "stored"],
             "writes": [w.to_list() for w in self.writes],
             "refusal_fields": ["at_version", "table", "row_id", "user", "device", "op", "status", "code"],
             "refusals": [r.to_list() for r in self.refusals],
