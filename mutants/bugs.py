@@ -265,3 +265,18 @@ def percent_off_by_ten(original: Fn) -> Fn:
     def fmt_percent(rate: float | None) -> str:
         return original(None if rate is None else rate / 10)
     return fmt_percent
+
+
+def old_body_kept(original: Fn) -> Fn:
+    """`PageRows.add`: a changed row the device already holds gets its new version, but the device
+    keeps the body it had (the contents digest of the old one)."""
+    def add(self: Any, values: Any) -> None:
+        from simulator.device.store import unpack
+
+        held, start = self.engine.store.ids(self.pt.table), len(self.ids)
+        original(self, values)
+        for i in range(start, len(self.ids)):
+            packed = held.get(self.ids[i])
+            if packed is not None and unpack(packed)[2]:
+                self.digests[i] = unpack(packed)[2]
+    return add

@@ -66,6 +66,8 @@ MUTANTS: tuple[Mutant, ...] = (
            "simulator.server.mutations:Writer._update", bugs.deleted_rows_come_back, "deleted_rows_stay_deleted"),
     Mutant("device skips removals", "smoke, deletes",
            "simulator.device.sync:PageRows.commit", bugs.removals_ignored, "deleted_rows_stay_deleted"),
+    Mutant("device keeps a changed row's old body", "smoke",
+           "simulator.device.sync:PageRows.add", bugs.old_body_kept, "devices_hold_their_view"),
     Mutant("device loses an edit (1 in 10)", "smoke",
            "simulator.device.outbox:Outbox.add", bugs.edit_dropped(10), "nothing_lost"),
     Mutant("device conflicts with its own edits", "conflicts",

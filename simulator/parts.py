@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from simulator.device.store import pack, unpack
 from simulator.ledger import DeviceEnd, Journal
 from simulator.ledger.journal import Intent
 from simulator.metrics import DeviceEvent, FirstSync, SyncRecord, TimelineSample
@@ -47,7 +48,10 @@ class DevicePart:
                 "held_after_sync": {d: [{t: [v, sorted(ids)] for t, (v, ids) in held.items()} for held in seen]
                                     for d, seen in j.held_after_sync.items()},
             },
-            "ends": [{**asdict(e), "files": {k: list(v) for k, v in e.files.items()}} for e in self.ends],
+            "ends": [{**asdict(e), "files": {k: list(v) for k, v in e.files.items()},
+                      # a packed row passes 64 bits (its contents digest): sent as [version, size, digest]
+                      "rows": {t: {i: list(unpack(p)) for i, p in rows.items()} for t, rows in e.rows.items()}}
+                     for e in self.ends],
             "skipped": dict(self.skipped),
             "timeline": [asdict(s) for s in self.timeline],
             "lags_ms": list(self.lags_ms),
@@ -67,7 +71,8 @@ class DevicePart:
             record_ops=[(str(d), float(t), int(n), list(ops)) for d, t, n, ops in w["record_ops"]],
             held_after_sync={d: [{t: (int(v), frozenset(ids)) for t, (v, ids) in held.items()} for held in seen]
                              for d, seen in w["held_after_sync"].items()})
-        ends = [DeviceEnd(**{**e, "files": {k: (int(v[0]), int(v[1])) for k, v in e["files"].items()}})
+        ends = [DeviceEnd(**{**e, "files": {k: (int(v[0]), int(v[1])) for k, v in e["files"].items()},
+                             "rows": {t: {i: pack(*p) for i, p in rows.items()} for t, rows in e["rows"].items()}})
                 for e in raw["ends"]]
         return cls(records, firsts, [DeviceEvent(**e) for e in raw["events"]], journal, ends, dict(raw["skipped"]),
                    [TimelineSample(**s) for s in raw["timeline"]], [float(x) for x in raw["lags_ms"]],

@@ -324,7 +324,7 @@ async def check_and_report(scenario: Scenario, admin: Admin, part: DevicePart, c
     views, expected = [], {}
     for end in (e for e in part.ends if e.checked):  # one snapshot at a time: its rows are compared, then dropped
         snapshot = await admin.snapshot(end.user)
-        views.append(compare(end.name, end.rows, snapshot["tables"], len(end.pending)))
+        views.append(compare(end.name, end.rows, snapshot["tables"], len(end.pending), snapshot.get("contents")))
         expected[end.name] = {"tables": {}, "files": snapshot["files"]}  # the ledger reads files; rows via views
     check = summarize_checks(views, part.skipped)
     ledger = check_run(part.journal, await admin.ledger(), part.ends, expected, {v.device: v for v in views})
@@ -679,7 +679,8 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
     render_table(summary, console=Console(width=max(140, Console().width), quiet=console.quiet))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "
-                  f"extra {check['extra']}, stale {check['stale']}, undelivered {check['undelivered']}, "
+                  f"extra {check['extra']}, stale {check['stale']}, altered {check['altered']}, "
+                  f"undelivered {check['undelivered']}, "
                   f"unfinished {len(check['unfinished_devices'])}, skipped {len(check['devices_skipped'])}")
     for failing in check["failing_devices"][:5]:
         console.print(f"  {failing['device']}: {'; '.join(failing['examples'])}")

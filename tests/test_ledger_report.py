@@ -90,3 +90,23 @@ def test_failed_syncs_left_out_of_the_report_are_caught(tmp_path: Path) -> None:
         "technician failures_by_cause: summary.json shows {}, the ledger {'STORAGE_FULL': 1}",
         "technician syncs: syncs.csv shows 7, the ledger 8", "technician failed: syncs.csv shows 0, the ledger 1"]
     assert result.violations >= 7  # and the console's and the HTML table's "Syncs / failed" and causes
+
+
+def test_a_row_at_the_servers_version_with_other_contents_is_altered_and_an_own_write_is_not_compared() -> None:
+    """The end-of-run check compares contents where the device received the row: the same version
+    with another body fails ("altered"); a row the device wrote itself (digest 0) is left to versions."""
+    from simulator.check import compare
+    from simulator.device.store import LocalStore
+    from simulator.protocol.odata import row_digest
+
+    body = b'{"@odata.etag":"W/\\"7\\"","accountid":"a","name":"Contoso"}'
+    store = LocalStore(10**6)
+    store.put_many("account", ["a", "b", "c"], [7, 7, 7], [60, 60, 60],
+                   [row_digest(body), row_digest(body.replace(b"Contoso", b"Fabrikam")), 1])
+    store.set_version("account", "c", 8)  # the device's own write: contents not known
+    expected = {"account": {"a": 7, "b": 7, "c": 8}}
+    contents = {"account": {"a": row_digest(body), "b": row_digest(body), "c": 12345}}
+    view = compare("d1", store.snapshot(), expected, 0, contents)
+    assert (view.missing, view.extra, view.stale, view.altered) == (0, 0, 0, 1)
+    assert view.examples[0].startswith("account/b: v7 held with other contents than the server's")
+    assert store.version("account", "c") == 8 and compare("d1", store.snapshot(), expected, 0).ok

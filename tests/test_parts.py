@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgpack
 
+from simulator.device.store import pack
 from simulator.ledger import DeviceEnd, Journal
 from simulator.ledger.journal import Intent
 from simulator.metrics import DeviceEvent, FirstSync, SyncRecord, TimelineSample
@@ -24,7 +25,10 @@ def _part(device: str, online: int, lag: float) -> DevicePart:
                                                      settled=True, status=204, version=1200, base=1100)},
                       first_sync_spans={device: 53.0}, over_quota=[],
                       held_after_sync={device: [{"account": (1200, frozenset({"r1", "r2"}))}]})
-    end = DeviceEnd(device, device[4:], [], {"account": {"r1": 1200}}, {"annotation/x/documentbody": (6144, 77)})
+    end = DeviceEnd(device, device[4:], [], {"account": {"r1": pack(1200, 900, 0xDEADBEEF), "r2": pack(7, 1, 0)}},
+                    {"annotation/x/documentbody": (6144, 77)})  # a row's contents digest takes it past 64 bits
+    journal.throttled, journal.device_classes = 2, {device: "technician"}
+    journal.record_ops = [(device, 10.0, 1, [f"{device}-1"])]
     return DevicePart([record], [first], [DeviceEvent(device, "technician", "airplane_on", 12.0, "offline for 60s")],
                       journal, [end], {}, [_sample(0.0, online, lag), _sample(1.0, online, lag)], [lag, 1.0],
                       {"storm requests": 4})
@@ -39,6 +43,8 @@ def test_a_part_survives_locusts_messages_unchanged() -> None:
     assert back.journal.intents == part.journal.intents
     assert back.journal.held_after_sync == part.journal.held_after_sync
     assert back.journal.first_sync_spans == part.journal.first_sync_spans
+    assert (back.journal.throttled, back.journal.device_classes, back.journal.record_ops) == (
+        part.journal.throttled, part.journal.device_classes, part.journal.record_ops)
 
 
 def test_merged_parts_hold_every_record_and_add_up_the_fleet_second_by_second() -> None:

@@ -19,12 +19,18 @@ import orjson
 
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, Outbox
-from simulator.device.pages import PageReader, row_size
+from simulator.device.pages import PageReader
 from simulator.device.processing import NO_PROCESSING, Processing
-from simulator.device.store import LocalStore, StorageFull
+from simulator.device.store import LocalStore, StorageFull, unpack
 from simulator.device.upload import Outcome, upload_ops
 from simulator.protocol import ErrorCode
-from simulator.protocol.odata import API_ROOT, CONFLICT_DETECTION, FILE_CHUNK_BYTES, delta_link_version
+from simulator.protocol.odata import (
+    API_ROOT,
+    CONFLICT_DETECTION,
+    FILE_CHUNK_BYTES,
+    delta_link_version,
+    row_digest,
+)
 from simulator.scenario import ProfileTable
 
 EXPIRED = ErrorCode.EXPIRED_VERSION_STAMP.code
@@ -232,7 +238,9 @@ class SyncEngine:
                 self.store.remove(table, row_id)
             else:  # like a page of one row: the row back at the server's version, its files planned again
                 pt = next(p for p in self.profile if p.table == table)
-                self._apply_page(info, pt, [orjson.loads(resp.body)], {}, None)
+                row = orjson.loads(resp.body)
+                row.pop("@odata.context", None)  # the answer's, not the row's: the row as a page carries it
+                self._apply_page(info, pt, [row], {}, None)
             self.state.refresh.pop((table, row_id), None)
             await self._process(self.processing.rows_s(1), tally)
 
@@ -328,7 +336,8 @@ class PageRows:
     a row it brought cannot outlive its deletion on the server when the page is read again. Kept
     small: per row only its id, version, size and files, never the row itself."""
 
-    __slots__ = ("engine", "info", "pt", "rows", "seen", "removed", "ids", "versions", "sizes", "unchanged", "files")
+    __slots__ = ("engine", "info", "pt", "rows", "seen", "removed", "ids", "versions", "sizes", "digests", "unchanged",
+                 "files")
 
     def __init__(self, engine: SyncEngine, info: TableInfo, pt: ProfileTable, rows: dict[str, int],
                  seen: set[str] | None) -> None:
@@ -339,18 +348,20 @@ class PageRows:
         self.ids: list[str] = []  # new or changed rows; their versions and sizes in packed arrays
         self.versions = array("q")
         self.sizes = array("q")
+        self.digests = array("Q")  # row_digest of each row as received
         self.unchanged: list[str] = []  # only gathered for `seen`
         self.files: list[tuple[str, list[tuple[str, Any, int]]]] = []  # (row id, [(column, file id, size)])
 
     def clear(self) -> None:
         self.removed.clear()
         self.ids.clear()
-        del self.versions[:], self.sizes[:]
+        del self.versions[:], self.sizes[:], self.digests[:]
         self.unchanged.clear()
         self.files.clear()
 
     def add(self, values: list[dict[str, Any]]) -> None:
-        """Rows of the page as parsed: tombstones, and rows new or changed against the store."""
+        """Rows of the page as parsed: tombstones, and rows new or changed against the store (or
+        whose contents the device does not know: it wrote them itself since it last received them)."""
         id_column, held = self.info.id_column, self.engine.store.ids(self.pt.table)
         file_columns = self.info.file_columns if self.pt.files else []
         for item in values:
@@ -359,10 +370,12 @@ class PageRows:
                 continue
             row_id, version = item[id_column], _version(item)
             packed = held.get(row_id)
-            if packed is None or packed >> 24 != version:
+            if packed is None or (known := unpack(packed))[0] != version or not known[2]:
+                raw = orjson.dumps(item)
                 self.ids.append(row_id)
                 self.versions.append(version)
-                self.sizes.append(row_size(item))
+                self.sizes.append(len(raw) + 1)  # pages.row_size
+                self.digests.append(row_digest(raw))
                 if file_columns:
                     self.files.append((row_id, [(c, item.get(c), int(item.get(f"{c}_size") or 0))
                                                 for c in file_columns]))
@@ -380,7 +393,7 @@ class PageRows:
             self.seen.update(self.unchanged)
             self.seen.update(ids)
         try:
-            engine.store.put_many(table, ids, self.versions, self.sizes)
+            engine.store.put_many(table, ids, self.versions, self.sizes, self.digests)
         except StorageFull as exc:
             raise SyncFailed("STORAGE_FULL", str(exc)) from None
         if ids:

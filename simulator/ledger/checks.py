@@ -239,7 +239,7 @@ def _devices_hold_their_view(devices: list[DeviceEnd], expected: dict[str, dict[
         view = views.get(d.name) or compare(d.name, d.rows, want["tables"], 0)
         for text in view.examples:
             out.fail(f"{d.name} {text}")
-        out.violations += view.missing + view.extra + view.stale - len(view.examples)
+        out.violations += view.missing + view.extra + view.stale + view.altered - len(view.examples)
         files = {k: tuple(v) for k, v in want["files"].items()}
         for key in sorted(set(files) | set(d.files)):
             if files.get(key) != d.files.get(key):

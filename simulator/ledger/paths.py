@@ -22,7 +22,8 @@ def paths_reached(journal: Journal, counters: Mapping[str, Any], invariants: Map
         "answers lost after a write was applied": int((counters.get("faults") or {}).get("lose_answer", 0)),
         "first syncs of more than one attempt": sum(1 for f in journal.first_syncs.values()
                                                     if f.finished and f.attempts > 1),
-        "first syncs cut and resumed": len({r.device for r in first_records if r.restarts}),
+        "first syncs cut by airplane mode and resumed": len({r.device for r in first_records if r.restarts}),
+        "first syncs that read a cut answer again": sum(1 for f in journal.first_syncs.values() if f.refetched_bytes),
         "delta continuation pages": int(counters.get("delta_continuations", 0)),
         "rows revoked from a device's view": int(invariants["revoked_rows_gone_after_next_sync"]["checked"]),
         "rows deleted on the server": int(invariants["deleted_rows_stay_deleted"]["checked"]),

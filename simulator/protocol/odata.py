@@ -141,6 +141,14 @@ def split_entity_ref(segment: str) -> tuple[str, str] | None:
     return (m.group("set"), m.group("key")) if m else None
 
 
+def row_digest(raw: bytes) -> int:
+    """A row's contents as served (its JSON object, the bytes a page carries), as a CRC-32 that is
+    never 0 (0 stands for "contents not known"): what a device received, and what the server would
+    serve it now, digest alike when the device holds the current body (a syncsim extension for the
+    end-of-run check)."""
+    return zlib.crc32(raw) or 1
+
+
 def values_digest(values: Any) -> int | None:
     """CRC-32 of a body's plain column values (keys without "@": no lookup bindings or annotations),
     sorted by key: what a device sent, and what the server stored for those columns, digest alike

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from simulator.protocol.odata import row_digest
 from simulator.scenario import Depth, ProfileTable, Scenario
 from simulator.server.store import Row, Store, TableStore, User, lookup_key
 
@@ -165,4 +166,12 @@ class Access:
         for name in self.profile_tables(user):
             table = self.store.table(name)
             out[name] = {i: table.rows[i].version for i in self.visible_ids(user, table, True)}
+        return out
+
+    def contents(self, user: User, snapshot: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        """For each table of a `snapshot`, {row id: row_digest of the row as a device read serves it}."""
+        out: dict[str, dict[str, int]] = {}
+        for name, rows in snapshot.items():
+            table = self.store.table(name)
+            out[name] = {i: row_digest(table.rows[i].encoded(table)) for i in rows}
         return out

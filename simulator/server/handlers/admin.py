@@ -167,7 +167,7 @@ async def snapshot(request: web.Request) -> web.Response:
     user = _user(state, request.query.get("user"))
     tables = state.access.snapshot(user)
     return json_response({"user": user.name, "version": state.store.version, "tables": tables,
-                          "files": _files(state, user, tables)})
+                          "contents": state.access.contents(user, tables), "files": _files(state, user, tables)})
 
 
 def _files(state: ServerState, user: User, tables: dict[str, dict[str, int]]) -> dict[str, list[int]]:
