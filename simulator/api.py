@@ -182,8 +182,12 @@ class Sweep:
 
 
 def _cell(v: Any) -> str:
+    """A figure as the table shows it: whole numbers whole; otherwise digits that mean something
+    (a median of 2,235.5 rows is "2,236", 112.5 rows "112.5", 25.5123 s "25.512")."""
     if isinstance(v, float):
-        return f"{v:,.0f}" if v.is_integer() else f"{v:,.3f}"
+        if v.is_integer() or abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}"
     return "–" if v is None else str(v)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +120,11 @@ def _check_writable(folder: Path) -> None:
 
     Raises UsageError naming the folder and the system's reason.
     """
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".syncsim-probe-"):
-            pass
-    except OSError as exc:
-        reason = "it is a file, not a folder" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
-        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != folder else ""
-        raise UsageError(f"--out {folder}: cannot write reports there: {reason}{where}") from None
+    from simulator.writable import folder_problem
+
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise UsageError(f"--out {folder}: cannot write reports there: {problem}")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ class Progress:
         for r in records[self._seen :]:
             if r.result == "success" and r.mode == "FIRST_SYNC":
                 self._first.add(r.device)
-            self._failed += r.result == "failed"
+            self._failed += r.result == "failed" and not r.final  # as the table counts them
         self._seen = len(records)
         t = min(self.clock.now() - self.origin, self.duration_s)
         return (f"[{self._phase}] t={t:,.0f}/{self.duration_s:,.0f}s  first sync done {len(self._first)}/{self.devices}"
@@ -46,7 +46,7 @@ class Progress:
     def phase(self, name: str) -> None:
         self._phase = name
         if self.enabled:
-            self.console.print(self.line())
+            self.console.print(self.line(), markup=False)
 
     async def _tick(self) -> None:
         if self.clock.kind == "virtual":
@@ -58,20 +58,26 @@ class Progress:
         while True:
             await self._tick()
             if self.console.is_terminal:
-                self.console.print(self.line(), end="\r")
+                self.console.print(self.line(), end="\r", markup=False)
             else:
-                self.console.print(self.line())
+                self.console.print(self.line(), markup=False)
 
     async def __aenter__(self) -> Progress:
         if self.enabled:
             self._task = asyncio.create_task(self._loop())
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def stop(self) -> None:
+        """The last line, once: before the run's reports are printed (the end of the run's work)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
         if self.enabled:
-            self.console.print(self.line())
+            self.console.print(self.line(), markup=False)
+            self.enabled = False
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()

@@ -55,7 +55,7 @@ from simulator.reports import (
     write_records,
     write_summary,
 )
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, ScenarioError
 from simulator.server.serve import raise_fd_limit
 from simulator.storms import run_storms
 from simulator.target import Admin, Target, Where, check_same_scenario, server_for_run
@@ -282,7 +282,10 @@ class FleetRun:
         for _ in range(QUIET_ROUNDS):
             await self.quiet_round()
         await self.close_devices()  # their sockets are done: the check's own requests need file descriptors
-        return await self.report(await self.hand_in())
+        part = await self.hand_in()
+        if watch is not None:
+            await watch.stop()  # its last line before the reports, not after them
+        return await self.report(part)
 
     async def quiet_begins(self) -> None:
         """The quiet period starts: the back office pauses (then every device syncs, in rounds)."""
@@ -349,6 +352,9 @@ async def run_scenario(scenario: Scenario, out_root: Path = Path("reports"), *, 
     """Run a scenario against `server` (default: the embedded server on this virtual-time loop; run
     it with `run_blocking`) and write its reports; `report=False` leaves out the end-of-run tables on
     the console (the files are written)."""
+    if not sum(scenario.class_counts().values()):
+        raise ScenarioError(f"scenario {scenario.name!r} has no devices to run (no user classes, or every class's "
+                            "count is 0): give a class a count of 1 or more")
     console = console or Console(stderr=True)
     run = FleetRun(scenario, server=server, out_root=out_root, console=console, report=report)
     console.print(f"[bold]{scenario.name}[/]: {len(run.fleet)} devices, {scenario.duration_s:g}s of scenario time "

@@ -37,6 +37,9 @@ FilterKind = Literal["all", "owner", "team", "modified_within_days", "related"]
 NetworkPreset = Literal["wifi", "4g", "3g", "2g", "edge", "satellite", "loopback"]
 
 
+MAX_SEED = 2**63 - 1  # seeds are carried as 64-bit signed integers (tokens, summaries, other tools)
+
+
 class ScenarioError(Exception):
     """A scenario that cannot be used; the message names the file, the field and what is allowed."""
 
@@ -327,7 +330,7 @@ class ConnectionSettings(_Model):
 
 class UserClass(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    count: int | None = Field(default=None, ge=0)
+    count: int | None = Field(default=None, ge=0, strict=True)
     share: float | None = Field(default=None, gt=0, le=1)
     teams: int = Field(default=1, ge=1)
     profile: list[ProfileTable]
@@ -366,13 +369,13 @@ class Wave(_Model):
 
     at_s: float = Field(ge=0)
     user_class: str | None = None  # None: every class
-    count: int | None = Field(default=None, ge=0)  # None: all remaining
+    count: int | None = Field(default=None, ge=0, strict=True)  # None: all remaining
 
 
 class PrivilegeChange(_Model):
     at_s: float = Field(ge=0)
     user_class: str
-    users: int = Field(default=1, ge=1)  # the first N users of the class
+    users: int = Field(default=1, ge=1, strict=True)  # the first N users of the class
     table: str
     read: Depth | None = None
     write: Depth | None = None
@@ -380,7 +383,7 @@ class PrivilegeChange(_Model):
 
 class HotRows(_Model):
     table: str
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, strict=True)
     share: float = Field(default=0.5, ge=0, le=1)  # share of back-office updates aimed at hot rows
 
 
@@ -414,12 +417,12 @@ class NetworkDef(_Model):
 class Scenario(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     description: str = ""
-    seed: int = Field(default=0, ge=0)  # numpy seeds every generator from it: non-negative
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, strict=True)  # numpy seeds every generator from it
     duration_s: float = Field(default=3600, gt=0)
     time_scale: float = Field(default=60, gt=0)
     quiet_period_s: float = Field(default=600, ge=0)
     max_devices: int = Field(default=20000, gt=0)
-    devices: int | None = Field(default=None, ge=0)  # total for classes given by share
+    devices: int | None = Field(default=None, ge=0, strict=True)  # total for classes given by share
     server: ServerSettings = ServerSettings()
     tables: list[TableDef]
     user_classes: list[UserClass]
@@ -529,6 +532,17 @@ def _check_scenario(s: Scenario) -> None:
     hot = s.back_office.hot_rows
     if hot is not None and hot.table not in tables:
         raise ValueError(f"back_office.hot_rows.table: {hot.table!r} is not one of {sorted(tables)}")
+    if hot is not None and hot.count > tables[hot.table].rows:
+        raise ValueError(f"back_office.hot_rows.count: {hot.count} hot rows of {hot.table!r}, which seeds "
+                         f"{tables[hot.table].rows} rows; at most {tables[hot.table].rows}")
+    counts = s.class_counts()
+    for p in s.privilege_changes:
+        if p.users > counts[p.user_class]:
+            raise ValueError(f"privilege change at {p.at_s:g}s: users {p.users} of class {p.user_class!r}, which has "
+                             f"{counts[p.user_class]}; at most {counts[p.user_class]}")
+    if s.storms is not None and s.storms.users > counts[s.storms.user_class]:
+        raise ValueError(f"storms.users: {s.storms.users} of class {s.storms.user_class!r}, which has "
+                         f"{counts[s.storms.user_class]}; at most {counts[s.storms.user_class]}")
     total = sum(s.class_counts().values())
     if total > s.max_devices:
         raise ValueError(f"{total} devices exceed max_devices={s.max_devices}; raise max_devices to run that many")

@@ -73,7 +73,12 @@ class Admin:
 
     async def _call(self, method: str, path: str, **kw: Any) -> Any:
         async with self.session.request(method, f"{self.base}{path}", headers=self.headers, **kw) as resp:
-            body = await resp.json(content_type=None)
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                kind = resp.headers.get("Content-Type", "no Content-Type")
+                raise TargetError(f"{self.base}: {method} {path} answered HTTP {resp.status} ({kind}), not syncsim's "
+                                  "JSON: this is not a syncsim server (start one with `syncsim serve SCENARIO`)") from None
             if resp.status != 200:
                 raise RuntimeError(f"{method} {path}: HTTP {resp.status} {body}")
             return body

@@ -46,3 +46,11 @@ def test_the_examples_run(tmp_path: Path, example: str) -> None:
         assert [r[0] for r in rows] == ["7", "30", "90"] and held == sorted(held) and held[0] < held[-1]
     else:
         assert "everyone at once" in done.stdout and "three waves" in done.stdout
+
+
+def test_a_sweeps_table_shows_row_counts_without_false_decimals() -> None:
+    """A median of two devices' rows is 2,235.5: shown "2,236", not "2,235.500" (issue #21)."""
+    from simulator.api import _cell
+
+    assert [_cell(v) for v in (2235.5, 112.5, 25.51234, 3.0, 0.0123, None, 7)] == [
+        "2,236", "112.5", "25.512", "3", "0.012", "–", "7"]

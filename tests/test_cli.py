@@ -144,3 +144,44 @@ def test_serve_with_tls_listens_on_8443_by_default(monkeypatch: pytest.MonkeyPat
     assert main(["serve", SMOKE, "--tls"]) == 0
     assert main(["serve", SMOKE]) == 0
     assert ports == [8443, 8080]
+
+
+@pytest.mark.parametrize("option", ["--out", "--save-baseline"])
+def test_bench_with_an_unwritable_output_exits_2_before_any_run(
+    option: str, tmp_path: Path, no_run: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bench of minutes must not end unable to save: both places are tried first (issue #21)."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    target = a_file / ("reports" if option == "--out" else "base.json")
+    args = ["bench", SMOKE, "--devices", "2", option, str(target)]
+    if option == "--save-baseline":
+        args += ["--out", str(tmp_path / "bench")]
+    assert main(args) == 2
+    what = "reports" if option == "--out" else "the baseline"
+    assert error_line(capsys).startswith(f"syncsim: {option} {target}: cannot write {what} there: ")
+    assert no_run == []
+
+
+def test_the_last_progress_line_agrees_with_the_table_and_comes_before_the_reports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed syncs counted as the table counts them (the quiet period's final syncs aside), and the
+    last progress line printed before the reports, not after (issue #21)."""
+    import re
+
+    import yaml
+
+    data = yaml.safe_load(Path(SMOKE).read_text())
+    data["server"]["faults"] = {"error_rate": 0.6}
+    flaky = tmp_path / "smoke.yaml"
+    flaky.write_text(yaml.safe_dump(data))
+    main(["run", str(flaky), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr()
+    lines = (out.err + out.out).splitlines()
+    progress = [i for i, line in enumerate(lines) if re.search(r"t=[\d,]+/[\d,]+s", line)]
+    reports = next(i for i, line in enumerate(lines) if line.startswith("reports:"))
+    assert progress and progress[-1] < reports
+    last = re.search(r"syncs ([\d,]+)  failed ([\d,]+)", lines[progress[-1]])
+    totals = re.search(r"Totals: \d+ devices, ([\d,]+) syncs \(([\d,]+) failed\)", out.err + out.out)
+    assert last is not None and totals is not None and last.groups() == totals.groups()
+    assert int(totals.group(2)) > 0 and lines[progress[-1]].startswith("[quiet period: final syncs]")

@@ -110,6 +110,8 @@ def test_locust_headless_runs_the_smoke_scenario_and_writes_syncsims_report(tmp_
 def test_bad_input_is_one_clear_error_and_locust_exits_non_zero(tmp_path: Path, args: list[str], message: str) -> None:
     done = _locust(tmp_path, *args, timeout=60)
     assert done.returncode != 0
+    if message in ("missing.yaml", "give the scenario with --scenario FILE"):
+        assert done.returncode == 2  # bad input on the command line, as docs/locust.md says
     errors = [line for line in done.stderr.splitlines() if "syncsim" in line and message in line]
     assert len(errors) == 1, done.stderr[-3000:]
 

@@ -160,3 +160,21 @@ def test_the_capacity_search_never_passes_a_saturated_size(monkeypatch: pytest.M
     result = orjson.loads((tmp_path / "o" / "capacity.json").read_bytes())
     assert sizes == [1, 2, 4, 8] and result["largest_ok"] == 4
     assert result["stopped_because"].startswith("the generator was saturated at 8 devices")
+
+
+def test_a_baseline_of_another_scenario_or_other_sizes_is_refused_before_any_run(tiny: Path, tmp_path: Path,
+                                                                                  capsys: Any) -> None:
+    """Comparing with a baseline of another scenario (or seed) or without the sizes asked for reported
+    "regressions" of things never measured alike (issue #21): one line, exit 2, no run."""
+    base = tmp_path / "base.json"
+    assert main(["bench", str(tiny), "--devices", "2", "--out", str(tmp_path / "a"), "--save-baseline", str(base)]) == 0
+    other = tmp_path / "tiny_seed.yaml"
+    other.write_text(yaml.safe_dump({**TINY, "seed": TINY["seed"] + 1}))  # same name, another seed
+    capsys.readouterr()
+    assert main(["bench", str(other), "--devices", "2", "--out", str(tmp_path / "b"), "--baseline", str(base)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"syncsim: --baseline {base}: it measured scenario") and "same scenario file and seed" in err
+    assert main(["bench", str(tiny), "--devices", "2,3", "--out", str(tmp_path / "c"), "--baseline", str(base)]) == 2
+    assert capsys.readouterr().err.strip() == (f"syncsim: --baseline {base}: it has sizes 2, not 3: run --devices with "
+                                               "the baseline's sizes, or save a new baseline")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

@@ -351,3 +351,16 @@ def test_first_syncs_csv_round_trip_rebuilds_the_same_summary(tmp_path: Path) ->
     back = read_first_syncs_csv(write_first_syncs_csv(firsts, tmp_path / "first_syncs.csv"))
     assert back == firsts
     assert summarize([], [], first_syncs=back) == summarize([], [], first_syncs=firsts)
+
+
+def test_console_table_cuts_nothing_at_120_columns() -> None:
+    """A header or a cell too long for its column wraps; nothing ends in "…" (issue #21: "Rejectio…",
+    "STORAGE_…" hid the word and the count)."""
+    records = [*sample_records(), *(failed(f"d{i}", "0x80060890_IDEMPOTENCY_KEY_REUSED", "sales") for i in range(4)),
+               failed("d9", "STORAGE_FULL", "sales")]
+    console = Console(record=True, width=120)
+    render_table(summarize(records, []), console)
+    text = console.export_text()
+    assert "…" not in text
+    causes = "".join(line.split("│")[11].strip() for line in text.splitlines() if line.startswith("│"))
+    assert causes == "0x80060890_IDEMPOTENCY_KEY_REUSED:4STORAGE_FULL:2–"  # sales folded whole, then tech's dash

@@ -594,3 +594,33 @@ def test_an_infinite_number_in_the_file_is_refused_with_its_field(tmp_path: Path
 def test_a_negative_seed_is_refused(tmp_path: Path) -> None:
     _, msg = error_for(tmp_path, lambda d: d.update(seed=-1))
     assert "seed: Input should be greater than or equal to 0 (got -1)" in msg
+
+
+# --- bad input that used to be taken (issue #21) ---------------------------------------------------
+@pytest.mark.parametrize(("change", "needle", "problem"), [
+    (lambda d: d.update(seed=2**64), "seed", "less than or equal to 9223372036854775807"),
+    (lambda d: d["user_classes"][0].update(count=True), "count", "valid integer"),
+    (lambda d: d.update(back_office={"writes_per_s": 1, "hot_rows": {"table": "account", "count": 11}}),
+     "hot_rows.count", "11 hot rows of 'account', which seeds 10 rows; at most 10"),
+    (lambda d: d.update(privilege_changes=[{"at_s": 1, "user_class": "manager", "users": 2, "table": "account",
+                                            "read": "none"}]),
+     "privilege change", "users 2 of class 'manager', which has 1; at most 1"),
+    (lambda d: d.update(storms={"every_s": 60, "user_class": "technician", "users": 4}),
+     "storms.users", "4 of class 'technician', which has 3; at most 3"),
+], ids=["seed-past-63-bits", "count-true", "hot-rows-past-the-table", "privilege-change-past-the-class",
+        "storm-past-the-class"])
+def test_out_of_range_counts_and_seeds_are_refused_naming_the_field(
+        tmp_path: Path, change: Callable[[dict[str, Any]], Any], needle: str, problem: str) -> None:
+    _, message = error_for(tmp_path, change)
+    assert problem in line_with(message, needle)
+
+
+def test_a_scenario_without_devices_is_refused_before_running(tmp_path: Path) -> None:
+    from simulator.runner import run_blocking
+
+    data = base()
+    for c in data["user_classes"]:
+        c["count"] = 0
+    with pytest.raises(ScenarioError, match="has no devices to run .* give a class a count of 1 or more"):
+        run_blocking(load_scenario(write(tmp_path, data)), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -59,3 +59,25 @@ def test_a_target_that_is_not_loopback_or_lacks_its_key_gets_a_one_line_error(
     assert "--admin-key" in capsys.readouterr().err
     assert main(["run", SMOKE, "--target", "http://127.0.0.1:9", "--admin-key", "k", "--out", str(tmp_path)]) == 2
     assert "cannot reach the server" in capsys.readouterr().err
+
+
+def test_a_target_that_is_not_a_syncsim_server_gets_one_line_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python3 -m http.server` on the port: a 404 page in HTML, not a JSONDecodeError traceback."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert main(["run", SMOKE, "--target", url, "--admin-key", "k", "--out", str(tmp_path / "out")]) == 2
+    finally:
+        httpd.shutdown()
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("syncsim:")]
+    assert "Traceback" not in err and line.startswith(f"syncsim: {url}: GET /_syncsim/health answered HTTP 404")
+    assert line.endswith("this is not a syncsim server (start one with `syncsim serve SCENARIO`)")

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import gevent
 from locust.env import Environment
@@ -61,11 +61,17 @@ def load(argv: list[str]) -> tuple[Path, Scenario]:
     """The scenario named on the command line; exits with a one-line error when missing or invalid."""
     path = scenario_path(argv)
     if path is None:
-        sys.exit(NO_SCENARIO)
+        _usage_error(NO_SCENARIO)
     try:
         return path, load_scenario(path)
     except (ScenarioError, ValidationError, OSError) as exc:
-        sys.exit(f"syncsim: {exc}")
+        _usage_error(f"syncsim: {exc}")
+
+
+def _usage_error(line: str) -> NoReturn:
+    """Bad input on the command line: the line on stderr, exit status 2 (as `syncsim run`)."""
+    print(line, file=sys.stderr)
+    sys.exit(2)
 
 
 def fingerprint(scenario: Scenario) -> dict[str, Any]:

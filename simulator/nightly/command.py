@@ -11,9 +11,10 @@ from rich.console import Console
 from simulator.nightly.baseline import Finding, compare, parse_tolerances, regressions
 from simulator.nightly.capacity import find_capacity, parse_slo
 from simulator.nightly.report import write_html, write_json
-from simulator.nightly.run import Bench, run_bench
-from simulator.scenario import load_scenario
+from simulator.nightly.run import Bench, run_bench, scenario_fingerprint
+from simulator.scenario import Scenario, load_scenario
 from simulator.target import Where
+from simulator.writable import file_problem, folder_problem
 
 
 class BenchUsageError(Exception):
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise BenchUsageError(f"--repeat {args.repeat}: give an integer >= 1")
     overrides = _tolerances(args)
     baseline = _load_baseline(args.baseline) if args.baseline else None
+    if baseline is not None:
+        _check_comparable(args.baseline, baseline, load_scenario(args.scenario), sizes)
+    _check_outputs(args.out, args.save_baseline)
     bench = run_bench(args.scenario, sizes, args.repeat, args.out, console, _server(args))
     findings = compare(bench, baseline, overrides) if baseline else []
     json_path = write_json(bench, args.out / "bench.json", findings)
@@ -62,6 +66,32 @@ def run(args: argparse.Namespace) -> int:
     if baseline is None:
         return 0 if all(s.checks_passed for s in bench.sizes) else 1
     return _verdict(findings, bench, console)
+
+
+def _check_comparable(path: Path, baseline: Bench, scenario: Scenario, sizes: list[int]) -> None:
+    """Before the first run: the baseline measured this scenario file (its fingerprint: every field but
+    the fleet's size) at every size asked for."""
+    mine = scenario_fingerprint(scenario)
+    if baseline.scenario != scenario.name or (baseline.fingerprint and baseline.fingerprint != mine):
+        raise BenchUsageError(
+            f"--baseline {path}: it measured scenario {baseline.scenario!r} (fingerprint "
+            f"{baseline.fingerprint or 'not recorded'}), this bench runs {scenario.name!r} ({mine}): compare with a "
+            "baseline saved from the same scenario file and seed (--save-baseline)")
+    missing = [n for n in sizes if baseline.size(n) is None]
+    if missing:
+        have = ", ".join(str(s.devices) for s in baseline.sizes)
+        raise BenchUsageError(f"--baseline {path}: it has sizes {have}, not {', '.join(map(str, missing))}: run "
+                              "--devices with the baseline's sizes, or save a new baseline")
+
+
+def _check_outputs(out: Path, save_baseline: Path | None) -> None:
+    """Before the first run: the reports' folder and the baseline file can be written."""
+    problem = folder_problem(out)
+    if problem is not None:
+        raise BenchUsageError(f"--out {out}: cannot write reports there: {problem}")
+    problem = file_problem(save_baseline) if save_baseline is not None else None
+    if problem is not None:
+        raise BenchUsageError(f"--save-baseline {save_baseline}: cannot write the baseline there: {problem}")
 
 
 def _verdict(findings: list[Finding], bench: Bench, console: Console) -> int:
@@ -92,6 +122,7 @@ def _capacity(args: argparse.Namespace, console: Console) -> int:
     if args.start < 1 or args.max_runs < 1 or args.max_minutes <= 0 or not 0 < args.precision < 1:
         raise BenchUsageError("--start and --max-runs must be >= 1, --max-minutes > 0, --precision between 0 and 1")
     scenario = load_scenario(args.scenario)
+    _check_outputs(args.out, None)
     result = find_capacity(args.scenario, slos, args.start, scenario.max_devices, args.max_runs,
                            args.max_minutes, args.precision, args.out, console, _server(args))
     args.out.mkdir(parents=True, exist_ok=True)

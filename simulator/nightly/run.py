@@ -8,6 +8,7 @@ same numbers). `clock="real"` runs against the server in its own process in real
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import statistics
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console
 
 from simulator.clock import RealClock, wall_s
@@ -74,6 +76,7 @@ class Bench:
     seed: int
     sizes: list[SizeResult]
     clock: str = "real"  # "virtual": deterministic runs; a baseline of the other clock is not comparable
+    fingerprint: str = ""  # scenario_fingerprint of the scenario file measured ("": an older bench.json)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     machine: dict[str, Any] = field(default_factory=lambda: {
         "python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()})
@@ -82,15 +85,15 @@ class Bench:
         return next((s for s in self.sizes if s.devices == devices), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "seed": self.seed, "clock": self.clock, "created": self.created,
-                "machine": self.machine, "sizes": [s.to_dict() for s in self.sizes]}
+        return {"scenario": self.scenario, "seed": self.seed, "clock": self.clock, "fingerprint": self.fingerprint,
+                "created": self.created, "machine": self.machine, "sizes": [s.to_dict() for s in self.sizes]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Bench:
         sizes = [SizeResult(s["devices"], s["runs"], s["saturated"], s["checks_passed"], s.get("wall_s", []))
                  for s in data["sizes"]]
-        return cls(data["scenario"], data["seed"], sizes, data.get("clock", "real"), data.get("created", ""),
-                   data.get("machine", {}))
+        return cls(data["scenario"], data["seed"], sizes, data.get("clock", "real"), data.get("fingerprint", ""),
+                   data.get("created", ""), data.get("machine", {}))
 
 
 def _duration(seconds: float) -> str:
@@ -135,4 +138,15 @@ def run_bench(path: Path, sizes: list[int], repeat: int, out: Path, console: Con
             console.print(f"  done in {took:.0f} s" + ("  [yellow]generator saturated[/]" if summary.get(
                 "generator_saturated") else "") + ("" if size.checks_passed else "  [red]checks FAILED[/]"))
         results.append(size)
-    return Bench(scenario.name, scenario.seed, results, clock="real" if server != "virtual" else "virtual")
+    return Bench(scenario.name, scenario.seed, results, clock="real" if server != "virtual" else "virtual",
+                 fingerprint=scenario_fingerprint(scenario))
+
+
+def scenario_fingerprint(scenario: Scenario) -> str:
+    """What a baseline must have measured to be compared with: every field of the scenario (its
+    fleet sizes aside: each size scales it), as the first 16 hex digits of a SHA-256."""
+    data = scenario.model_dump(mode="json")
+    data.pop("devices", None)
+    for c in data["user_classes"]:
+        c.pop("count", None)
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

@@ -81,9 +81,8 @@ def render_table(summary: Mapping[str, Any], console: Console | None = None) -> 
     console = console or Console()
     table = Table(title="Sync summary per user class", title_justify="left")
     for i, header in enumerate(HEADERS):
-        causes = i == HEADERS.index("Failures by cause")  # folded, never cut short: "STORAGE_…" hides the count
-        table.add_column(header, justify="left" if i == 0 or causes else "right", no_wrap=i == 0,
-                         overflow="fold" if causes else "ellipsis")
+        causes = i == HEADERS.index("Failures by cause")  # every cell folds, never cut short: "STORAGE_…"
+        table.add_column(header, justify="left" if i == 0 or causes else "right", no_wrap=i == 0, overflow="fold")
     for name, c in summary["classes"].items():
         table.add_row(*class_row(name, c))
     console.print(table)
