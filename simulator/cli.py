@@ -58,7 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     advise.add_argument("--json", action="store_true", help="print JSON instead of tables")
     locust = sub.add_parser("locust", help="run a scenario's devices in Locust (docs/locust.md)",
                             description="Run `locust -f <syncsim's locustfile> --scenario SCENARIO ARGS...`; "
-                                        "every argument after the scenario goes to Locust.")
+                                        "every argument after the scenario goes to Locust.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="syncsim's own options, among Locust's (Locust's --help cannot list them: it "
+                                   "prints its help before loading a locustfile):\n"
+                                   "  --host URL --admin-key KEY  drive a running `syncsim serve` of the same "
+                                   "scenario (loopback)\n"
+                                   "  --syncsim-out DIR           folder for syncsim's report (default reports)\n"
+                                   "  --syncsim-requests          also put every device request in Locust's "
+                                   "statistics")
     locust.add_argument("scenario", type=Path)
     locust.add_argument("locust_args", nargs=argparse.REMAINDER, help="Locust's own arguments (-u, --headless, ...)")
     return p

@@ -47,6 +47,7 @@ from simulator.parts import DevicePart
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
 from simulator.reports import (
+    FILE_NAMES,
     class_table,
     render_generator,
     render_ledger,
@@ -672,16 +673,20 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     out_dir = new_out_dir(out_root, scenario.name)
-    paths = write_records(out_dir, metrics.records, metrics.events, metrics.first_syncs, metrics.timeline)
+    unwritten: list[str] = []  # outputs that could not be written (a full disk): said after the verdict
+    paths = {key: out_dir / name for key, name in FILE_NAMES.items()}
+    records_written = _written(unwritten, lambda: write_records(out_dir, metrics.records, metrics.events,
+                                                                metrics.first_syncs, metrics.timeline))
     table = Console(width=LEDGER_TABLE_WIDTH, record=True, file=io.StringIO())
     render_table(summary, console=table)  # the console's table, as text (no cell wrapped): the ledger reads it back
-    shown = check_report(metrics.journal, summary, paths["syncs"], paths["first_syncs"], table.export_text(),
-                         class_table(summary))
+    shown = check_report(metrics.journal, summary, paths["syncs"] if records_written else None,
+                         paths["first_syncs"] if records_written else None, table.export_text(), class_table(summary))
     ledger["invariants"][REPORT_INVARIANT] = shown.to_dict()
     ledger["passed"] = ledger["passed"] and shown.violations == 0
     if not shown.checked:
         ledger["not_exercised"].append(REPORT_INVARIANT)
-    write_summary(paths, summary, metrics.records, f"syncsim: {scenario.name}", metrics.first_syncs, metrics.timeline)
+    _written(unwritten, lambda: write_summary(paths, summary, metrics.records, f"syncsim: {scenario.name}",
+                                              metrics.first_syncs, metrics.timeline))
     render_table(summary, console=Console(width=max(140, Console().width), quiet=console.quiet))
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "
@@ -699,5 +704,22 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
                       f"rest of the world (other devices, the back office, airplane mode, waves) ran "
                       f"{scenario.time_scale:g} times faster than its devices. The virtual clock (the default) has "
                       "one time for all.")
-    console.print(f"reports: {paths['html'].parent}")
-    return RunResult(out_dir, summary, bool(check["passed"]) and bool(ledger["passed"]))
+    for problem in unwritten:
+        console.print(f"[bold red]could not write {problem}[/]: the figures above are the run's; the files are not")
+    console.print(f"reports: {paths['html'].parent}" + (" (incomplete)" if unwritten else ""))
+    return RunResult(out_dir, summary, bool(check["passed"]) and bool(ledger["passed"]) and not unwritten)
+
+
+def _written(unwritten: list[str], write: Callable[[], object]) -> bool:
+    """Run `write`; on an OSError (a full disk, a folder gone) note which file and why, drop the file
+    it left half-written, and go on: the console's verdict and tables still come."""
+    try:
+        write()
+        return True
+    except OSError as exc:
+        where = Path(exc.filename) if exc.filename else None
+        if where is not None and where.is_file():
+            with contextlib.suppress(OSError):
+                where.unlink()  # half a report.html reads as a whole one
+        unwritten.append(f"{where or 'the reports'}: {exc.strerror or exc}")
+        return False

@@ -54,3 +54,15 @@ def test_a_sweeps_table_shows_row_counts_without_false_decimals() -> None:
 
     assert [_cell(v) for v in (2235.5, 112.5, 25.51234, 3.0, 0.0123, None, 7)] == [
         "2,236", "112.5", "25.512", "3", "0.012", "–", "7"]
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path: Path) -> None:
+    """In real time the server's process is spawned, which imports the script again: a script that
+    calls syncsim at its top level gets the fix in the error, not only "closed its pipe" (issue #21)."""
+    script = tmp_path / "mine.py"
+    script.write_text("from simulator import api\n"
+                      "scenario = api.load('scenarios/smoke.yaml', duration_s=400, quiet_period_s=60)\n"
+                      f"api.run(scenario, clock='real', out={str(tmp_path / 'out')!r})\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert 'if mine.py calls syncsim at its top level, put those calls under `if __name__ == "__main__":`' in done.stderr

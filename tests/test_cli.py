@@ -185,3 +185,37 @@ def test_the_last_progress_line_agrees_with_the_table_and_comes_before_the_repor
     totals = re.search(r"Totals: \d+ devices, ([\d,]+) syncs \(([\d,]+) failed\)", out.err + out.out)
     assert last is not None and totals is not None and last.groups() == totals.groups()
     assert int(totals.group(2)) > 0 and lines[progress[-1]].startswith("[quiet period: final syncs]")
+
+
+def test_syncsim_locust_help_lists_syncsims_own_locust_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """Locust's --help prints before the locustfile loads, so it cannot show them (issue #21)."""
+    with pytest.raises(SystemExit):
+        main(["locust", "--help"])
+    out = capsys.readouterr().out
+    assert all(option in out for option in ("--admin-key", "--syncsim-out", "--syncsim-requests"))
+
+
+def test_a_full_disk_still_gives_the_verdict_and_the_table_then_names_what_was_not_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out on a full disk: no traceback and no half report.html; the verdict and the per-class table
+    first, then which output could not be written and why; exit 1 (issue #21)."""
+    import errno
+
+    import simulator.reports.output as output
+
+    def full_disk(summary: object, records: object, path: Path, *args: object) -> None:
+        path.write_text("<html><body>half a rep")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(output, "write_html", full_disk)
+    assert main(["run", SMOKE, "--out", str(tmp_path), "--no-progress"]) == 1
+    out = capsys.readouterr()
+    text = out.err + out.out
+    assert "Traceback" not in text
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "report.html").exists() and (run_dir / "summary.json").exists()
+    for needle in ("Sync summary per user class", "end-of-run check", "Ledger"):
+        assert needle in text
+    err = "".join(out.err.split())  # the console wraps long lines (paths too) at its width
+    assert "".join(f"could not write {run_dir / 'report.html'}: No space left on device".split()) in err
+    assert err.index("end-of-runcheck") < err.index("couldnotwrite")

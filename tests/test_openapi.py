@@ -1006,7 +1006,7 @@ async def test_clock_and_run_start_join_a_runs_timeline(client: Client) -> None:
     await client.admin("PUT", "/_syncsim/clock", 400, json={"time_scale": 60})
     await client.send("PUT", "/_syncsim/clock", 401, user=None, json={})
     started = await client.admin("POST", "/_syncsim/run", json={"started_at": 1_800_000_010.0})
-    assert started.json() == {"started_at": 1_800_000_010.0} and client.state.started_at == 1_800_000_010.0
+    assert started.json() == {"started_at": 1_800_000_010.0, "run": 1} and client.state.started_at == 1_800_000_010.0
     await client.admin("POST", "/_syncsim/run", 400, json={"started_at": "soon"})
     await client.send("POST", "/_syncsim/run", 401, user=None, json={})
 

@@ -81,3 +81,20 @@ def test_the_report_sets_the_advisors_estimate_beside_the_measured_first_sync(sm
     # the model is simple (no device processing); its error shows in the report, and stays within a factor
     assert technician["measured_p50_s"] is not None and 0.3 < technician["error"] + 1 < 3
     assert "Profile advisor" in (run_dir / "report.html").read_text()
+
+
+def test_the_advisor_table_says_what_the_measured_first_syncs_spent_that_the_estimate_leaves_out() -> None:
+    """Chaos made the estimate look 85-98% off; the table now says what the measurement also held
+    (issue #21): waits by kind, extra attempts, re-fetches after cuts."""
+    from simulator.metrics import FirstSync
+    from simulator.reports.html import _left_out
+
+    def first(waits: dict[str, float], attempts: int = 1, refetched: int = 0) -> FirstSync:
+        return FirstSync("d", "u", "technician", "3g", 0.0, 100.0, True, attempts, waits_s=waits,
+                         refetched_bytes=refetched)
+
+    firsts = [first({"backoff": 14.0, "retry_after": 60.0}, attempts=2), first({"backoff": 6.0}, refetched=900),
+              first({})]
+    assert _left_out(firsts) == ("backoff 10.0 s (2); retry after 60.0 s (1); 1 with more than one attempt; "
+                                 "1 re-fetched after a cut")
+    assert _left_out([first({})]) == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,26 @@ def test_a_run_drives_an_already_running_server_and_checks_it_through_its_extens
     (run_dir,) = tmp_path.iterdir()
     summary = orjson.loads((run_dir / "summary.json").read_bytes())
     assert code == 0 and summary["ledger"]["passed"] and summary["end_of_run_check"]["devices_checked"] == 3
+
+
+def test_one_long_running_serve_takes_three_runs_in_a_row_each_from_the_seeded_state(
+        served: str, tmp_path: Path) -> None:
+    """A nightly job points at one `syncsim serve`: the second run used to meet the first run's state
+    (phantom writes, stale rows, 0x80060890). Each run now starts from the seeded state (issue #21)."""
+    seeds, requests = [], []
+    for n in range(3):
+        out = tmp_path / str(n)
+        code = main(["run", SMOKE, "--target", served, "--admin-key", "k3y", "--out", str(out), "--no-progress",
+                     "--time-scale", "240"])
+        (run_dir,) = out.iterdir()
+        summary = orjson.loads((run_dir / "summary.json").read_bytes())
+        assert code == 0 and summary["ledger"]["passed"] and summary["end_of_run_check"]["passed"], n
+        requests.append(summary["server"]["requests"])
+        ledger = urllib.request.Request(f"{served}/_syncsim/ledger", headers={"Authorization": "Bearer k3y"})
+        with urllib.request.urlopen(ledger, timeout=30) as answer:
+            seeds.append(orjson.loads(answer.read())["seed_version"])
+    # every run started from the same seeded store, and the server's counters from zero (not the sum of runs)
+    assert seeds[0] == seeds[1] == seeds[2] and max(requests) < 1.5 * min(requests)
 
 
 def test_a_target_of_another_scenario_or_with_a_wrong_key_is_refused_before_the_run(

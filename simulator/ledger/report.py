@@ -117,9 +117,10 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def check_report(journal: Journal, summary: Mapping[str, Any], syncs_csv: Path, first_syncs_csv: Path,
+def check_report(journal: Journal, summary: Mapping[str, Any], syncs_csv: Path | None, first_syncs_csv: Path | None,
                  console_text: str, html_table: str) -> Invariant:
-    """Compare every shown figure with the ledger's recomputation (see the module's docstring)."""
+    """Compare every shown figure with the ledger's recomputation (see the module's docstring); the
+    CSVs when given (None: they could not be written)."""
     want = recompute(journal)
     cmp = _Compare()
     shown_classes = summary.get("classes", {})
@@ -130,7 +131,8 @@ def check_report(journal: Journal, summary: Mapping[str, Any], syncs_csv: Path, 
     classes = sorted(set(want) & set(shown_classes))
     for cls in classes:
         _summary(cmp, cls, shown_classes[cls], want[cls])
-    _csvs(cmp, classes, want, syncs_csv, first_syncs_csv)
+    if syncs_csv is not None and first_syncs_csv is not None:
+        _csvs(cmp, classes, want, syncs_csv, first_syncs_csv)
     for where, rows in (("the console table", _console_rows(console_text)),
                         ("the HTML report's class table", _html_rows(html_table))):
         for cls in classes:

@@ -15,10 +15,11 @@ from simulator.reports.files import (
     write_json,
 )
 from simulator.reports.html import class_table, write_html
-from simulator.reports.output import write_all, write_records, write_summary
+from simulator.reports.output import FILE_NAMES, write_all, write_records, write_summary
 from simulator.reports.summary import summarize
 
 __all__ = [
+    "FILE_NAMES",
     "class_table",
     "read_events_csv",
     "read_first_syncs_csv",

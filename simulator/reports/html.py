@@ -132,21 +132,41 @@ def advisor_rows(summary: Mapping[str, Any], first_syncs: Sequence[FirstSync]) -
     out = []
     for c in advice["classes"]:
         for network, phases in c["first_sync_s"].items():
-            measured = [f.duration_s for f in first_syncs
-                        if f.finished and f.user_class == c["user_class"] and f.network == network]
+            firsts = [f for f in first_syncs if f.finished and f.user_class == c["user_class"] and f.network == network]
+            measured = [f.duration_s for f in firsts]
             p50 = float(np.median(measured)) if measured else None
             est = float(phases["total"])
             out.append({"user_class": c["user_class"], "network": network, "estimate_s": est, "measured_p50_s": p50,
                         "devices": len(measured),
-                        "error": None if p50 is None or p50 <= 0 else (est - p50) / p50})
+                        "error": None if p50 is None or p50 <= 0 else (est - p50) / p50,
+                        "left_out": _left_out(firsts)})
     return out
+
+
+def _left_out(firsts: Sequence[FirstSync]) -> str:
+    """What the measured first syncs spent that the estimate does not model: waits by kind (Retry-After,
+    backoff, offline, between attempts; medians over the first syncs that had them), extra attempts
+    and bytes fetched again after cuts."""
+    parts = []
+    for kind in sorted({k for f in firsts for k in f.waits_s}):
+        spent = [f.waits_s[kind] for f in firsts if f.waits_s.get(kind, 0) > 0]
+        if spent:
+            parts.append(f"{kind.replace('_', ' ')} {float(np.median(spent)):,.1f} s ({len(spent)})")
+    more = sum(1 for f in firsts if f.attempts > 1)
+    if more:
+        parts.append(f"{more} with more than one attempt")
+    cut = sum(1 for f in firsts if f.refetched_bytes)
+    if cut:
+        parts.append(f"{cut} re-fetched after a cut")
+    return "; ".join(parts)
 
 
 def _advisor_row(r: Mapping[str, Any]) -> str:
     measured = "–" if r["measured_p50_s"] is None else f"{r['measured_p50_s']:,.1f}"
     off = "–" if r["error"] is None else f"{r['error']:+.0%}"
     return (f"<tr><td>{escape(r['user_class'])}</td><td>{escape(r['network'])}</td><td>{r['estimate_s']:,.1f}</td>"
-            f"<td>{measured}</td><td>{r['devices']}</td><td>{off}</td></tr>")
+            f"<td>{measured}</td><td>{r['devices']}</td><td>{off}</td>"
+            f'<td class="text">{escape(r["left_out"] or "nothing")}</td></tr>')
 
 
 def advisor_section(summary: Mapping[str, Any], first_syncs: Sequence[FirstSync]) -> str:
@@ -163,9 +183,13 @@ def advisor_section(summary: Mapping[str, Any], first_syncs: Sequence[FirstSync]
         '<p class="caption">The advisor\'s first-sync estimate (<code>syncsim advise</code>: requests &times; round '
         "trip + bytes / bandwidth, plus the device processing of the class's device kinds) beside the median "
         "measured first sync of the devices "
-        "of that class on that network, so the model's error shows. Its advice follows.</p>"
+        "of that class on that network, so the model's error shows. The estimate is of a first sync without "
+        "faults: the last column says what the measured ones also spent (waits for Retry-After, backoff after "
+        "errors, offline time, pauses between attempts: medians in seconds, with how many first syncs had them), "
+        "so an estimate far below the measurement there is not the model's error. Its advice follows.</p>"
         '<div class="table"><table><thead><tr><th>User class</th><th>Network</th><th>Estimate (s)</th>'
-        f"<th>Measured p50 (s)</th><th>Devices</th><th>Estimate off by</th></tr></thead><tbody>{rows}</tbody>"
+        f"<th>Measured p50 (s)</th><th>Devices</th><th>Estimate off by</th><th>The measured first syncs also had"
+        f"</th></tr></thead><tbody>{rows}</tbody>"
         f"</table></div><ul>{items}</ul>"
     )
 

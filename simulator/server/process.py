@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from simulator.clock import RealClock
@@ -73,14 +75,24 @@ def _wait_ready(conn: multiprocessing.connection.Connection, process: multiproce
     while not conn.poll(0.5):
         waited += 0.5
         if not process.is_alive():
-            raise ServerProcessError(f"the server process exited with status {process.exitcode} before listening")
+            raise ServerProcessError(f"the server process exited with status {process.exitcode} before listening"
+                                     + _script_hint())
         if waited > READY_TIMEOUT_S:
             process.terminate()
             raise ServerProcessError(f"the server process did not listen within {READY_TIMEOUT_S:g} s")
     try:
         return conn.recv()
     except EOFError:
-        raise ServerProcessError("the server process closed its pipe before listening") from None
+        raise ServerProcessError("the server process closed its pipe before listening" + _script_hint()) from None
+
+
+def _script_hint() -> str:
+    """When syncsim runs from the user's own script: the usual cause, and what to do."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    if not main.endswith(".py") or Path(main).resolve().is_relative_to(Path(__file__).resolve().parents[1]):
+        return ""
+    return (f"; if {Path(main).name} calls syncsim at its top level, put those calls under "
+            "`if __name__ == \"__main__\":` (the server's process starts by importing the script again)")
 
 
 def _child(scenario_data: dict[str, Any], conn: multiprocessing.connection.Connection) -> None:

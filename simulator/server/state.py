@@ -155,6 +155,7 @@ class ServerState:
         self.file_crcs: dict[str, int] = {}  # file id -> CRC-32 of its bytes (end-of-run snapshots)
         self.activity_tasks: list[asyncio.Task[None]] = []  # privilege schedule and back office
         self.health = ProcessHealth()  # the server process's loop lag, CPU and memory, every second
+        self.runs = 0  # runs started on this server (POST /_syncsim/run): from the second on, it re-seeds
         for table in store.tables.values():
             detect = table.meta.conflict_detection
             table.conflict_detection = self.settings.conflict_detection if detect is None else detect

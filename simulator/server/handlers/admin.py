@@ -11,12 +11,12 @@ from aiohttp import web
 
 from simulator.protocol import ErrorCode
 from simulator.scenario import Depth, Faults
-from simulator.server.activity import restart_run
+from simulator.server.activity import restart_run, stop_activity
 from simulator.server.errors import DataverseError
 from simulator.server.handlers.common import state_of
-from simulator.server.middlewares import json_response
+from simulator.server.middlewares import PROTECTION, json_response
 from simulator.server.privileges import change_privilege
-from simulator.server.seed import file_bytes
+from simulator.server.seed import build_store, file_bytes
 from simulator.server.service import SERVER_TIME
 from simulator.server.state import STATE, ServerState
 from simulator.server.store import FileInfo, User
@@ -72,13 +72,33 @@ async def clock(request: web.Request) -> web.Response:
 
 @routes.post("/_syncsim/run", name="run")
 async def run(request: web.Request) -> web.Response:
-    """{"started_at"}: a run starts; the privilege schedule counts from it and the back office restarts."""
+    """{"started_at"}: a run starts; the privilege schedule counts from it and the back office restarts.
+    A server that served a run before starts this one from the scenario's seeded state again (a
+    long-running `syncsim serve` takes run after run, each as if it were the first)."""
     state = state_of(request)
     started_at = _finite((await _json(request)).get("started_at"))
     if started_at is None:
         raise DataverseError(ErrorCode.VALIDATION, "started_at (scenario epoch seconds) is required.")
+    if state.runs:
+        await stop_activity(state)
+        _reseed(request.app, state)
+    state.runs += 1
     await restart_run(state, started_at)
-    return json_response({"started_at": state.started_at})
+    return json_response({"started_at": state.started_at, "run": state.runs})
+
+
+def _reseed(app: web.Application, state: ServerState) -> None:
+    """The scenario's seeded state again, in place (every handler holds the same objects): a store
+    seeded afresh (the same rows, ids and versions: the seed decides), no tokens, counters, write log,
+    idempotency keys, caches or service-protection windows of the runs before."""
+    runs, health = state.runs, state.health
+    state.__init__(state.scenario, build_store(state.scenario, state.clock.now()),  # type: ignore[misc]
+                   state.clock, state.admin_key)
+    state.runs, state.health = runs, health
+    app[PROTECTION].__init__(state.scenario.server.limits)  # type: ignore[misc]
+    server_time = app[SERVER_TIME]
+    server_time.served, server_time.busy_s, server_time.queued_s = 0, 0.0, 0.0
+    server_time.samples.clear()
 
 
 def _finite(value: Any) -> float | None:
