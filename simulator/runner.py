@@ -17,6 +17,8 @@ import functools
 import gc
 import io
 import itertools
+import signal
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -69,9 +71,12 @@ class RunResult:
     out_dir: Path
     summary: dict[str, Any]
     passed: bool
+    interrupted_exit: int | None = None  # 130 (SIGINT) or 143 (SIGTERM): the run was stopped early
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted_exit is not None:
+            return self.interrupted_exit
         return 0 if self.passed else 1
 
 
@@ -288,6 +293,24 @@ class FleetRun:
             await watch.stop()  # its last line before the reports, not after them
         return await self.report(part)
 
+    async def finish_interrupted(self, watch: Progress | None, signal_name: str) -> RunResult:
+        """An interrupt stopped the devices: no quiet period; the records so far, their reports and
+        the report check, marked interrupted; the end-of-run check and the ledger do not run (devices
+        stopped mid-sync would fail them for nothing)."""
+        for device in self.devices.values():
+            device.end_of_run()
+        await self.close_devices()
+        part = await self.hand_in()
+        if watch is not None:
+            await watch.stop()
+        counters = await self.admin.counters()
+        counters["faults_injected"] = faults_injected(counters, Counter(part.storms), part.events)
+        check = {**summarize_checks([], {}), "passed": False, "interrupted": signal_name}
+        ledger = interrupted_ledger(part, signal_name)
+        return _report(self.scenario, part, check, ledger, counters, self.cost(), self.out_root,
+                       self.console if self.report_tables else Console(quiet=True), self.clock,
+                       interrupted=signal_name)
+
     async def quiet_begins(self) -> None:
         """The quiet period starts: the back office pauses (then every device syncs, in rounds)."""
         await self.admin.back_office(False)
@@ -371,12 +394,56 @@ async def _drive(run: FleetRun, devices: list[Device], scenario: Scenario, progr
     """The devices at their rollout waves until the scenario's time is up, then the run's end."""
     watch = Progress(run.metrics, len(devices), run.clock, run.origin, scenario.duration_s, enabled=progress,
                      console=console)
+    interrupt = Interrupt()
     async with watch:
         stop_at = run.origin + scenario.duration_s
         async with _running(run_storms(scenario, run.session, run.base_url, run.admin.token, run.clock, stop_at,
                                        run.storms)):
-            await _run_fleet(devices, run.fleet, run.clock, stop_at)
-        return await run.finish(watch)
+            fleet = asyncio.ensure_future(_run_fleet(devices, run.fleet, run.clock, stop_at))
+            with interrupt.installed(fleet):
+                try:
+                    await fleet
+                except asyncio.CancelledError:
+                    if interrupt.signal is None:
+                        raise
+        if interrupt.signal is not None:
+            return await run.finish_interrupted(watch, interrupt.signal)
+        with interrupt.installed(asyncio.current_task()):  # the quiet period: a first interrupt stops at once
+            return await run.finish(watch)
+
+
+INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+class Interrupt:
+    """Ctrl-C (SIGINT) or SIGTERM (a CI job's timeout) while devices run: the first one stops the
+    devices and the run reports what happened so far, marked interrupted (exit 130 or 143); a second
+    one stops at once (KeyboardInterrupt). Installed on the running loop from the main thread only
+    (a run from another thread keeps Python's own handling)."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    @contextlib.contextmanager
+    def installed(self, target: asyncio.Future[Any] | None) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        if target is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        sigs = [signal.SIGINT, signal.SIGTERM]
+        for sig in sigs:
+            loop.add_signal_handler(sig, self._on, sig.name, target)
+        try:
+            yield
+        finally:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+
+    def _on(self, name: str, target: asyncio.Future[Any]) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt  # the second one: at once
+        self.signal = name
+        target.cancel()
 
 
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -521,12 +588,14 @@ async def _run_fleet(devices: list[Device], fleet: list[FleetEntry], clock: Cloc
         await device.run(stop_at)
 
     tasks = [asyncio.ensure_future(one(d, e.start_s)) for d, e in zip(devices, fleet, strict=True)]
-    await clock.sleep(max(0.0, stop_at - clock.now()))
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    try:
+        await clock.sleep(max(0.0, stop_at - clock.now()))
+    finally:  # the scenario's end, or an interrupt: every device stops where it is
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 QUIET_ROUNDS = 2  # round one delivers every edit, round two downloads everybody's
@@ -639,8 +708,20 @@ def new_out_dir(out_root: Path, name: str) -> Path:
     raise AssertionError("unreachable")
 
 
+def interrupted_ledger(part: DevicePart, signal_name: str) -> dict[str, Any]:
+    """The ledger of an interrupted run: no invariant checked against the server (devices were
+    stopped mid-sync), the report check still made; the devices' own conflict count kept."""
+    reported = sum(r.conflicts for r in part.journal.records)
+    uploaded = sum(r.uploaded for r in part.journal.records)
+    return {"passed": False, "interrupted": signal_name, "invariants": {}, "not_exercised": [], "paths": {},
+            "not_reached": [], "kept_in_stopped_outboxes": 0, "edits": {},
+            "conflicts": {"reported": reported, "ledger": None, "uploaded": uploaded,
+                          "reported_rate": round(reported / uploaded, 4) if uploaded else 0.0, "ledger_rate": None}}
+
+
 def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledger: dict[str, Any],
-            counters: dict[str, Any], cost: RunCost, out_root: Path, console: Console, clock: Clock) -> RunResult:
+            counters: dict[str, Any], cost: RunCost, out_root: Path, console: Console, clock: Clock,
+            interrupted: str | None = None) -> RunResult:
     device_conflicts = sum(r.conflicts for r in metrics.records)
 
     def by_devices(counts: dict[str, int]) -> int:  # keys are "<table>/<user>"; the back office is not a device
@@ -670,6 +751,7 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
         "timeline_marks": timeline_marks(scenario),
         "world_ahead": world_ahead(scenario, metrics.records, clock),
         "advisor": advisor.report(scenario).to_dict(),  # estimates, set beside the measured figures in the report
+        "interrupted": interrupted,  # SIGINT or SIGTERM: the run stopped early; its figures are what happened so far
     }
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     out_dir = new_out_dir(out_root, scenario.name)
@@ -688,6 +770,8 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
     _written(unwritten, lambda: write_summary(paths, summary, metrics.records, f"syncsim: {scenario.name}",
                                               metrics.first_syncs, metrics.timeline))
     render_table(summary, console=Console(width=max(140, Console().width), quiet=console.quiet))
+    if interrupted:
+        return _report_interrupted(summary, ledger, paths, unwritten, interrupted, out_dir, console)
     verdict = "[green]passed[/]" if check["passed"] else "[red]FAILED[/]"
     console.print(f"end-of-run check {verdict}: {check['devices_checked']} devices, missing {check['missing']}, "
                   f"extra {check['extra']}, stale {check['stale']}, altered {check['altered']}, "
@@ -708,6 +792,19 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
         console.print(f"[bold red]could not write {problem}[/]: the figures above are the run's; the files are not")
     console.print(f"reports: {paths['html'].parent}" + (" (incomplete)" if unwritten else ""))
     return RunResult(out_dir, summary, bool(check["passed"]) and bool(ledger["passed"]) and not unwritten)
+
+
+def _report_interrupted(summary: dict[str, Any], ledger: dict[str, Any], paths: dict[str, Path], unwritten: list[str],
+                        signal_name: str, out_dir: Path, console: Console) -> RunResult:
+    shown = ledger["invariants"][REPORT_INVARIANT]
+    console.print(f"[bold yellow]interrupted ({signal_name}) at t={summary['run_s']:,.0f} s[/]: the records and "
+                  "reports of what happened so far are written; the quiet period, the end-of-run check and the "
+                  f"ledger did not run (report matches the ledger: {shown['violations']} violations of "
+                  f"{shown['checked']} checked)")
+    for problem in unwritten:
+        console.print(f"[bold red]could not write {problem}[/]")
+    console.print(f"reports: {paths['html'].parent}" + (" (incomplete)" if unwritten else ""))
+    return RunResult(out_dir, summary, False, INTERRUPT_EXIT[signal_name])
 
 
 def _written(unwritten: list[str], write: Callable[[], object]) -> bool:

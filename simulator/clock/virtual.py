@@ -19,7 +19,9 @@ seconds (time_scale means nothing here), starting at `VIRTUAL_START` unless told
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
+import time
 from asyncio.base_events import MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
@@ -40,6 +42,9 @@ CLOCK_RESOLUTION_S = 1e-9
 resolution; a virtual loop fixes it, so the grouping is the same on every machine."""
 
 
+SIGNAL_POLL_S = 0.1  # wall seconds between looks at the self-pipe while signal handlers are set
+
+
 class VirtualTimeStalled(RuntimeError):
     """Every task waits, no timer is set and no thread is at work: nothing can ever happen again."""
 
@@ -48,20 +53,31 @@ class _Selector:
     """The loop's selector: polls real I/O without waiting, and asks the loop how long it may wait.
 
     With nothing registered but the loop's own self-pipe (a virtual run opens no socket), polling is
-    skipped: what other threads and signal handlers hand the loop is already in its ready queue, and
-    the pipe only wakes a loop that blocks, which this one does only while a thread is at work."""
+    skipped: what other threads hand the loop is already in its ready queue, and the pipe only wakes
+    a loop that blocks, which this one does only while a thread is at work. Signals are the exception:
+    a handler of `add_signal_handler` runs only once the loop reads the pipe, so while the loop has
+    one, the pipe is polled at most every SIGNAL_POLL_S of wall time (a Ctrl-C is seen within it)."""
 
     def __init__(self) -> None:
         self.inner = selectors.DefaultSelector()
         self.wait: Callable[[float | None], float | None] = lambda timeout: timeout
+        self.has_signals: Callable[[], bool] = lambda: False
+        self._polled = 0.0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        polls = len(self.inner.get_map()) > 1
+        polls = len(self.inner.get_map()) > 1 or (self.has_signals() and self._signal_poll_due())
         events = self.inner.select(0) if polls else []
         if events or timeout == 0:
             return events
         real = self.wait(timeout)
         return [] if real == 0 else self.inner.select(real)
+
+    def _signal_poll_due(self) -> bool:
+        now = time.monotonic()  # wall time: when to look for a signal, never what the run computes
+        if now - self._polled < SIGNAL_POLL_S:
+            return False
+        self._polled = now
+        return True
 
     def __getattr__(self, name: str) -> Any:  # register, unregister, modify, get_key, get_map, close
         return getattr(self.inner, name)
@@ -75,6 +91,7 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         selector = _Selector()
         super().__init__(selector)  # type: ignore[arg-type]
         selector.wait = self._wait
+        selector.has_signals = lambda: bool(self._signal_handlers)  # type: ignore[attr-defined]
         self._now = 0.0
         self._clock_resolution = CLOCK_RESOLUTION_S
         self._thread_jobs = 0
@@ -118,9 +135,18 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
 
 
 def run_virtual(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` to completion on a new VirtualEventLoop (as asyncio.run does on a real one)."""
-    with asyncio.Runner(loop_factory=VirtualEventLoop) as runner:
+    """Run `main` to completion on a new VirtualEventLoop (as asyncio.run does on a real one). A
+    KeyboardInterrupt (a second Ctrl-C) stops at once: the tasks it left waiting on each other may
+    never end in virtual time, so their cancellation is not waited for."""
+    runner = asyncio.Runner(loop_factory=VirtualEventLoop)
+    try:
         return runner.run(main)
+    except KeyboardInterrupt:
+        with contextlib.suppress(VirtualTimeStalled):
+            runner.close()
+        raise
+    finally:
+        runner.close()  # a no-op once closed
 
 
 class VirtualClock:

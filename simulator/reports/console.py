@@ -103,6 +103,8 @@ def render_ledger(ledger: Mapping[str, Any], faults: Mapping[str, int], console:
     """Print the faults injected (if any), the ledger's invariants (checked, violations, first
     examples; "not exercised" when nothing was checked), the paths reached and the conflict recount."""
     console = console or Console()
+    if ledger.get("interrupted"):
+        return  # the run says so itself: no invariant was checked
     if faults:
         injected = Table(title="Faults injected", title_justify="left")
         injected.add_column("Fault")

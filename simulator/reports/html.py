@@ -93,6 +93,12 @@ def ledger_section(summary: Mapping[str, Any]) -> str:
     ledger = summary.get("ledger")
     if not ledger:
         return ""
+    if ledger.get("interrupted"):
+        shown = ledger["invariants"].get("report_matches_ledger", {"checked": 0, "violations": 0})
+        return (f"<h2>Ledger: not run (interrupted by {escape(str(ledger['interrupted']))})</h2>"
+                '<p class="caption">The run was stopped early: devices stopped mid-sync, so the end-of-run check '
+                "and the invariants against the server's write log did not run. The report was still compared "
+                f"with the ledger's journal: {shown['violations']:,} violations of {shown['checked']:,} figures.</p>")
     verdict = "passed" if ledger["passed"] else "FAILED"
     rows = "".join(
         f"<tr><td>{escape(name.replace('_', ' '))}</td><td>{_checked(r['checked'])}</td><td>{r['violations']:,}</td>"
@@ -202,6 +208,10 @@ def _verdicts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The three questions a reader asks first: did devices converge, do the numbers add up, can the
     durations be trusted (was the generator itself the bottleneck)."""
     rows: list[tuple[str, str]] = []
+    if summary.get("interrupted"):
+        rows.append(("Interrupted", '<b class="bad">' + escape(
+            f"stopped by {summary['interrupted']} after {summary.get('run_s', 0):,.0f} s: the figures are what "
+            "happened so far") + "</b>"))
     check = summary.get("end_of_run_check")
     if check:
         rows.append(("Devices converged", _verdict(check["passed"], "passed", "FAILED") + escape(

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ def _script_hint() -> str:
 
 
 def _child(scenario_data: dict[str, Any], conn: multiprocessing.connection.Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the run decides, then stops it
     raise_fd_limit()
     try:
         asyncio.run(_serve(Scenario.model_validate(scenario_data), conn))
