@@ -178,3 +178,31 @@ def test_a_baseline_of_another_scenario_or_other_sizes_is_refused_before_any_run
     assert capsys.readouterr().err.strip() == (f"syncsim: --baseline {base}: it has sizes 2, not 3: run --devices with "
                                                "the baseline's sizes, or save a new baseline")
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_an_interrupted_bench_keeps_the_sizes_it_finished(tiny: Path, tmp_path: Path) -> None:
+    """Ctrl-C during the second size (while it seeds or runs): bench.json and bench.html hold the first, marked interrupted;
+    no baseline is saved; exit 130 (issue #21)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out, base = tmp_path / "bench", tmp_path / "base.json"
+    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli", "bench", str(tiny), "--devices", "2,300",
+                             "--out", str(out), "--save-baseline", str(base)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stderr is not None
+    seen = ""
+    while "size 300" not in seen:  # the second size starts (seeding, then 300 devices: some seconds)
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    bench = orjson.loads((out / "bench.json").read_bytes())
+    assert bench["interrupted"] == "SIGINT" and [s["devices"] for s in bench["sizes"]] == [2]
+    assert (out / "bench.html").exists() and not base.exists()
+    assert "bench interrupted (SIGINT)" in err

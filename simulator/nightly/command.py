@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         _check_comparable(args.baseline, baseline, load_scenario(args.scenario), sizes)
     _check_outputs(args.out, args.save_baseline)
     bench = run_bench(args.scenario, sizes, args.repeat, args.out, console, _server(args))
+    if bench.interrupted:
+        return _interrupted(bench, sizes, args.out, console)
     findings = compare(bench, baseline, overrides) if baseline else []
     json_path = write_json(bench, args.out / "bench.json", findings)
     html_path = write_html(bench, args.out / "bench.html", findings)
@@ -66,6 +68,17 @@ def run(args: argparse.Namespace) -> int:
     if baseline is None:
         return 0 if all(s.checks_passed for s in bench.sizes) else 1
     return _verdict(findings, bench, console)
+
+
+def _interrupted(bench: Bench, sizes: list[int], out: Path, console: Console) -> int:
+    """A bench stopped early keeps the sizes it finished (bench.json, bench.html); no baseline is saved
+    from it and none is compared. Exit 130 (SIGINT) or 143 (SIGTERM)."""
+    json_path = write_json(bench, out / "bench.json", [])
+    html_path = write_html(bench, out / "bench.html", [])
+    done = ", ".join(str(s.devices) for s in bench.sizes) or "none"
+    console.print(f"[bold yellow]bench interrupted ({bench.interrupted})[/]: sizes done {done} of "
+                  f"{', '.join(map(str, sizes))}, kept in {json_path} and {html_path}; no baseline saved or compared")
+    return 143 if bench.interrupted == "SIGTERM" else 130
 
 
 def _check_comparable(path: Path, baseline: Bench, scenario: Scenario, sizes: list[int]) -> None:

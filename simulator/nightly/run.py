@@ -77,6 +77,7 @@ class Bench:
     sizes: list[SizeResult]
     clock: str = "real"  # "virtual": deterministic runs; a baseline of the other clock is not comparable
     fingerprint: str = ""  # scenario_fingerprint of the scenario file measured ("": an older bench.json)
+    interrupted: str | None = None  # SIGINT or SIGTERM: stopped early; `sizes` are the sizes done
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     machine: dict[str, Any] = field(default_factory=lambda: {
         "python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()})
@@ -86,6 +87,7 @@ class Bench:
 
     def to_dict(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "seed": self.seed, "clock": self.clock, "fingerprint": self.fingerprint,
+                "interrupted": self.interrupted,
                 "created": self.created, "machine": self.machine, "sizes": [s.to_dict() for s in self.sizes]}
 
     @classmethod
@@ -93,7 +95,7 @@ class Bench:
         sizes = [SizeResult(s["devices"], s["runs"], s["saturated"], s["checks_passed"], s.get("wall_s", []))
                  for s in data["sizes"]]
         return cls(data["scenario"], data["seed"], sizes, data.get("clock", "real"), data.get("fingerprint", ""),
-                   data.get("created", ""), data.get("machine", {}))
+                   data.get("interrupted"), data.get("created", ""), data.get("machine", {}))
 
 
 def _duration(seconds: float) -> str:
@@ -120,16 +122,27 @@ def measure(path: Path, devices: int, out: Path, console: Console, label: str,
 
 def run_bench(path: Path, sizes: list[int], repeat: int, out: Path, console: Console,
               server: Where = "virtual") -> Bench:
-    """Every size, `repeat` times, in order; prints progress with the time left."""
+    """Every size, `repeat` times, in order; prints progress with the time left. A Ctrl-C or SIGTERM
+    (during a run, or a Ctrl-C between runs) ends the bench with the sizes done (`Bench.interrupted`)."""
     scenario: Scenario = load_scenario(path)
     results: list[SizeResult] = []
     total, done, spent = len(sizes) * repeat, 0, 0.0
+    interrupted: str | None = None
     for devices in sizes:
+        if interrupted:
+            break
         size = SizeResult(devices)
         for r in range(repeat):
             left = f", about {_duration(spent / done * (total - done))} left" if done else ""
-            summary, took = measure(path, devices, out / f"{devices}-devices" / f"run-{r + 1}", console,
-                                    f"[{done + 1}/{total}{left}] size {devices:,}, run {r + 1}/{repeat}", server)
+            try:
+                summary, took = measure(path, devices, out / f"{devices}-devices" / f"run-{r + 1}", console,
+                                        f"[{done + 1}/{total}{left}] size {devices:,}, run {r + 1}/{repeat}", server)
+            except KeyboardInterrupt:
+                interrupted = "SIGINT"
+                break
+            if summary.get("interrupted"):
+                interrupted = str(summary["interrupted"])
+                break
             size.runs.append(extract(summary))
             size.wall_s.append(round(took, 1))
             size.saturated |= bool(summary.get("generator_saturated"))
@@ -137,9 +150,10 @@ def run_bench(path: Path, sizes: list[int], repeat: int, out: Path, console: Con
             done, spent = done + 1, spent + took
             console.print(f"  done in {took:.0f} s" + ("  [yellow]generator saturated[/]" if summary.get(
                 "generator_saturated") else "") + ("" if size.checks_passed else "  [red]checks FAILED[/]"))
-        results.append(size)
+        if not interrupted:
+            results.append(size)
     return Bench(scenario.name, scenario.seed, results, clock="real" if server != "virtual" else "virtual",
-                 fingerprint=scenario_fingerprint(scenario))
+                 fingerprint=scenario_fingerprint(scenario), interrupted=interrupted)
 
 
 def scenario_fingerprint(scenario: Scenario) -> str:
