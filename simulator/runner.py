@@ -17,7 +17,9 @@ import functools
 import gc
 import io
 import itertools
+import os
 import signal
+import sys
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -49,11 +51,11 @@ from simulator.parts import DevicePart
 from simulator.progress import Progress
 from simulator.protocol.odata import delta_link_version
 from simulator.reports import (
-    FILE_NAMES,
     class_table,
     render_generator,
     render_ledger,
     render_table,
+    report_paths,
     summarize,
     write_records,
     write_summary,
@@ -406,10 +408,9 @@ async def _drive(run: FleetRun, devices: list[Device], scenario: Scenario, progr
                 except asyncio.CancelledError:
                     if interrupt.signal is None:
                         raise
-        if interrupt.signal is not None:
-            return await run.finish_interrupted(watch, interrupt.signal)
-        with interrupt.installed(asyncio.current_task()):  # the quiet period: a first interrupt stops at once
-            return await run.finish(watch)
+                if interrupt.signal is not None:  # still installed: a second signal while it reports exits
+                    return await run.finish_interrupted(watch, interrupt.signal)
+        return await run.finish(watch)  # the quiet period: Python's own Ctrl-C (KeyboardInterrupt, exit 130)
 
 
 INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}
@@ -418,16 +419,17 @@ INTERRUPT_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 class Interrupt:
     """Ctrl-C (SIGINT) or SIGTERM (a CI job's timeout) while devices run: the first one stops the
     devices and the run reports what happened so far, marked interrupted (exit 130 or 143); a second
-    one stops at once (KeyboardInterrupt). Installed on the running loop from the main thread only
+    one, while it reports, exits at once (os._exit: a KeyboardInterrupt raised in the middle of the
+    loop's own work could leave the loop unable to close). Installed on the running loop from the main thread only
     (a run from another thread keeps Python's own handling)."""
 
     def __init__(self) -> None:
         self.signal: str | None = None
 
     @contextlib.contextmanager
-    def installed(self, target: asyncio.Future[Any] | None) -> Iterator[None]:
+    def installed(self, target: asyncio.Future[Any]) -> Iterator[None]:
         loop = asyncio.get_running_loop()
-        if target is None or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
         sigs = [signal.SIGINT, signal.SIGTERM]
@@ -440,8 +442,9 @@ class Interrupt:
                 loop.remove_signal_handler(sig)
 
     def _on(self, name: str, target: asyncio.Future[Any]) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt  # the second one: at once
+        if self.signal is not None:  # the second one: at once, whatever the loop was doing
+            print(f"syncsim: {name} again: stopped at once", file=sys.stderr, flush=True)
+            os._exit(INTERRUPT_EXIT[name])
         self.signal = name
         target.cancel()
 
@@ -756,7 +759,7 @@ def _report(scenario: Scenario, metrics: DevicePart, check: dict[str, Any], ledg
     summary = summarize(metrics.records, metrics.events, extra, first_syncs=metrics.first_syncs)
     out_dir = new_out_dir(out_root, scenario.name)
     unwritten: list[str] = []  # outputs that could not be written (a full disk): said after the verdict
-    paths = {key: out_dir / name for key, name in FILE_NAMES.items()}
+    paths = report_paths(out_dir)
     records_written = _written(unwritten, lambda: write_records(out_dir, metrics.records, metrics.events,
                                                                 metrics.first_syncs, metrics.timeline))
     table = Console(width=LEDGER_TABLE_WIDTH, record=True, file=io.StringIO())

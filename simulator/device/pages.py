@@ -30,7 +30,12 @@ Apply = Callable[[Rows], None]
 
 def row_size(row: dict[str, Any]) -> int:
     """Bytes a row takes on the device: its JSON plus one separator."""
-    return len(orjson.dumps(row)) + 1
+    return row_size_of(orjson.dumps(row))
+
+
+def row_size_of(raw: bytes) -> int:
+    """`row_size` of a row already encoded as `orjson.dumps` writes it."""
+    return len(raw) + 1
 
 
 class PageReader:

@@ -19,7 +19,7 @@ import orjson
 
 from simulator.device.client import ApiClient, SyncFailed, Tally
 from simulator.device.outbox import Op, Outbox
-from simulator.device.pages import PageReader
+from simulator.device.pages import PageReader, row_size_of
 from simulator.device.processing import NO_PROCESSING, Processing
 from simulator.device.store import LocalStore, StorageFull, unpack
 from simulator.device.upload import Outcome, upload_ops
@@ -374,7 +374,7 @@ class PageRows:
                 raw = orjson.dumps(item)
                 self.ids.append(row_id)
                 self.versions.append(version)
-                self.sizes.append(len(raw) + 1)  # pages.row_size
+                self.sizes.append(row_size_of(raw))
                 self.digests.append(row_digest(raw))
                 if file_columns:
                     self.files.append((row_id, [(c, item.get(c), int(item.get(f"{c}_size") or 0))

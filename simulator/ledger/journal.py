@@ -110,7 +110,9 @@ class Journal:
     def _record(self, record: SyncRecord) -> None:
         self.records.append(record)
         self.device_classes.setdefault(record.device, record.user_class)
-        self.record_ops.append((record.device, record.start, record.conflicts, self._answered.pop(record.device, [])))
+        ops = self._answered.pop(record.device, [])
+        if ops or record.conflicts:  # a sync with no answered op and no conflict has nothing to compare
+            self.record_ops.append((record.device, record.start, record.conflicts, ops))
         if record.storage_used_bytes > record.storage_capacity_bytes > 0:
             self.over_quota.append(f"{record.device}: {record.storage_used_bytes:,} bytes used, "
                                    f"capacity {record.storage_capacity_bytes:,}")

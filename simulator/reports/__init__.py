@@ -15,7 +15,7 @@ from simulator.reports.files import (
     write_json,
 )
 from simulator.reports.html import class_table, write_html
-from simulator.reports.output import FILE_NAMES, write_all, write_records, write_summary
+from simulator.reports.output import FILE_NAMES, report_paths, write_all, write_records, write_summary
 from simulator.reports.summary import summarize
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "render_generator",
     "render_ledger",
     "render_table",
+    "report_paths",
     "summarize",
     "write_all",
     "write_csv",

@@ -39,13 +39,18 @@ def write_all(
     return paths
 
 
+def report_paths(out_dir: Path) -> dict[str, Path]:
+    """Every report file of a run in `out_dir`, keyed as `FILE_NAMES`."""
+    return {key: out_dir / name for key, name in FILE_NAMES.items()}
+
+
 def write_records(out_dir: Path, records: Sequence[RecordLike], events: Sequence[EventLike],
                   first_syncs: Sequence[FirstSyncLike] = (), timeline: Sequence[TimelineSample] = ()
                   ) -> dict[str, Path]:
     """The run's records: syncs.csv, first_syncs.csv, events.csv and timeline.csv (first, so the
     ledger can read them back before the summary is written). Returns every path as `FILE_NAMES`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {key: out_dir / name for key, name in FILE_NAMES.items()}
+    paths = report_paths(out_dir)
     write_csv(as_records(records), paths["syncs"])
     write_first_syncs_csv(as_first_syncs(first_syncs), paths["first_syncs"])
     write_events_csv(events, paths["events"])
